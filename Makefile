@@ -1,0 +1,43 @@
+# The two commands: `make run` (fetch, build, serve) and `make test` (every test).
+# Everything else here is what those two call, plus helpers for development.
+
+CARGO ?= cargo
+ASSETS ?= assets
+CONFIG ?= deploy/ferroserve.toml
+
+.PHONY: run test assets build build-release test-rust test-python venv lint fmt bench clean-assets
+
+## Fetch what is missing, build in release, and serve the default model repository.
+run: assets build-release
+	./target/release/ferroserve serve --config $(CONFIG)
+
+## Run every test: unit, model, end-to-end (Rust), and real third-party clients (Python).
+test: assets venv build
+	$(CARGO) test --workspace
+	tests/.venv/bin/python -m pytest -q tests/python
+
+assets:
+	deploy/fetch-assets.sh $(ASSETS)
+
+build:
+	$(CARGO) build --workspace --tests --bins
+
+build-release:
+	$(CARGO) build --release --bin ferroserve
+
+venv:
+	tests/python/setup-venv.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Load test a running server (start it with `make run` in another shell).
+bench:
+	$(CARGO) run --release -p ferroserve-bench -- --protocol http,grpc --concurrency 1,8,32 --requests 2000
+
+clean-assets:
+	rm -rf $(ASSETS)

@@ -1,0 +1,265 @@
+//! `loadgen`: drives a running ferroserve with embedding requests over HTTP (OpenAI `/v1/embeddings`) or
+//! gRPC (`ferroserve.v1.Inference/Embed`) at given concurrency levels, prints throughput and latency
+//! percentiles, and appends one row per run to a Markdown results file with the machine and date.
+//!
+//! ```text
+//! cargo run --release -p ferroserve-bench -- --protocol http,grpc --concurrency 1,8,32 --requests 2000
+//! ```
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use ferroserve_proto::ferroserve::v1::{EmbedRequest, inference_client::InferenceClient};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for ferroserve embeddings (HTTP and gRPC)")]
+struct Args {
+    /// Base URL of the HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    http: String,
+    /// URL of the gRPC API.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// Protocols to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "http,grpc")]
+    protocol: Vec<Protocol>,
+    /// Concurrency levels (clients sending one request at a time each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Requests per run (ignored when --duration is set).
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Run each level for this many seconds instead of a fixed count.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Texts per request.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Model to call.
+    #[arg(long, default_value = "all-MiniLM-L6-v2")]
+    model: String,
+    /// One text per line; the requests cycle through them.
+    #[arg(long, default_value = "tests/data/sentences.txt")]
+    sentences: PathBuf,
+    /// Use only the first N lines (the reference file's first 800 are short).
+    #[arg(long, default_value_t = 800)]
+    first: usize,
+    /// Requests sent before measuring, to warm up.
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+    /// Markdown file to append result rows to; none when empty.
+    #[arg(long, default_value = "benches/RESULTS.md")]
+    results: String,
+    /// A note for the results row (the server's configuration, say).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+#[derive(Clone)]
+enum Client {
+    Http { client: reqwest::Client, url: String },
+    Grpc(InferenceClient<tonic::transport::Channel>),
+}
+
+impl Client {
+    async fn new(protocol: Protocol, args: &Args) -> anyhow::Result<Self> {
+        Ok(match protocol {
+            Protocol::Http => Client::Http {
+                client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
+                url: format!("{}/v1/embeddings", args.http),
+            },
+            Protocol::Grpc => Client::Grpc(InferenceClient::connect(args.grpc.clone()).await.context("gRPC connect")?),
+        })
+    }
+
+    async fn embed(&mut self, model: &str, inputs: Vec<String>) -> anyhow::Result<()> {
+        match self {
+            Client::Http { client, url } => {
+                let r = client.post(url.as_str()).json(&json!({"model": model, "input": inputs})).send().await?;
+                anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
+                r.bytes().await?;
+            }
+            Client::Grpc(c) => {
+                c.embed(EmbedRequest { model: model.into(), inputs, ..Default::default() }).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+/// How long one level runs: a number of requests, or seconds.
+#[derive(Clone, Copy)]
+enum Load {
+    Requests(usize),
+    Seconds(f64),
+}
+
+async fn run_level(client: &Client, args: &Args, texts: Arc<Vec<String>>, concurrency: usize, load: Load) -> Outcome {
+    let next = Arc::new(AtomicUsize::new(0));
+    let (limit, deadline) = match load {
+        Load::Requests(n) => (n, None),
+        Load::Seconds(s) => (usize::MAX, Some(Instant::now() + Duration::from_secs_f64(s))),
+    };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (mut client, texts, next, model) = (client.clone(), texts.clone(), next.clone(), args.model.clone());
+            let batch = args.batch;
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    let inputs = (0..batch).map(|k| texts[(i * batch + k) % texts.len()].clone()).collect();
+                    let t = Instant::now();
+                    match client.embed(&model, inputs).await {
+                        Ok(()) => latencies.push(t.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut outcome = Outcome { latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    for w in workers {
+        if let Ok((l, e)) = w.await {
+            outcome.latencies.extend(l);
+            outcome.errors += e;
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort();
+    outcome
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// CPU model, cores and memory, read from /proc.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB")
+}
+
+/// Today's UTC date as YYYY-MM-DD (civil-from-days, no date crate needed).
+fn today() -> String {
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
+            as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let text =
+        std::fs::read_to_string(&args.sentences).with_context(|| format!("reading {}", args.sentences.display()))?;
+    let texts: Arc<Vec<String>> =
+        Arc::new(text.lines().filter(|l| !l.is_empty()).take(args.first).map(String::from).collect());
+    anyhow::ensure!(!texts.is_empty(), "no sentences in {}", args.sentences.display());
+    let (machine, date) = (machine(), today());
+    println!("machine: {machine}; date: {date}; model: {}; texts/request: {}", args.model, args.batch);
+    println!("| protocol | concurrency | requests | errors | req/s | texts/s | p50 ms | p90 ms | p99 ms |");
+    let mut rows = String::new();
+    for &protocol in &args.protocol {
+        let client = Client::new(protocol, &args).await?;
+        for &concurrency in &args.concurrency {
+            run_level(&client, &args, texts.clone(), concurrency, Load::Requests(args.warmup)).await;
+            let load = args.duration.map_or(Load::Requests(args.requests), Load::Seconds);
+            let o = run_level(&client, &args, texts.clone(), concurrency, load).await;
+            let n = o.latencies.len();
+            let rps = n as f64 / o.elapsed.as_secs_f64();
+            let row = format!(
+                "| {protocol:?} | {concurrency} | {n} | {} | {rps:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                o.errors,
+                rps * args.batch as f64,
+                percentile(&o.latencies, 0.5),
+                percentile(&o.latencies, 0.9),
+                percentile(&o.latencies, 0.99)
+            );
+            println!("{row}");
+            let _ = writeln!(
+                rows,
+                "| {date} | {machine} | {} | {} {row}",
+                args.model,
+                if args.note.is_empty() { "-" } else { &args.note },
+            );
+        }
+    }
+    if !args.results.is_empty() {
+        append_rows(&args.results, &rows)?;
+        println!("appended to {}", args.results);
+    }
+    Ok(())
+}
+
+const HEADER: &str = "| date | machine | model | note | protocol | concurrency | requests | errors | req/s | texts/s | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// Appends rows under the load-generator table of the results file, creating the table when missing.
+fn append_rows(path: &str, rows: &str) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    const TITLE: &str = "## Embedding load (loadgen)\n\n";
+    if !text.contains(TITLE) {
+        if !text.is_empty() && !text.ends_with("\n\n") {
+            text.push('\n');
+        }
+        text.push_str(TITLE);
+        text.push_str(HEADER);
+        text.push_str(rows);
+    } else {
+        // Insert after the last row of that table.
+        let start = text.find(TITLE).unwrap_or(0) + TITLE.len();
+        let end = text[start..].find("\n\n").map(|i| start + i + 1).unwrap_or(text.len());
+        text.insert_str(end, rows);
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}

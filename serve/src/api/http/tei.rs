@@ -1,0 +1,60 @@
+//! Text-Embeddings-Inference-compatible route: `POST /embed`, so TEI clients can switch unchanged.
+//! TEI serves one model, so `model` is optional here and defaults to the first embedding model.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::error::{ApiError, TeiError};
+use super::{AppState, labeled};
+use crate::engine::{EmbedRequest, EngineError};
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbedBody {
+    inputs: Inputs,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn embed(State(state): State<AppState>, body: Result<Json<EmbedBody>, JsonRejection>) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError::from(e))),
+    };
+    let Some(model) = body.model.clone().or_else(|| state.engine.default_embedding_model()) else {
+        let e = ApiError::from(EngineError::ModelNotFound("(default embedding model)".into()));
+        return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError(e)));
+    };
+    let inputs = match body.inputs {
+        Inputs::One(s) => vec![s],
+        Inputs::Many(v) => v,
+    };
+    let req = EmbedRequest {
+        model: model.clone(),
+        inputs,
+        normalize: Some(body.normalize),
+        truncate: body.truncate,
+        dimensions: body.dimensions,
+    };
+    let result = state.engine.embed(req).await.map(|out| Json(out.vectors)).map_err(TeiError::from);
+    labeled(&state.engine, &model, result)
+}

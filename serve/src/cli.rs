@@ -1,0 +1,58 @@
+//! Command-line interface: `ferroserve <subcommand>`. Every `serve` option can also come from an
+//! environment variable (`FERROSERVE_*`) or the TOML config file; a flag beats the environment, which
+//! beats the file, which beats the built-in default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferroserve", version, about = "Serve machine-learning models over REST and gRPC")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the model repository and serve it over HTTP and gRPC until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// Options of `ferroserve serve`. Unset options fall back to the config file, then to defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (see deploy/ferroserve.toml for every key).
+    #[arg(long, env = "FERROSERVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API (REST: OpenAI, TEI, health, metrics) [default: 127.0.0.1:8080].
+    #[arg(long, env = "FERROSERVE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Address of the gRPC API [default: 127.0.0.1:50051].
+    #[arg(long, env = "FERROSERVE_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Folder with one `<model>.toml` per served model [default: deploy/model-repository].
+    #[arg(long, env = "FERROSERVE_MODEL_REPOSITORY")]
+    pub model_repository: Option<PathBuf>,
+    /// Largest HTTP request body in bytes; larger bodies get 413 [default: 2097152].
+    #[arg(long, env = "FERROSERVE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most texts one request may carry [default: 2048].
+    #[arg(long, env = "FERROSERVE_MAX_CLIENT_BATCH_SIZE")]
+    pub max_client_batch_size: Option<usize>,
+    /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM [default: 30].
+    #[arg(long, env = "FERROSERVE_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}

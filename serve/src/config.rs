@@ -1,0 +1,125 @@
+//! Server configuration: the `[server]` table of the TOML file merged with env vars and flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cli::{LogFormat, ServeArgs};
+
+/// Everything `serve` needs to start, after merging file, environment and flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub model_repository: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_client_batch_size: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            model_repository: PathBuf::from("deploy/model-repository"),
+            max_body_bytes: 2 * 1024 * 1024,
+            max_client_batch_size: 2048,
+            shutdown_grace_secs: 30,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerConfig,
+}
+
+impl ServerConfig {
+    /// Reads the config file named by `args` (if any) and applies the flags and env vars on top.
+    /// A relative `model_repository` in the file is taken relative to the file's folder.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        let ServeArgs {
+            config: _,
+            http_addr,
+            grpc_addr,
+            model_repository,
+            max_body_bytes,
+            max_client_batch_size,
+            shutdown_grace_secs,
+            log_format,
+        } = args.clone();
+        override_with(&mut config.http_addr, http_addr);
+        override_with(&mut config.grpc_addr, grpc_addr);
+        override_with(&mut config.model_repository, model_repository);
+        override_with(&mut config.max_body_bytes, max_body_bytes);
+        override_with(&mut config.max_client_batch_size, max_client_batch_size);
+        override_with(&mut config.shutdown_grace_secs, shutdown_grace_secs);
+        override_with(&mut config.log_format, log_format);
+        anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
+        anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let file: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let mut config = file.server;
+        if config.model_repository.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.model_repository = base.join(&config.model_repository);
+        }
+        Ok(config)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+fn override_with<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("ferroserve-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.toml");
+        std::fs::write(
+            &file,
+            "[server]\nhttp_addr = \"0.0.0.0:9000\"\nmodel_repository = \"repo\"\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs { config: Some(file), max_body_bytes: Some(20), ..Default::default() };
+        let c = ServerConfig::load(&args).unwrap();
+        assert_eq!(c.http_addr.port(), 9000);
+        assert_eq!(c.grpc_addr.port(), 50051);
+        assert_eq!(c.model_repository, dir.join("repo"));
+        assert_eq!(c.max_body_bytes, 20);
+
+        std::fs::write(dir.join("bad.toml"), "[server]\nhttp_adr = \"x\"\n").unwrap();
+        let args = ServeArgs { config: Some(dir.join("bad.toml")), ..Default::default() };
+        let err = format!("{:#}", ServerConfig::load(&args).unwrap_err());
+        assert!(err.contains("http_adr"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! Embedding requests: validation, tokenization, submission to the model's lanes, and the per-request
+//! post-processing (dimension truncation, normalization) that does not depend on the backend.
+
+use ferroserve_models::pooling::l2_normalize;
+use futures::future::try_join_all;
+
+use super::{Engine, EngineError, ServedModel};
+
+/// One embedding call, as every transport describes it.
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub inputs: Vec<String>,
+    /// `None`: the model's default.
+    pub normalize: Option<bool>,
+    pub truncate: bool,
+    /// Keep only the first N dimensions (Matryoshka-style), renormalizing when normalizing.
+    pub dimensions: Option<usize>,
+}
+
+/// Vectors in input order, and the tokens they cost.
+#[derive(Debug, Clone)]
+pub struct EmbedOutput {
+    pub model: String,
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
+}
+
+impl Engine {
+    /// Embeds every input of `req` with its model.
+    pub async fn embed(&self, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
+        let model = self.ready_model(&req.model)?;
+        let result = self.embed_with(&model, req).await;
+        model.record_outcome(&result);
+        result
+    }
+
+    async fn embed_with(&self, model: &ServedModel, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
+        self.validate(model, &req)?;
+        let ids = model
+            .info
+            .tokenizer
+            .encode(&req.inputs, req.truncate)
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let prompt_tokens = ids.iter().map(Vec::len).sum();
+
+        let chunks = model.queue.submit_chunked(ids)?;
+        let mut vectors: Vec<Vec<f32>> = try_join_all(chunks).await?.into_iter().flatten().collect();
+
+        let normalize = req.normalize.unwrap_or(model.info.normalize);
+        for v in &mut vectors {
+            if let Some(d) = req.dimensions {
+                v.truncate(d);
+            }
+            if normalize {
+                l2_normalize(v);
+            }
+        }
+        metrics::counter!("ferroserve_input_tokens_total", "model" => model.name.clone())
+            .increment(prompt_tokens as u64);
+        Ok(EmbedOutput { model: model.name.clone(), vectors, prompt_tokens })
+    }
+
+    fn validate(&self, model: &ServedModel, req: &EmbedRequest) -> Result<(), EngineError> {
+        let invalid = |m: String| Err(EngineError::InvalidInput(m));
+        if req.inputs.is_empty() {
+            return invalid("input is empty: send at least one text".into());
+        }
+        if req.inputs.len() > self.limits.max_client_batch_size {
+            return invalid(format!(
+                "{} inputs in one request; the limit is {} (max_client_batch_size)",
+                req.inputs.len(),
+                self.limits.max_client_batch_size
+            ));
+        }
+        if let Some(i) = req.inputs.iter().position(|t| t.is_empty()) {
+            return invalid(format!("input {i} is an empty string"));
+        }
+        if let Some(d) = req.dimensions {
+            let max = model.info.dimensions;
+            if d == 0 || d > max {
+                return invalid(format!("dimensions must be between 1 and {max} for model {:?}, got {d}", model.name));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! Errors the engine returns to transports. Each transport maps them to its own status codes in one place
+//! (`api::http::error`, `api::grpc::status`).
+
+use std::time::Duration;
+
+use ferroserve_models::InputTooLong;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("model {0:?} is not served here; GET /v1/models lists the models")]
+    ModelNotFound(String),
+    #[error("model {model:?} is still loading; retry shortly")]
+    ModelLoading { model: String },
+    #[error("model {model:?} failed to load: {reason}")]
+    ModelFailed { model: String, reason: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    InputTooLong(#[from] InputTooLong),
+    #[error("model {model:?} is overloaded: its queue is full; retry after {}ms", retry_after.as_millis())]
+    Overloaded { model: String, retry_after: Duration },
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// A short, stable name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::ModelNotFound(_) => "model_not_found",
+            EngineError::ModelLoading { .. } => "model_loading",
+            EngineError::ModelFailed { .. } => "model_failed",
+            EngineError::InvalidInput(_) => "invalid_input",
+            EngineError::InputTooLong(_) => "input_too_long",
+            EngineError::Overloaded { .. } => "overloaded",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::Internal(_) => "internal",
+        }
+    }
+}

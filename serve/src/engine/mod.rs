@@ -1,0 +1,165 @@
+//! The engine: the one place that owns served models and answers requests. Transports (HTTP, gRPC) are thin
+//! adapters over it. Models load in the background so the process is live (and `/health` answers) at once
+//! and becomes ready when every model has loaded.
+
+mod embeddings;
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ferroserve_models::{EmbedderInfo, ModelConfig, Task, load_embedder};
+
+use crate::batching::{BatchQueue, LaneSpec};
+
+pub use embeddings::{EmbedOutput, EmbedRequest};
+pub use error::EngineError;
+
+/// Request limits that apply to every model.
+#[derive(Debug, Clone)]
+pub struct EngineLimits {
+    pub max_client_batch_size: usize,
+}
+
+/// A loaded model and the queue its lanes pull from.
+pub struct ServedModel {
+    pub name: String,
+    pub config: ModelConfig,
+    pub info: EmbedderInfo,
+    queue: BatchQueue,
+}
+
+impl ServedModel {
+    fn record_outcome<T>(&self, result: &Result<T, EngineError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!("ferroserve_model_requests_total", "model" => self.name.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// Where a model is in its life.
+#[derive(Clone)]
+pub enum ModelState {
+    Loading,
+    Ready(Arc<ServedModel>),
+    Failed(String),
+}
+
+/// A model as listed to clients.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub name: String,
+    pub task: Task,
+    pub backend: String,
+    pub ready: bool,
+    pub dimensions: Option<usize>,
+    pub max_input_tokens: Option<usize>,
+}
+
+pub struct Engine {
+    models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
+    limits: EngineLimits,
+}
+
+impl Engine {
+    /// An engine that will serve `configs`; call [`Engine::load_all`] to load them.
+    pub fn new(configs: Vec<ModelConfig>, limits: EngineLimits) -> Arc<Self> {
+        let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
+        Arc::new(Engine { models: RwLock::new(models), limits })
+    }
+
+    /// Loads every model, one after another, on blocking threads. A model that fails to load is marked
+    /// failed (and logged); the others still serve.
+    pub async fn load_all(self: &Arc<Self>) {
+        let configs: Vec<ModelConfig> = self.read().values().map(|(c, _)| c.clone()).collect();
+        for config in configs {
+            let name = config.name.clone();
+            let started = Instant::now();
+            let loaded = tokio::task::spawn_blocking(move || load_model(config)).await;
+            let state = match loaded {
+                Ok(Ok(model)) => {
+                    tracing::info!(model = %name, secs = started.elapsed().as_secs_f32(), "model ready");
+                    ModelState::Ready(Arc::new(model))
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(model = %name, error = %e, "model failed to load");
+                    ModelState::Failed(e.to_string())
+                }
+                Err(e) => ModelState::Failed(format!("loader panicked: {e}")),
+            };
+            if let Some(entry) = self.write().get_mut(&name) {
+                entry.1 = state;
+            }
+        }
+    }
+
+    /// True once every model has finished loading successfully.
+    pub fn is_ready(&self) -> bool {
+        self.read().values().all(|(_, s)| matches!(s, ModelState::Ready(_)))
+    }
+
+    /// True when `name` is a model of this server (loaded or not). Used to keep metric labels bounded.
+    pub fn has_model(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    /// Every configured model, in name order.
+    pub fn list_models(&self) -> Vec<ModelSummary> {
+        self.read()
+            .values()
+            .map(|(config, state)| {
+                let ready = match state {
+                    ModelState::Ready(m) => Some(m),
+                    _ => None,
+                };
+                ModelSummary {
+                    name: config.name.clone(),
+                    task: config.task,
+                    backend: format!("{:?}", config.backend).to_lowercase(),
+                    ready: ready.is_some(),
+                    dimensions: ready.map(|m| m.info.dimensions),
+                    max_input_tokens: ready.map(|m| m.info.tokenizer.limit()),
+                }
+            })
+            .collect()
+    }
+
+    /// The name of the first embedding model, for APIs whose requests may omit the model (TEI).
+    pub fn default_embedding_model(&self) -> Option<String> {
+        self.read().values().find(|(c, _)| c.task == Task::Embedding).map(|(c, _)| c.name.clone())
+    }
+
+    fn ready_model(&self, name: &str) -> Result<Arc<ServedModel>, EngineError> {
+        match self.read().get(name) {
+            None => Err(EngineError::ModelNotFound(name.to_string())),
+            Some((_, ModelState::Loading)) => Err(EngineError::ModelLoading { model: name.to_string() }),
+            Some((_, ModelState::Failed(reason))) => {
+                Err(EngineError::ModelFailed { model: name.to_string(), reason: reason.clone() })
+            }
+            Some((_, ModelState::Ready(m))) => Ok(m.clone()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (ModelConfig, ModelState)>> {
+        self.models.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (ModelConfig, ModelState)>> {
+        self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn load_model(config: ModelConfig) -> Result<ServedModel, ferroserve_models::ModelError> {
+    let info = EmbedderInfo::load(&config)?;
+    let mut lanes = Vec::with_capacity(config.lanes.len());
+    for (i, lane) in config.lanes.iter().enumerate() {
+        let embedder = load_embedder(&config, &info, &lane.device)?;
+        lanes.push(LaneSpec { name: format!("{}-{i}", lane.device), embedder });
+    }
+    let queue = BatchQueue::start(&config.name, &config.batching, lanes);
+    Ok(ServedModel { name: config.name.clone(), config, info, queue })
+}

@@ -1,0 +1,19 @@
+//! ferroserve: one process that serves machine-learning models over REST (axum) and gRPC (tonic).
+//!
+//! Layout: `api` (transports) → `engine` (models, requests) → `batching` (queues, lanes) → the
+//! `ferroserve_models` crate (backends). `cli` and `config` turn flags, env and files into a
+//! [`config::ServerConfig`]; `server` wires it all together.
+
+pub mod api;
+pub mod batching;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod server;
+pub mod telemetry;
+
+/// Worker threads of the async runtime: they only parse, route and encode, so a few suffice; compute
+/// runs on lane threads.
+pub fn runtime_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4)
+}

@@ -1,0 +1,32 @@
+//! The `ferroserve` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferroserve::cli::{Cli, Command};
+use ferroserve::config::ServerConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::load(&args)?;
+    ferroserve::telemetry::init_tracing(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(ferroserve::runtime_workers())
+        .thread_name("ferroserve-io")
+        .enable_all()
+        .build()?;
+    runtime.block_on(ferroserve::server::run(config))
+}

@@ -1,0 +1,97 @@
+//! `ferroserve serve`: loads the model repository, serves HTTP and gRPC in one process, and shuts down
+//! gracefully on SIGINT/SIGTERM (stop accepting, let in-flight requests finish within the grace period).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ferroserve_models::repository::read_repository;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{grpc, http};
+use crate::config::ServerConfig;
+use crate::engine::{Engine, EngineLimits};
+use crate::telemetry;
+
+/// Runs the server until a shutdown signal, then drains.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let configs = read_repository(&config.model_repository)
+        .with_context(|| format!("reading model repository {}", config.model_repository.display()))?;
+    anyhow::ensure!(
+        !configs.is_empty(),
+        "model repository {} has no *.toml model configs",
+        config.model_repository.display()
+    );
+    log_thread_budget(&configs);
+
+    let engine = Engine::new(configs, EngineLimits { max_client_batch_size: config.max_client_batch_size });
+    let prometheus = telemetry::init_metrics();
+
+    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
+    let grpc_listener =
+        grpc::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+    tracing::info!(http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "listening");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let loader = engine.clone();
+    tokio::spawn(async move { loader.load_all().await });
+
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
+    let app = http::router(state, config.max_body_bytes);
+    let http_server = axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grpc_server = grpc::serve(engine, grpc_listener, config.max_body_bytes, shutdown.clone());
+
+    let servers = async { tokio::try_join!(async { http_server.await.context("HTTP server") }, grpc_server) };
+    tokio::pin!(servers);
+    tokio::select! {
+        result = &mut servers => { result?; }
+        _ = shutdown.cancelled() => {
+            tracing::info!(grace_secs = config.shutdown_grace_secs, "shutting down: finishing in-flight requests");
+            match tokio::time::timeout(config.shutdown_grace(), &mut servers).await {
+                Ok(result) => { result?; }
+                Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+    shutdown.cancel();
+}
+
+/// Says at start-up how the machine's cores are shared between the async runtime and compute.
+fn log_thread_budget(configs: &[ferroserve_models::ModelConfig]) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let lanes: usize = configs.iter().map(|c| c.lanes.len()).sum();
+    tracing::info!(
+        cores,
+        tokio_workers = crate::runtime_workers(),
+        lanes,
+        compute_threads = ferroserve_models::compute_threads(),
+        "thread budget: lanes are dedicated threads; each CPU forward pass uses the compute pool"
+    );
+}

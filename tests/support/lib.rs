@@ -1,0 +1,133 @@
+//! Starts the real `ferroserve` binary on free loopback ports for end-to-end tests, and stops it.
+//!
+//! The binary is `$FERROSERVE_BIN`, else `target/debug/ferroserve` (built by `make test` before the tests
+//! run). The server's log goes to `target/e2e-logs/`, named in failure messages.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("FERROSERVE_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/debug/ferroserve"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub http: String,
+    /// `http://127.0.0.1:PORT` of the gRPC listener.
+    pub grpc: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts the default model repository with `extra` flags and waits until `/ready` says 200.
+    pub async fn start(extra: &[&str]) -> Server {
+        let server = Server::spawn(extra);
+        server.wait_ready(Duration::from_secs(120)).await;
+        server
+    }
+
+    /// Starts without waiting for readiness.
+    pub fn spawn(extra: &[&str]) -> Server {
+        let (http_port, grpc_port) = (free_port(), free_port());
+        let logs = repo_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let log = logs.join(format!("server-{http_port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let bin = binary();
+        assert!(bin.exists(), "{} is missing: run `cargo build --bin ferroserve` (make test does)", bin.display());
+        let child = Command::new(&bin)
+            .arg("serve")
+            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+            .arg("--model-repository")
+            .arg(repo_root().join("deploy/model-repository"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start ferroserve");
+        Server {
+            child,
+            http: format!("http://127.0.0.1:{http_port}"),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            log,
+        }
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(format!("{}/ready", self.http)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server not ready in {timeout:?}; log: {}", self.log.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "server did not exit in {timeout:?}; log: {}", self.log.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+/// Reads a JSON array of floats.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+pub const MODEL: &str = "all-MiniLM-L6-v2";
