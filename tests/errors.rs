@@ -102,7 +102,7 @@ async fn bad_rest_requests_get_clear_errors() {
 
 #[tokio::test]
 async fn bad_grpc_requests_get_clear_statuses() {
-    let server = Server::start(&["--max-client-batch-size", "64"]).await;
+    let server = Server::start(&["--max-client-batch-size", "64", "--max-body-bytes", "65536"]).await;
     let mut client = InferenceClient::connect(server.grpc.clone()).await.unwrap();
     let req = |model: &str, inputs: Vec<String>| EmbedRequest { model: model.into(), inputs, ..Default::default() };
     let cases = [

@@ -12,9 +12,57 @@ async fn grpc_health_reports_serving_once_ready() {
     let channel = tonic::transport::Channel::from_shared(server.grpc.clone()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "ferroserve.v1.Inference"] {
+        // Watch streams the current status, then every change: SERVING must come (right after /ready).
+        let mut updates = health.watch(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        let serving = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(update) = updates.message().await.unwrap() {
+                if update.status() == ServingStatus::Serving {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(serving.await.unwrap(), "service {service:?} never reported SERVING");
         let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(r.status(), ServingStatus::Serving, "service {service:?}");
     }
+    let r = health.check(HealthCheckRequest { service: "no.such.Service".into() }).await.unwrap_err();
+    assert_eq!(r.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn grpc_reflection_lists_and_describes_services() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let server = Server::start(&[]).await;
+    let channel = tonic::transport::Channel::from_shared(server.grpc.clone()).unwrap().connect().await.unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let ask = |m: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(m) };
+    let requests = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol("ferroserve.v1.Inference".into())),
+    ];
+    let mut responses = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["ferroserve.v1.Inference", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected file descriptors")
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    let text = String::from_utf8_lossy(&files.file_descriptor_proto[0]);
+    assert!(text.contains("EmbedStream") && text.contains("ferroserve/v1/inference.proto"));
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use ferroserve_models::repository::read_repository;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
     let app = http::router(state, config.max_body_bytes);
+    // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add latency per call.
+    let http_listener = http_listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let http_server = axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grpc_server = grpc::serve(engine, grpc_listener, config.max_body_bytes, shutdown.clone());
 

@@ -1,6 +1,8 @@
 //! Embedding requests: validation, tokenization, submission to the model's lanes, and the per-request
 //! post-processing (dimension truncation, normalization) that does not depend on the backend.
 
+use std::sync::Arc;
+
 use ferroserve_models::pooling::l2_normalize;
 use futures::future::try_join_all;
 
@@ -35,21 +37,18 @@ impl Engine {
         result
     }
 
-    async fn embed_with(&self, model: &ServedModel, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
+    async fn embed_with(&self, model: &Arc<ServedModel>, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
         self.validate(model, &req)?;
-        let ids = model
-            .info
-            .tokenizer
-            .encode(&req.inputs, req.truncate)
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        let EmbedRequest { inputs, normalize, truncate, dimensions, .. } = req;
+        let ids = tokenize(model, inputs, truncate).await?;
         let prompt_tokens = ids.iter().map(Vec::len).sum();
 
         let chunks = model.queue.submit_chunked(ids)?;
         let mut vectors: Vec<Vec<f32>> = try_join_all(chunks).await?.into_iter().flatten().collect();
 
-        let normalize = req.normalize.unwrap_or(model.info.normalize);
+        let normalize = normalize.unwrap_or(model.info.normalize);
         for v in &mut vectors {
-            if let Some(d) = req.dimensions {
+            if let Some(d) = dimensions {
                 v.truncate(d);
             }
             if normalize {
@@ -84,4 +83,21 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Requests with more text than this are tokenized on a blocking thread, so they never stall the async
+/// workers; smaller ones are tokenized in place, which is cheaper than the hop.
+const INLINE_TOKENIZE_BYTES: usize = 16 * 1024;
+
+async fn tokenize(model: &Arc<ServedModel>, inputs: Vec<String>, truncate: bool) -> Result<Vec<Vec<u32>>, EngineError> {
+    let run = move |model: &ServedModel, inputs: &[String]| {
+        Ok(model.info.tokenizer.encode(inputs, truncate).map_err(|e| EngineError::Internal(e.to_string()))??)
+    };
+    if inputs.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
+        return run(model, &inputs);
+    }
+    let model = model.clone();
+    tokio::task::spawn_blocking(move || run(&model, &inputs))
+        .await
+        .map_err(|e| EngineError::Internal(format!("tokenizer task failed: {e}")))?
 }

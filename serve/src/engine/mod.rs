@@ -63,13 +63,15 @@ pub struct ModelSummary {
 pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
     limits: EngineLimits,
+    /// True once every model has loaded; watched by the gRPC health reporter.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
     /// An engine that will serve `configs`; call [`Engine::load_all`] to load them.
     pub fn new(configs: Vec<ModelConfig>, limits: EngineLimits) -> Arc<Self> {
         let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
-        Arc::new(Engine { models: RwLock::new(models), limits })
+        Arc::new(Engine { models: RwLock::new(models), limits, ready: tokio::sync::watch::Sender::new(false) })
     }
 
     /// Loads every model, one after another, on blocking threads. A model that fails to load is marked
@@ -95,6 +97,12 @@ impl Engine {
                 entry.1 = state;
             }
         }
+        self.ready.send_replace(self.is_ready());
+    }
+
+    /// A receiver that turns true once every model has loaded.
+    pub fn watch_ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// True once every model has finished loading successfully.
