@@ -70,19 +70,39 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
-/// Batching and queueing limits of one model.
+/// Batching, queueing and scheduling of one model. Defaults suit a small CPU machine.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingConfig {
-    /// Most sequences one forward pass takes.
+    /// Most sequences in one forward pass (a lane may set its own).
     pub max_batch_size: usize,
-    /// Most batches waiting for a lane; past it requests are refused at once (429).
+    /// Most padded tokens in one forward pass: longest sequence × sequences (a lane may set its own).
+    pub max_batch_tokens: usize,
+    /// How long a batch that is not full may wait for more requests, in milliseconds. 0: a free lane
+    /// takes what is queued at once (requests still batch while lanes are busy).
+    pub max_queue_delay_ms: u64,
+    /// Most sequences waiting; a request that does not fit is refused at once (429 / RESOURCE_EXHAUSTED).
+    /// A request larger than this is admitted only into an empty queue.
     pub max_queue_size: usize,
+    /// Number of priority levels; requests say 0 (served first) to `priority_levels - 1`.
+    pub priority_levels: u8,
+    /// Priority of requests that do not say one.
+    pub default_priority: u8,
+    /// Deadline of requests that do not say one, in milliseconds; 0: none.
+    pub default_timeout_ms: u64,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        BatchingConfig { max_batch_size: 32, max_queue_size: 256 }
+        BatchingConfig {
+            max_batch_size: 32,
+            max_batch_tokens: 16_384,
+            max_queue_delay_ms: 0,
+            max_queue_size: 1024,
+            priority_levels: 3,
+            default_priority: 1,
+            default_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -91,6 +111,14 @@ impl Default for BatchingConfig {
 #[serde(deny_unknown_fields)]
 pub struct LaneConfig {
     pub device: DeviceSpec,
+    /// CPU threads of this lane's forward passes; by default the cores are shared out between CPU lanes.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// This lane's own batch limits (a GPU lane takes larger batches than a CPU lane).
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
+    #[serde(default)]
+    pub max_batch_tokens: Option<usize>,
 }
 
 /// A model as the repository describes it.
@@ -124,7 +152,7 @@ pub struct ModelConfig {
 }
 
 fn default_lanes() -> Vec<LaneConfig> {
-    vec![LaneConfig { device: DeviceSpec::Cpu }]
+    vec![LaneConfig { device: DeviceSpec::Cpu, threads: None, max_batch_size: None, max_batch_tokens: None }]
 }
 
 impl ModelConfig {
@@ -142,8 +170,22 @@ impl ModelConfig {
         if self.name.is_empty() || self.name.contains(char::is_whitespace) {
             return Err(format!("name {:?} must be non-empty and without spaces", self.name));
         }
-        if self.batching.max_batch_size == 0 || self.batching.max_queue_size == 0 {
-            return Err("batching.max_batch_size and batching.max_queue_size must be at least 1".into());
+        let b = &self.batching;
+        if b.max_batch_size == 0 || b.max_queue_size == 0 || b.max_batch_tokens == 0 {
+            return Err("batching.max_batch_size, max_batch_tokens and max_queue_size must be at least 1".into());
+        }
+        if b.priority_levels == 0 || b.default_priority >= b.priority_levels {
+            return Err(format!(
+                "batching.default_priority ({}) must be below batching.priority_levels ({})",
+                b.default_priority, b.priority_levels
+            ));
+        }
+        if self
+            .lanes
+            .iter()
+            .any(|l| l.threads == Some(0) || l.max_batch_size == Some(0) || l.max_batch_tokens == Some(0))
+        {
+            return Err("lane threads, max_batch_size and max_batch_tokens must be at least 1".into());
         }
         if self.lanes.is_empty() {
             return Err("at least one lane is needed".into());

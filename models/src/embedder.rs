@@ -62,14 +62,45 @@ impl EmbedderInfo {
     }
 }
 
-/// Loads one lane's copy of the model on `device`.
+/// Loads one lane's copy of the model on `device`. On the CPU, `threads` is the size of the lane's own
+/// compute pool (lanes never share one, so they cannot oversubscribe each other).
 pub fn load_embedder(
     config: &ModelConfig,
     info: &EmbedderInfo,
     device: &DeviceSpec,
+    threads: usize,
 ) -> Result<Box<dyn Embedder>, ModelError> {
-    match config.backend {
-        Backend::Candle => Ok(Box::new(CandleBert::load(config, info.pooling, device)?)),
+    let embedder: Box<dyn Embedder> = match config.backend {
+        Backend::Candle => Box::new(CandleBert::load(config, info.pooling, device)?),
+    };
+    match device {
+        DeviceSpec::Cpu => Ok(Box::new(OnPool::new(embedder, threads, &config.name)?)),
+        DeviceSpec::Cuda(_) => Ok(embedder),
+    }
+}
+
+/// Runs an embedder's forward passes on a thread pool of its own.
+struct OnPool {
+    inner: Box<dyn Embedder>,
+    pool: rayon::ThreadPool,
+}
+
+impl OnPool {
+    fn new(inner: Box<dyn Embedder>, threads: usize, model: &str) -> Result<Self, ModelError> {
+        let name = model.to_string();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(move |i| format!("{name}-compute-{i}"))
+            .build()
+            .map_err(|e| ModelError::Backend(format!("cannot start {threads} compute threads: {e}")))?;
+        Ok(OnPool { inner, pool })
+    }
+}
+
+impl Embedder for OnPool {
+    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let inner = &mut self.inner;
+        self.pool.install(|| inner.embed(batch))
     }
 }
 

@@ -15,8 +15,3 @@ pub use embedder::{Embedder, EmbedderInfo, load_embedder};
 pub use error::ModelError;
 pub use pooling::Pooling;
 pub use tokenizer::{InputTooLong, TextTokenizer};
-
-/// Threads one CPU forward pass may use (Candle's pool: `RAYON_NUM_THREADS`, else every core).
-pub fn compute_threads() -> usize {
-    candle_core::utils::get_num_threads()
-}

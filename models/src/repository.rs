@@ -42,7 +42,7 @@ mod tests {
         assert_eq!(configs.len(), 1);
         assert_eq!(configs[0].path, dir.join("ckpt"));
         assert_eq!(configs[0].batching.max_batch_size, 4);
-        assert_eq!(configs[0].batching.max_queue_size, 256);
+        assert_eq!(configs[0].batching.max_queue_size, 1024);
 
         std::fs::write(dir.join("b.toml"), "name = \"a\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = \"x\"\n")
             .unwrap();

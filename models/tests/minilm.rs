@@ -25,7 +25,7 @@ fn minilm_config() -> ModelConfig {
 fn embed(texts: &[String]) -> Vec<Vec<f32>> {
     let config = minilm_config();
     let info = EmbedderInfo::load(&config).unwrap();
-    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu).unwrap();
+    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap();
     let ids = info.tokenizer.encode(texts, false).unwrap().unwrap();
     let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let mut out = model.embed(&seqs).unwrap();

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM [default: 30].
     #[arg(long, env = "FERROSERVE_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Worker threads of the async runtime (I/O only; compute runs on lane threads) [default: cores / 4, at
+    /// least 1].
+    #[arg(long, env = "FERROSERVE_IO_THREADS")]
+    pub io_threads: Option<usize>,
     /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub max_client_batch_size: usize,
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
+    /// `None`: see [`crate::threads::ThreadBudget`].
+    pub io_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +34,7 @@ impl Default for ServerConfig {
             max_client_batch_size: 2048,
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
+            io_threads: None,
         }
     }
 }
@@ -60,6 +63,7 @@ impl ServerConfig {
             max_client_batch_size,
             shutdown_grace_secs,
             log_format,
+            io_threads,
         } = args.clone();
         override_with(&mut config.http_addr, http_addr);
         override_with(&mut config.grpc_addr, grpc_addr);
@@ -68,8 +72,12 @@ impl ServerConfig {
         override_with(&mut config.max_client_batch_size, max_client_batch_size);
         override_with(&mut config.shutdown_grace_secs, shutdown_grace_secs);
         override_with(&mut config.log_format, log_format);
+        if io_threads.is_some() {
+            config.io_threads = io_threads;
+        }
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
+        anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
         Ok(config)
     }
 

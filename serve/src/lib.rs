@@ -11,9 +11,4 @@ pub mod config;
 pub mod engine;
 pub mod server;
 pub mod telemetry;
-
-/// Worker threads of the async runtime: they only parse, route and encode, so a few suffice; compute
-/// runs on lane threads.
-pub fn runtime_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4)
-}
+pub mod threads;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferroserve::cli::{Cli, Command};
 use ferroserve::config::ServerConfig;
+use ferroserve::threads::ThreadBudget;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,10 +24,14 @@ fn main() -> ExitCode {
 fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args)?;
     ferroserve::telemetry::init_tracing(config.log_format);
+    let models = ferroserve::server::read_models(&config)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let budget = ThreadBudget::plan(&models, config.io_threads, cores);
+    budget.log();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(ferroserve::runtime_workers())
+        .worker_threads(budget.io_threads)
         .thread_name("ferroserve-io")
         .enable_all()
         .build()?;
-    runtime.block_on(ferroserve::server::run(config))
+    runtime.block_on(ferroserve::server::run(config, models, budget))
 }

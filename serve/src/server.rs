@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use ferroserve_models::ModelConfig;
 use ferroserve_models::repository::read_repository;
 use tokio_util::sync::CancellationToken;
 
@@ -12,19 +13,20 @@ use crate::api::{grpc, http};
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineLimits};
 use crate::telemetry;
+use crate::threads::ThreadBudget;
+
+/// Reads the model repository the config names; at least one model is needed.
+pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelConfig>> {
+    let dir = &config.model_repository;
+    let models = read_repository(dir).with_context(|| format!("reading model repository {}", dir.display()))?;
+    anyhow::ensure!(!models.is_empty(), "model repository {} has no *.toml model configs", dir.display());
+    Ok(models)
+}
 
 /// Runs the server until a shutdown signal, then drains.
-pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
-    let configs = read_repository(&config.model_repository)
-        .with_context(|| format!("reading model repository {}", config.model_repository.display()))?;
-    anyhow::ensure!(
-        !configs.is_empty(),
-        "model repository {} has no *.toml model configs",
-        config.model_repository.display()
-    );
-    log_thread_budget(&configs);
-
-    let engine = Engine::new(configs, EngineLimits { max_client_batch_size: config.max_client_batch_size });
+pub async fn run(config: ServerConfig, models: Vec<ModelConfig>, budget: ThreadBudget) -> anyhow::Result<()> {
+    let limits = EngineLimits { max_client_batch_size: config.max_client_batch_size };
+    let engine = Engine::new(models, limits, budget);
     let prometheus = telemetry::init_metrics();
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -88,17 +90,4 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = term => tracing::info!("SIGTERM received"),
     }
     shutdown.cancel();
-}
-
-/// Says at start-up how the machine's cores are shared between the async runtime and compute.
-fn log_thread_budget(configs: &[ferroserve_models::ModelConfig]) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let lanes: usize = configs.iter().map(|c| c.lanes.len()).sum();
-    tracing::info!(
-        cores,
-        tokio_workers = crate::runtime_workers(),
-        lanes,
-        compute_threads = ferroserve_models::compute_threads(),
-        "thread budget: lanes are dedicated threads; each CPU forward pass uses the compute pool"
-    );
 }

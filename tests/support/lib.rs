@@ -39,6 +39,13 @@ impl Server {
         server
     }
 
+    /// Starts with its own model repository (see [`repository_with`]).
+    pub async fn start_with_repository(repository: &std::path::Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--model-repository", repository.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Server::start(&args).await
+    }
+
     /// Starts without waiting for readiness.
     pub fn spawn(extra: &[&str]) -> Server {
         let (http_port, grpc_port) = (free_port(), free_port());
@@ -52,8 +59,11 @@ impl Server {
             .arg("serve")
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
-            .arg("--model-repository")
-            .arg(repo_root().join("deploy/model-repository"))
+            .args(if extra.contains(&"--model-repository") {
+                vec![]
+            } else {
+                vec!["--model-repository".to_string(), default_repo()]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -115,6 +125,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn default_repo() -> String {
+    repo_root().join("deploy/model-repository").display().to_string()
+}
+
+/// Writes a model repository serving MiniLM as [`MODEL`] with the given `[batching]` keys and lane tables,
+/// into a fresh folder under `target/`, and returns the folder.
+pub fn repository_with(name: &str, batching: &str, lanes: &str) -> PathBuf {
+    let dir = repo_root().join("target/e2e-repos").join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("repository dir");
+    let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
+    let toml = format!(
+        "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n\n[batching]\n{batching}\n\n{lanes}\n",
+        checkpoint.display().to_string()
+    );
+    std::fs::write(dir.join("model.toml"), toml).expect("model config");
+    dir
+}
+
+/// Reads one sample of a Prometheus text exposition: the value of the line that starts with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
 /// Cosine similarity.

@@ -2,9 +2,9 @@
 //! post-processing (dimension truncation, normalization) that does not depend on the backend.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferroserve_models::pooling::l2_normalize;
-use futures::future::try_join_all;
 
 use super::{Engine, EngineError, ServedModel};
 
@@ -18,6 +18,10 @@ pub struct EmbedRequest {
     pub truncate: bool,
     /// Keep only the first N dimensions (Matryoshka-style), renormalizing when normalizing.
     pub dimensions: Option<usize>,
+    /// 0 is served first; `None`: the model's default.
+    pub priority: Option<u8>,
+    /// Give up (and never compute) after this long; `None`: the model's default timeout.
+    pub timeout: Option<Duration>,
 }
 
 /// Vectors in input order, and the tokens they cost.
@@ -26,6 +30,9 @@ pub struct EmbedOutput {
     pub model: String,
     pub vectors: Vec<Vec<f32>>,
     pub prompt_tokens: usize,
+    /// Time waiting for a lane, and in forward passes (see [`crate::batching::Embedded`]).
+    pub queue_time: Duration,
+    pub compute_time: Duration,
 }
 
 impl Engine {
@@ -39,12 +46,24 @@ impl Engine {
 
     async fn embed_with(&self, model: &Arc<ServedModel>, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
         self.validate(model, &req)?;
-        let EmbedRequest { inputs, normalize, truncate, dimensions, .. } = req;
+        let EmbedRequest { inputs, normalize, truncate, dimensions, priority, timeout, .. } = req;
+        let batching = &model.config.batching;
+        let timeout =
+            timeout.or((batching.default_timeout_ms > 0).then(|| Duration::from_millis(batching.default_timeout_ms)));
+        let deadline = timeout.map(|t| Instant::now() + t);
         let ids = tokenize(model, inputs, truncate).await?;
         let prompt_tokens = ids.iter().map(Vec::len).sum();
 
-        let chunks = model.queue.submit_chunked(ids)?;
-        let mut vectors: Vec<Vec<f32>> = try_join_all(chunks).await?.into_iter().flatten().collect();
+        let pending = model.queue.submit(ids, priority.unwrap_or(batching.default_priority), deadline)?;
+        // At the deadline the caller gets its answer even if no lane is free yet; the queue then drops
+        // the abandoned sequences before compute.
+        let embedded = match deadline {
+            Some(d) => {
+                tokio::time::timeout_at(d.into(), pending).await.map_err(|_| EngineError::DeadlineExceeded)??
+            }
+            None => pending.await?,
+        };
+        let mut vectors = embedded.vectors;
 
         let normalize = normalize.unwrap_or(model.info.normalize);
         for v in &mut vectors {
@@ -57,7 +76,13 @@ impl Engine {
         }
         metrics::counter!("ferroserve_input_tokens_total", "model" => model.name.clone())
             .increment(prompt_tokens as u64);
-        Ok(EmbedOutput { model: model.name.clone(), vectors, prompt_tokens })
+        Ok(EmbedOutput {
+            model: model.name.clone(),
+            vectors,
+            prompt_tokens,
+            queue_time: embedded.queue_time,
+            compute_time: embedded.compute_time,
+        })
     }
 
     fn validate(&self, model: &ServedModel, req: &EmbedRequest) -> Result<(), EngineError> {

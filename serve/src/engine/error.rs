@@ -19,6 +19,8 @@ pub enum EngineError {
     InputTooLong(#[from] InputTooLong),
     #[error("model {model:?} is overloaded: its queue is full; retry after {}ms", retry_after.as_millis())]
     Overloaded { model: String, retry_after: Duration },
+    #[error("the request's deadline passed before it was served")]
+    DeadlineExceeded,
     #[error("server is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -35,6 +37,7 @@ impl EngineError {
             EngineError::InvalidInput(_) => "invalid_input",
             EngineError::InputTooLong(_) => "input_too_long",
             EngineError::Overloaded { .. } => "overloaded",
+            EngineError::DeadlineExceeded => "deadline_exceeded",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::Internal(_) => "internal",
         }

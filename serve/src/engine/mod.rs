@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use ferroserve_models::{EmbedderInfo, ModelConfig, Task, load_embedder};
 
-use crate::batching::{BatchQueue, LaneSpec};
+use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
+use crate::threads::ThreadBudget;
 
 pub use embeddings::{EmbedOutput, EmbedRequest};
 pub use error::EngineError;
@@ -63,15 +64,17 @@ pub struct ModelSummary {
 pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
     limits: EngineLimits,
+    budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
     ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
     /// An engine that will serve `configs`; call [`Engine::load_all`] to load them.
-    pub fn new(configs: Vec<ModelConfig>, limits: EngineLimits) -> Arc<Self> {
+    pub fn new(configs: Vec<ModelConfig>, limits: EngineLimits, budget: ThreadBudget) -> Arc<Self> {
         let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
-        Arc::new(Engine { models: RwLock::new(models), limits, ready: tokio::sync::watch::Sender::new(false) })
+        let ready = tokio::sync::watch::Sender::new(false);
+        Arc::new(Engine { models: RwLock::new(models), limits, budget, ready })
     }
 
     /// Loads every model, one after another, on blocking threads. A model that fails to load is marked
@@ -81,7 +84,8 @@ impl Engine {
         for config in configs {
             let name = config.name.clone();
             let started = Instant::now();
-            let loaded = tokio::task::spawn_blocking(move || load_model(config)).await;
+            let budget = self.budget.clone();
+            let loaded = tokio::task::spawn_blocking(move || load_model(config, &budget)).await;
             let state = match loaded {
                 Ok(Ok(model)) => {
                     tracing::info!(model = %name, secs = started.elapsed().as_secs_f32(), "model ready");
@@ -161,12 +165,19 @@ impl Engine {
     }
 }
 
-fn load_model(config: ModelConfig) -> Result<ServedModel, ferroserve_models::ModelError> {
+fn load_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ferroserve_models::ModelError> {
     let info = EmbedderInfo::load(&config)?;
     let mut lanes = Vec::with_capacity(config.lanes.len());
     for (i, lane) in config.lanes.iter().enumerate() {
-        let embedder = load_embedder(&config, &info, &lane.device)?;
-        lanes.push(LaneSpec { name: format!("{}-{i}", lane.device), embedder });
+        let threads = budget.lane_threads(lane);
+        let embedder = load_embedder(&config, &info, &lane.device, threads)?;
+        let limits = BatchLimits {
+            max_batch_size: lane.max_batch_size.unwrap_or(config.batching.max_batch_size),
+            max_batch_tokens: lane.max_batch_tokens.unwrap_or(config.batching.max_batch_tokens),
+        };
+        let name = format!("{}-{i}", lane.device);
+        tracing::info!(model = %config.name, lane = %name, threads, ?limits, "lane loaded");
+        lanes.push(LaneSpec { name, limits, embedder });
     }
     let queue = BatchQueue::start(&config.name, &config.batching, lanes);
     Ok(ServedModel { name: config.name.clone(), config, info, queue })

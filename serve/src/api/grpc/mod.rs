@@ -2,6 +2,7 @@
 //! server reflection (so `grpcurl` works without the proto files).
 
 mod native;
+mod scheduling;
 mod status;
 
 use std::net::SocketAddr;

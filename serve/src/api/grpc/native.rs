@@ -10,6 +10,7 @@ use ferroserve_proto::ferroserve::v1::{
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::scheduling::CallOptions;
 use super::status::to_status;
 use crate::engine::{self, Engine, EngineError};
 
@@ -26,20 +27,33 @@ impl NativeService {
         NativeService { engine }
     }
 
-    async fn embed_one(&self, req: EmbedRequest) -> Result<EmbedResponse, Status> {
+    /// Runs one request; returns the response and its (queue, inference) times in milliseconds.
+    async fn embed_one(&self, req: EmbedRequest, call: &CallOptions) -> Result<(EmbedResponse, [f64; 2]), Status> {
         let started = Instant::now();
         let model = req.model.clone();
         let request_id = req.request_id.clone();
-        let result = self.engine.embed(to_engine(req)).await;
+        let (priority, timeout) = call.for_message(req.priority, req.timeout_ms)?;
+        let request = engine::EmbedRequest {
+            model: req.model,
+            inputs: req.inputs,
+            normalize: req.normalize,
+            truncate: req.truncate,
+            dimensions: req.dimensions.map(|d| d as usize),
+            priority,
+            timeout,
+        };
+        let result = self.engine.embed(request).await;
         self.observe("Embed", &model, &result, started);
         let out = result.map_err(to_status)?;
-        Ok(EmbedResponse {
+        let times = [out.queue_time.as_secs_f64() * 1000.0, out.compute_time.as_secs_f64() * 1000.0];
+        let response = EmbedResponse {
             model: out.model,
             embeddings: out.vectors.into_iter().map(|values| pb::Embedding { values }).collect(),
             prompt_tokens: u32::try_from(out.prompt_tokens).unwrap_or(u32::MAX),
             request_id,
             error: None,
-        })
+        };
+        Ok((response, times))
     }
 
     fn observe<T>(&self, method: &'static str, model: &str, result: &Result<T, EngineError>, started: Instant) {
@@ -55,22 +69,20 @@ impl NativeService {
     }
 }
 
-fn to_engine(req: EmbedRequest) -> engine::EmbedRequest {
-    engine::EmbedRequest {
-        model: req.model,
-        inputs: req.inputs,
-        normalize: req.normalize,
-        truncate: req.truncate,
-        dimensions: req.dimensions.map(|d| d as usize),
-    }
-}
-
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Inference for NativeService {
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
-        self.embed_one(request.into_inner()).await.map(Response::new)
+        let call = CallOptions::from_metadata(request.metadata())?;
+        let (body, [queue_ms, inference_ms]) = self.embed_one(request.into_inner(), &call).await?;
+        let mut response = Response::new(body);
+        for (key, ms) in [("x-queue-time", queue_ms), ("x-inference-time", inference_ms)] {
+            if let Ok(value) = format!("{ms:.3}").parse() {
+                response.metadata_mut().insert(key, value);
+            }
+        }
+        Ok(response)
     }
 
     type EmbedStreamStream = EmbedStreamOut;
@@ -80,6 +92,7 @@ impl Inference for NativeService {
         request: Request<Streaming<EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let service = self.clone();
+        let call = CallOptions::from_metadata(request.metadata())?;
         let responses = request
             .into_inner()
             .map(move |item| {
@@ -87,8 +100,8 @@ impl Inference for NativeService {
                 async move {
                     let req = item?;
                     let request_id = req.request_id.clone();
-                    Ok(match service.embed_one(req).await {
-                        Ok(resp) => resp,
+                    Ok(match service.embed_one(req, &call).await {
+                        Ok((resp, _)) => resp,
                         Err(status) => EmbedResponse {
                             request_id,
                             error: Some(pb::Error {

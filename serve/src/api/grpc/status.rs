@@ -9,6 +9,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::ModelNotFound(_) => Code::NotFound,
         EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => Code::InvalidArgument,
         EngineError::Overloaded { .. } => Code::ResourceExhausted,
+        EngineError::DeadlineExceeded => Code::DeadlineExceeded,
         EngineError::ModelLoading { .. } | EngineError::ShuttingDown => Code::Unavailable,
         EngineError::ModelFailed { .. } | EngineError::Internal(_) => Code::Internal,
     };

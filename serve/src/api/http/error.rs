@@ -38,6 +38,7 @@ impl From<EngineError> for ApiError {
             EngineError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EngineError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             EngineError::ModelLoading { .. } | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::ModelFailed { .. } | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -103,7 +104,7 @@ impl<E: Into<ApiError>> From<E> for TeiError {
 impl IntoResponse for TeiError {
     fn into_response(mut self) -> Response {
         let error_type = match self.0.kind {
-            "overloaded" => "Overloaded",
+            "overloaded" | "deadline_exceeded" => "Overloaded",
             "model_loading" | "shutting_down" => "Unhealthy",
             "internal" | "model_failed" => "Backend",
             _ if self.0.status == StatusCode::NOT_FOUND => "NotFound",

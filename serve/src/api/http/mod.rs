@@ -2,6 +2,7 @@
 
 mod error;
 mod openai;
+mod scheduling;
 mod tei;
 
 use std::sync::Arc;

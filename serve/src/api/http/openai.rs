@@ -3,12 +3,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, OpenAiError};
+use super::scheduling::{Scheduling, Timed, timing_headers};
 use super::{AppState, labeled};
 use crate::engine::{EmbedOutput, EmbedRequest};
 
@@ -23,6 +25,10 @@ pub struct EmbeddingsRequest {
     #[serde(default)]
     #[allow(dead_code)]
     user: Option<String>,
+    /// ferroserve extension: 0 is served first (also header `x-ferroserve-priority`).
+    priority: Option<u8>,
+    /// ferroserve extension: give up after this many milliseconds (also `x-ferroserve-timeout-ms`).
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -75,6 +81,7 @@ fn texts(input: Value) -> Result<Vec<String>, ApiError> {
 
 pub async fn embeddings(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<EmbeddingsRequest>, JsonRejection>,
 ) -> Response {
     let req = match body {
@@ -82,17 +89,30 @@ pub async fn embeddings(
         Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(OpenAiError::from(e))),
     };
     let model = req.model.clone();
-    let result = embed(&state, req).await;
+    let result = embed(&state, &headers, req).await;
     labeled(&state.engine, &model, result)
 }
 
-async fn embed(state: &AppState, req: EmbeddingsRequest) -> Result<Json<EmbeddingsResponse>, OpenAiError> {
+async fn embed(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: EmbeddingsRequest,
+) -> Result<Timed<EmbeddingsResponse>, OpenAiError> {
+    let scheduling = Scheduling::from_request(headers, req.priority, req.timeout_ms)?;
     let inputs = texts(req.input)?;
     let out = state
         .engine
-        .embed(EmbedRequest { model: req.model, inputs, normalize: None, truncate: false, dimensions: req.dimensions })
+        .embed(EmbedRequest {
+            model: req.model,
+            inputs,
+            normalize: None,
+            truncate: false,
+            dimensions: req.dimensions,
+            priority: scheduling.priority,
+            timeout: scheduling.timeout,
+        })
         .await?;
-    Ok(Json(to_response(out, req.encoding_format)))
+    Ok((timing_headers(&out), Json(to_response(out, req.encoding_format))))
 }
 
 fn to_response(out: EmbedOutput, format: EncodingFormat) -> EmbeddingsResponse {

@@ -4,10 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::error::{ApiError, TeiError};
+use super::scheduling::{Scheduling, timing_headers};
 use super::{AppState, labeled};
 use crate::engine::{EmbedRequest, EngineError};
 
@@ -29,13 +31,23 @@ pub struct EmbedBody {
     truncate: bool,
     #[serde(default)]
     dimensions: Option<usize>,
+    /// 0 is served first (also header `x-ferroserve-priority`).
+    #[serde(default)]
+    priority: Option<u8>,
+    /// Give up after this many milliseconds (also header `x-ferroserve-timeout-ms`).
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 fn yes() -> bool {
     true
 }
 
-pub async fn embed(State(state): State<AppState>, body: Result<Json<EmbedBody>, JsonRejection>) -> Response {
+pub async fn embed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<EmbedBody>, JsonRejection>,
+) -> Response {
     let body = match body {
         Ok(Json(b)) => b,
         Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError::from(e))),
@@ -43,6 +55,10 @@ pub async fn embed(State(state): State<AppState>, body: Result<Json<EmbedBody>, 
     let Some(model) = body.model.clone().or_else(|| state.engine.default_embedding_model()) else {
         let e = ApiError::from(EngineError::ModelNotFound("(default embedding model)".into()));
         return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError(e)));
+    };
+    let scheduling = match Scheduling::from_request(&headers, body.priority, body.timeout_ms) {
+        Ok(s) => s,
+        Err(e) => return labeled(&state.engine, &model, Err::<Json<()>, _>(TeiError(e))),
     };
     let inputs = match body.inputs {
         Inputs::One(s) => vec![s],
@@ -54,7 +70,10 @@ pub async fn embed(State(state): State<AppState>, body: Result<Json<EmbedBody>, 
         normalize: Some(body.normalize),
         truncate: body.truncate,
         dimensions: body.dimensions,
+        priority: scheduling.priority,
+        timeout: scheduling.timeout,
     };
-    let result = state.engine.embed(req).await.map(|out| Json(out.vectors)).map_err(TeiError::from);
+    let result =
+        state.engine.embed(req).await.map(|out| (timing_headers(&out), Json(out.vectors))).map_err(TeiError::from);
     labeled(&state.engine, &model, result)
 }

@@ -1,0 +1,62 @@
+//! Lane threads: each owns one model copy on one device, takes batches sized for itself from the model's
+//! queue, runs them, and hands each sequence's vector back to its request.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferroserve_models::Embedder;
+
+use super::Shared;
+use super::queue::{BatchLimits, Item};
+use crate::engine::EngineError;
+
+pub(super) struct LaneWorker {
+    pub name: String,
+    pub embedder: Box<dyn Embedder>,
+    pub limits: BatchLimits,
+    pub shared: Arc<Shared>,
+}
+
+impl LaneWorker {
+    pub fn run(mut self) {
+        tracing::info!(model = %self.shared.model, lane = %self.name, limits = ?self.limits, "lane started");
+        while let Some(batch) = self.shared.take_batch(self.limits) {
+            self.run_batch(batch);
+        }
+        tracing::info!(model = %self.shared.model, lane = %self.name, "lane stopped");
+    }
+
+    fn run_batch(&mut self, batch: Vec<Item>) {
+        let started = Instant::now();
+        let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        let padded_tokens = seqs.iter().map(|s| s.len()).max().unwrap_or(0) * seqs.len();
+        let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed(&seqs)));
+        let ended = Instant::now();
+        let elapsed = ended - started;
+
+        let labels = [("model", self.shared.model.clone()), ("lane", self.name.clone())];
+        metrics::histogram!("ferroserve_batch_size", &labels).record(batch.len() as f64);
+        metrics::histogram!("ferroserve_batch_tokens", &labels).record(padded_tokens as f64);
+        metrics::histogram!("ferroserve_compute_time_seconds", &labels).record(elapsed.as_secs_f64());
+        metrics::counter!("ferroserve_lane_busy_microseconds_total", &labels).increment(elapsed.as_micros() as u64);
+        metrics::counter!("ferroserve_lane_sequences_total", &labels).increment(batch.len() as u64);
+        self.shared.record_batch(&self.name, batch.len(), elapsed);
+
+        let failure = match result {
+            Ok(Ok(vectors)) if vectors.len() == batch.len() => {
+                for (item, vector) in batch.iter().zip(vectors) {
+                    item.request.complete(item.slot, vector, started, ended);
+                }
+                return;
+            }
+            Ok(Ok(vectors)) => format!("model returned {} vectors for {} inputs", vectors.len(), batch.len()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the model panicked on this batch".to_string(),
+        };
+        tracing::error!(model = %self.shared.model, lane = %self.name, error = %failure, "batch failed");
+        for item in &batch {
+            item.request.fail(EngineError::Internal(failure.clone()));
+        }
+    }
+}
