@@ -1,8 +1,12 @@
 //! BERT-family encoders on Candle, read from a Hugging Face checkpoint (config.json + safetensors).
+//!
+//! The encoder layers are Candle's; the embeddings and the attention mask are ours: upstream builds the
+//! mask from `f32::MIN`, which becomes −inf in F16/BF16 and turns padded rows into NaN (0 · −inf). A
+//! finite −10000, as the original BERT used, gives the same F32 results and works in half precision.
 
-use candle_core::{Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
+use candle_transformers::models::bert::{BertEncoder, Config};
 
 use crate::config::{DType, DeviceSpec, ModelConfig};
 use crate::embedder::{Embedder, read_json};
@@ -11,10 +15,38 @@ use crate::pooling::Pooling;
 
 /// A BERT encoder with its pooling, owned by one lane.
 pub struct CandleBert {
-    model: BertModel,
+    embeddings: Embeddings,
+    encoder: BertEncoder,
+    dtype: candle_core::DType,
     pooling: Pooling,
     pad_id: u32,
     device: Device,
+}
+
+/// Word + position + token-type embeddings, then LayerNorm.
+struct Embeddings {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
+        Ok(Embeddings {
+            words: embedding(c.vocab_size, c.hidden_size, vb.pp("word_embeddings"))?,
+            positions: embedding(c.max_position_embeddings, c.hidden_size, vb.pp("position_embeddings"))?,
+            token_types: embedding(c.type_vocab_size, c.hidden_size, vb.pp("token_type_embeddings"))?,
+            norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor, token_types: &Tensor) -> candle_core::Result<Tensor> {
+        let seq_len = ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq_len as u32, ids.device())?;
+        let x = (self.words.forward(ids)? + self.token_types.forward(token_types)?)?;
+        self.norm.forward(&x.broadcast_add(&self.positions.forward(&positions)?)?)
+    }
 }
 
 impl CandleBert {
@@ -24,6 +56,8 @@ impl CandleBert {
         let device = candle_device(device)?;
         let dtype = match config.dtype {
             DType::F32 => candle_core::DType::F32,
+            DType::F16 => candle_core::DType::F16,
+            DType::Bf16 => candle_core::DType::BF16,
         };
         let weights = config.weights_path();
         if !weights.exists() {
@@ -32,14 +66,20 @@ impl CandleBert {
         // SAFETY: the weight file is memory-mapped read-only; ferroserve never writes model files while
         // serving them, and the mapping lives as long as the tensors built from it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &device)? };
-        let model = BertModel::load(vb, &bert_config)?;
-        Ok(Self::from_model(model, pooling, bert_config.pad_token_id as u32))
+        Ok(Self::from_var_builder(vb, &bert_config, pooling)?)
     }
 
-    /// Wraps a model that is already built (tests build tiny random ones).
-    pub fn from_model(model: BertModel, pooling: Pooling, pad_id: u32) -> Self {
-        let device = model.device.clone();
-        CandleBert { model, pooling, pad_id, device }
+    /// Builds the model from weights (under an optional `bert.` prefix, as in BertModel checkpoints).
+    pub fn from_var_builder(vb: VarBuilder, config: &Config, pooling: Pooling) -> candle_core::Result<Self> {
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        Ok(CandleBert {
+            embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
+            encoder: BertEncoder::load(vb.pp("encoder"), config)?,
+            dtype: vb.dtype(),
+            pooling,
+            pad_id: config.pad_token_id as u32,
+            device: vb.device().clone(),
+        })
     }
 }
 
@@ -74,8 +114,12 @@ impl Embedder for CandleBert {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
         let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        Ok(self.pooling.apply(&hidden, &mask)?.to_vec2::<f32>()?)
+        let hidden = self.embeddings.forward(&ids, &token_types)?;
+        // (1 − mask) · −10000, shaped batch × 1 × 1 × seq to broadcast over heads and query positions.
+        let additive = ((mask.to_dtype(self.dtype)?.affine(-1.0, 1.0)? * -10_000.0)?).unsqueeze(1)?.unsqueeze(1)?;
+        let hidden = self.encoder.forward(&hidden, &additive)?;
+        let pooled = self.pooling.apply(&hidden, &mask)?;
+        Ok(pooled.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
     }
 }
 
@@ -84,7 +128,8 @@ mod tests {
     use super::*;
     use candle_nn::VarMap;
 
-    fn tiny_bert() -> CandleBert {
+    /// One tiny random BERT, in each of `dtypes` (the same weights, converted).
+    fn tiny_berts(dtypes: &[candle_core::DType]) -> Vec<CandleBert> {
         let config = Config {
             vocab_size: 50,
             hidden_size: 16,
@@ -96,13 +141,21 @@ mod tests {
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
-        let model = BertModel::load(vb, &config).unwrap();
-        CandleBert::from_model(model, Pooling::Mean, 0)
+        CandleBert::from_var_builder(vb, &config, Pooling::Mean).unwrap();
+        let data = varmap.data().lock().unwrap();
+        dtypes
+            .iter()
+            .map(|&dtype| {
+                let tensors = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().to_dtype(dtype).unwrap())).collect();
+                let vb = VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
+                CandleBert::from_var_builder(vb, &config, Pooling::Mean).unwrap()
+            })
+            .collect()
     }
 
     #[test]
     fn padding_does_not_change_a_sequence_vector() {
-        let mut bert = tiny_bert();
+        let mut bert = tiny_berts(&[candle_core::DType::F32]).remove(0);
         let short: &[u32] = &[1, 5, 7, 2];
         let long: &[u32] = &[1, 9, 8, 7, 6, 5, 4, 3, 2];
         let alone = bert.embed(&[short]).unwrap();
@@ -113,5 +166,23 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert!(bert.embed(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn half_precision_with_padding_has_no_nan_and_matches_f32() {
+        let short: &[u32] = &[1, 5, 7, 2];
+        let long: &[u32] = &[1, 9, 8, 7, 6, 5, 4, 3, 2];
+        let dtypes = [candle_core::DType::F32, candle_core::DType::F16, candle_core::DType::BF16];
+        let mut models = tiny_berts(&dtypes);
+        let f32s = models[0].embed(&[long, short]).unwrap();
+        for (model, dtype) in models.iter_mut().zip(dtypes).skip(1) {
+            let halves = model.embed(&[long, short]).unwrap();
+            for (h, f) in halves.iter().zip(&f32s) {
+                assert!(h.iter().all(|x| x.is_finite()), "{dtype:?}: {h:?}");
+                let dot: f32 = h.iter().zip(f).map(|(a, b)| a * b).sum();
+                let norms = h.iter().map(|x| x * x).sum::<f32>().sqrt() * f.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!(dot / norms > 0.99, "{dtype:?} cosine {}", dot / norms);
+            }
+        }
     }
 }

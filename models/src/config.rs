@@ -31,6 +31,9 @@ pub enum Backend {
 pub enum DType {
     #[default]
     F32,
+    /// Half precision weights and compute: for GPUs (on AVX2 CPUs it is slower than F32).
+    F16,
+    Bf16,
 }
 
 /// Where a lane runs: `cpu`, or `cuda:N` in builds with the `cuda` feature.

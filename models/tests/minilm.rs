@@ -80,3 +80,25 @@ fn input_limit_is_enforced_or_applied() {
     assert_eq!(ids[0].len(), 256);
     assert_eq!(ids[0].last(), Some(&102), "truncation keeps [SEP]");
 }
+
+#[test]
+fn f16_matches_the_reference_without_nan() {
+    let mut config = minilm_config();
+    config.dtype = ferroserve_models::DType::F16;
+    let info = EmbedderInfo::load(&config).unwrap();
+    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/data/minilm_reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let items = reference["items"].as_array().unwrap();
+    let texts: Vec<String> = items.iter().map(|i| i["text"].as_str().unwrap().to_string()).collect();
+    let ids = info.tokenizer.encode(&texts, false).unwrap().unwrap();
+    let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let ours = model.embed(&seqs).unwrap();
+    for (item, got) in items.iter().zip(&ours) {
+        assert!(got.iter().all(|x| x.is_finite()), "NaN for {:?}", item["text"]);
+        let want: Vec<f32> =
+            item["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let c = cosine(got, &want);
+        assert!(c >= 0.999, "F16 cosine {c} for {:?}", item["text"]);
+    }
+}
