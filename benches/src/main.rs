@@ -56,6 +56,13 @@ struct Args {
     /// Markdown file to append result rows to; none when empty.
     #[arg(long, default_value = "benches/RESULTS.md")]
     results: String,
+    /// Open loop: send this many requests per second whatever the answers (needs --duration); the
+    /// concurrency levels are ignored. For overload tests.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The server's process id: its peak resident memory (VmHWM) goes into the results.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// A note for the results row (the server's configuration, say).
     #[arg(long, default_value = "")]
     note: String,
@@ -84,25 +91,85 @@ impl Client {
         })
     }
 
-    async fn embed(&mut self, model: &str, inputs: Vec<String>) -> anyhow::Result<()> {
+    /// Sends one request; `Ok(false)` when the server refused it as overloaded (429 / RESOURCE_EXHAUSTED).
+    async fn embed(&mut self, model: &str, inputs: Vec<String>) -> anyhow::Result<bool> {
         match self {
             Client::Http { client, url } => {
                 let r = client.post(url.as_str()).json(&json!({"model": model, "input": inputs})).send().await?;
+                if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    return Ok(false);
+                }
                 anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
                 r.bytes().await?;
             }
             Client::Grpc(c) => {
-                c.embed(EmbedRequest { model: model.into(), inputs, ..Default::default() }).await?;
+                match c.embed(EmbedRequest { model: model.into(), inputs, ..Default::default() }).await {
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => return Ok(false),
+                    r => r?,
+                };
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Sends one request and files the result.
+    async fn send(&mut self, model: &str, inputs: Vec<String>, outcome: &mut Outcome) {
+        let t = Instant::now();
+        match self.embed(model, inputs).await {
+            Ok(true) => outcome.latencies.push(t.elapsed()),
+            Ok(false) => outcome.rejected += 1,
+            Err(_) => outcome.errors += 1,
+        }
     }
 }
 
+#[derive(Default)]
 struct Outcome {
+    /// Of the requests answered with success.
     latencies: Vec<Duration>,
     errors: usize,
+    rejected: usize,
     elapsed: Duration,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.rejected += other.rejected;
+    }
+}
+
+fn inputs(texts: &[String], i: usize, batch: usize) -> Vec<String> {
+    (0..batch).map(|k| texts[(i * batch + k) % texts.len()].clone()).collect()
+}
+
+/// Open loop: one request every 1/rate seconds for `seconds`, whatever the answers.
+async fn run_open(client: &Client, args: &Args, texts: Arc<Vec<String>>, rate: f64, seconds: f64) -> Outcome {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut i = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        tick.tick().await;
+        let (mut client, model, inputs) = (client.clone(), args.model.clone(), inputs(&texts, i, args.batch));
+        tasks.spawn(async move {
+            let mut outcome = Outcome::default();
+            client.send(&model, inputs, &mut outcome).await;
+            outcome
+        });
+        i += 1;
+    }
+    let mut outcome = Outcome::default();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(o) = done {
+            outcome.merge(o);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort();
+    outcome
 }
 
 /// How long one level runs: a number of requests, or seconds.
@@ -124,28 +191,22 @@ async fn run_level(client: &Client, args: &Args, texts: Arc<Vec<String>>, concur
             let (mut client, texts, next, model) = (client.clone(), texts.clone(), next.clone(), args.model.clone());
             let batch = args.batch;
             tokio::spawn(async move {
-                let (mut latencies, mut errors) = (Vec::new(), 0);
+                let mut outcome = Outcome::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
-                    let inputs = (0..batch).map(|k| texts[(i * batch + k) % texts.len()].clone()).collect();
-                    let t = Instant::now();
-                    match client.embed(&model, inputs).await {
-                        Ok(()) => latencies.push(t.elapsed()),
-                        Err(_) => errors += 1,
-                    }
+                    client.send(&model, inputs(&texts, i, batch), &mut outcome).await;
                 }
-                (latencies, errors)
+                outcome
             })
         })
         .collect();
-    let mut outcome = Outcome { latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut outcome = Outcome::default();
     for w in workers {
-        if let Ok((l, e)) = w.await {
-            outcome.latencies.extend(l);
-            outcome.errors += e;
+        if let Ok(o) = w.await {
+            outcome.merge(o);
         }
     }
     outcome.elapsed = started.elapsed();
@@ -177,7 +238,16 @@ fn machine() -> String {
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0 / 1024.0)
         .unwrap_or(0.0);
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB")
+    let gpu = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .filter(|name| !name.is_empty())
+        .map(|name| format!(", GPU {name}"))
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB{gpu}")
 }
 
 /// Today's UTC date as YYYY-MM-DD (civil-from-days, no date crate needed).
@@ -207,19 +277,33 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!texts.is_empty(), "no sentences in {}", args.sentences.display());
     let (machine, date) = (machine(), today());
     println!("machine: {machine}; date: {date}; model: {}; texts/request: {}", args.model, args.batch);
-    println!("| protocol | concurrency | requests | errors | req/s | texts/s | p50 ms | p90 ms | p99 ms |");
+    println!(
+        "| protocol | concurrency | ok | errors | rejected | req/s | texts/s | p50 ms | p90 ms | p99 ms | peak RSS |"
+    );
+    let levels: Vec<String> = match args.rate {
+        Some(rate) => vec![format!("open {rate}/s")],
+        None => args.concurrency.iter().map(usize::to_string).collect(),
+    };
     let mut rows = String::new();
     for &protocol in &args.protocol {
         let client = Client::new(protocol, &args).await?;
-        for &concurrency in &args.concurrency {
+        for (level, &concurrency) in levels.iter().zip(args.concurrency.iter().chain(std::iter::repeat(&1))) {
             run_level(&client, &args, texts.clone(), concurrency, Load::Requests(args.warmup)).await;
-            let load = args.duration.map_or(Load::Requests(args.requests), Load::Seconds);
-            let o = run_level(&client, &args, texts.clone(), concurrency, load).await;
+            let o = match (args.rate, args.duration) {
+                (Some(rate), Some(secs)) => run_open(&client, &args, texts.clone(), rate, secs).await,
+                (Some(_), None) => anyhow::bail!("--rate needs --duration"),
+                (None, d) => {
+                    let load = d.map_or(Load::Requests(args.requests), Load::Seconds);
+                    run_level(&client, &args, texts.clone(), concurrency, load).await
+                }
+            };
             let n = o.latencies.len();
             let rps = n as f64 / o.elapsed.as_secs_f64();
+            let rss = args.server_pid.and_then(peak_rss_mib).map_or("-".to_string(), |m| format!("{m:.0}"));
             let row = format!(
-                "| {protocol:?} | {concurrency} | {n} | {} | {rps:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                "| {protocol:?} | {level} | {n} | {} | {} | {rps:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {rss} |",
                 o.errors,
+                o.rejected,
                 rps * args.batch as f64,
                 percentile(&o.latencies, 0.5),
                 percentile(&o.latencies, 0.9),
@@ -241,7 +325,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-const HEADER: &str = "| date | machine | model | note | protocol | concurrency | requests | errors | req/s | texts/s | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+const HEADER: &str = "| date | machine | model | note | protocol | concurrency | ok | errors | rejected | req/s | texts/s | p50 ms | p90 ms | p99 ms | server peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
 
 /// Appends rows under the load-generator table of the results file, creating the table when missing.
 fn append_rows(path: &str, rows: &str) -> anyhow::Result<()> {

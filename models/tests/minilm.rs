@@ -96,8 +96,7 @@ fn f16_matches_the_reference_without_nan() {
     let ours = model.embed(&seqs).unwrap();
     for (item, got) in items.iter().zip(&ours) {
         assert!(got.iter().all(|x| x.is_finite()), "NaN for {:?}", item["text"]);
-        let want: Vec<f32> =
-            item["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         let c = cosine(got, &want);
         assert!(c >= 0.999, "F16 cosine {c} for {:?}", item["text"]);
     }

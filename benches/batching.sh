@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Dynamic batching on this machine, one run, appended to benches/RESULTS.md:
+#   1. batching on (max_batch_size 32) versus off (max_batch_size 1) at concurrency 1, 4, 16, 64;
+#   2. 10x overload: an open loop at ten times the throughput measured in step 1 (requests refused with
+#      429, p99 of the admitted ones, the server's peak RSS).
+# Usage: benches/batching.sh   (after `make build-release`; uses target/release/{ferroserve,loadgen})
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/ferroserve
+loadgen=target/release/loadgen
+requests=${REQUESTS:-1000}
+repo=$(mktemp -d)
+ckpt=$(realpath assets/all-MiniLM-L6-v2)
+
+serve() { # max_batch_size max_queue_size -> starts the server, sets $server
+  printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n[batching]\nmax_batch_size = %s\nmax_queue_size = %s\n' \
+    "$ckpt" "$1" "$2" > "$repo/minilm.toml"
+  "$bin" serve --model-repository "$repo" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-bench.log 2>&1 &
+  server=$!
+  for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
+  echo "server not ready" >&2; exit 1
+}
+stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
+trap 'kill $server 2>/dev/null || true' EXIT
+
+for size in 32 1; do
+  serve "$size" 1024
+  "$loadgen" --http http://127.0.0.1:18080 --protocol http --concurrency 1,4,16,64 --requests "$requests" \
+    --server-pid "$server" --note "max_batch_size $size, 1 CPU lane" | tee /tmp/ferroserve-bench-$size.txt
+  stop
+done
+
+# Capacity: the best throughput with batching on; overload at ten times it.
+capacity=$(awk -F'|' '/^\| Http/ {gsub(/ /, "", $7); if ($7 > m) m = $7} END {print m}' /tmp/ferroserve-bench-32.txt)
+rate=$(awk -v c="$capacity" 'BEGIN {printf "%.0f", c * 10}')
+serve 32 1024
+"$loadgen" --http http://127.0.0.1:18080 --protocol http --rate "$rate" --duration 10 --server-pid "$server" \
+  --note "10x overload (capacity ${capacity} req/s), max_batch_size 32, max_queue_size 1024"
+stop
