@@ -12,6 +12,8 @@ use super::queue::{BatchLimits, Item};
 use crate::engine::EngineError;
 
 pub(super) struct LaneWorker {
+    /// Position among the model's lanes.
+    pub index: usize,
     pub name: String,
     pub embedder: Box<dyn Embedder>,
     pub limits: BatchLimits,
@@ -21,7 +23,7 @@ pub(super) struct LaneWorker {
 impl LaneWorker {
     pub fn run(mut self) {
         tracing::info!(model = %self.shared.model, lane = %self.name, limits = ?self.limits, "lane started");
-        while let Some(batch) = self.shared.take_batch(self.limits) {
+        while let Some(batch) = self.shared.take_batch(self.index, self.limits) {
             self.run_batch(batch);
         }
         tracing::info!(model = %self.shared.model, lane = %self.name, "lane stopped");
@@ -41,7 +43,7 @@ impl LaneWorker {
         metrics::histogram!("ferroserve_compute_time_seconds", &labels).record(elapsed.as_secs_f64());
         metrics::counter!("ferroserve_lane_busy_microseconds_total", &labels).increment(elapsed.as_micros() as u64);
         metrics::counter!("ferroserve_lane_sequences_total", &labels).increment(batch.len() as u64);
-        self.shared.record_batch(&self.name, batch.len(), elapsed);
+        self.shared.record_batch(self.index, &self.name, batch.len(), elapsed);
 
         let failure = match result {
             Ok(Ok(vectors)) if vectors.len() == batch.len() => {

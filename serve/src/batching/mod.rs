@@ -10,6 +10,7 @@
 mod lane;
 mod pending;
 mod queue;
+mod speed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,12 +54,12 @@ pub struct QueueStats {
 struct Shared {
     model: String,
     config: BatchingConfig,
-    lanes: usize,
     state: Mutex<State>,
     wake: Condvar,
     stats: Mutex<QueueStats>,
-    /// Recent seconds per sequence (an f64's bits), for Retry-After hints.
-    secs_per_sequence: AtomicU64,
+    /// Each lane's recent seconds per sequence (an f64's bits; 0 until measured): for lanes of different
+    /// speeds (see `speed`) and Retry-After hints.
+    lane_speed: Vec<AtomicU64>,
 }
 
 struct State {
@@ -77,15 +78,14 @@ impl BatchQueue {
         let shared = Arc::new(Shared {
             model: model.to_string(),
             config: config.clone(),
-            lanes: lanes.len().max(1),
             state: Mutex::new(State { levels: Levels::new(config.priority_levels), closed: false }),
             wake: Condvar::new(),
             stats: Mutex::new(QueueStats::default()),
-            secs_per_sequence: AtomicU64::new(0.005f64.to_bits()),
+            lane_speed: lanes.iter().map(|_| AtomicU64::new(0)).collect(),
         });
-        for lane in lanes {
-            let worker =
-                LaneWorker { name: lane.name, embedder: lane.embedder, limits: lane.limits, shared: shared.clone() };
+        for (index, lane) in lanes.into_iter().enumerate() {
+            let (name, embedder, limits) = (lane.name, lane.embedder, lane.limits);
+            let worker = LaneWorker { index, name, embedder, limits, shared: shared.clone() };
             let spawned = std::thread::Builder::new().name(format!("lane-{}", worker.name)).spawn(move || worker.run());
             if let Err(e) = spawned {
                 tracing::error!(model, error = %e, "could not start a lane thread");
@@ -156,8 +156,8 @@ impl Shared {
         self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Blocks until a batch for a lane with `limits` is ready; `None` once the queue is closed and empty.
-    fn take_batch(&self, limits: BatchLimits) -> Option<Vec<Item>> {
+    /// Blocks until a batch for lane `lane` with `limits` is ready; `None` once the queue is closed and empty.
+    fn take_batch(&self, lane: usize, limits: BatchLimits) -> Option<Vec<Item>> {
         let delay = Duration::from_millis(self.config.max_queue_delay_ms);
         let mut state = self.lock_state();
         loop {
@@ -178,6 +178,13 @@ impl Shared {
                 && now < until
             {
                 state = self.wake.wait_timeout(state, until - now).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+                continue;
+            }
+            // A much slower lane leaves the work to faster ones unless the backlog is deep.
+            if !state.closed
+                && let Some(pause) = self.hold_back(lane, waiting, limits.max_batch_size)
+            {
+                state = self.wake.wait_timeout(state, pause).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
                 continue;
             }
             let batch = state.levels.select(limits);
@@ -216,17 +223,34 @@ impl Shared {
         self.record_depth(state.levels.len());
     }
 
-    fn record_batch(&self, lane: &str, size: usize, elapsed: Duration) {
-        *self.lock_stats().computed.entry(lane.to_string()).or_default() += size as u64;
+    fn speeds(&self) -> Vec<f64> {
+        self.lane_speed.iter().map(|s| f64::from_bits(s.load(Ordering::Relaxed))).collect()
+    }
+
+    fn hold_back(&self, lane: usize, waiting: usize, max_batch: usize) -> Option<Duration> {
+        let mut speeds = self.speeds();
+        if lane >= speeds.len() {
+            return None;
+        }
+        let mine = speeds.swap_remove(lane);
+        speed::hold_back(mine, &speeds, waiting, max_batch)
+    }
+
+    fn record_batch(&self, lane: usize, name: &str, size: usize, elapsed: Duration) {
+        *self.lock_stats().computed.entry(name.to_string()).or_default() += size as u64;
         let per = elapsed.as_secs_f64() / size.max(1) as f64;
-        let old = f64::from_bits(self.secs_per_sequence.load(Ordering::Relaxed));
-        self.secs_per_sequence.store((0.8 * old + 0.2 * per).to_bits(), Ordering::Relaxed);
+        if let Some(speed) = self.lane_speed.get(lane) {
+            let old = f64::from_bits(speed.load(Ordering::Relaxed));
+            let new = if old > 0.0 { 0.8 * old + 0.2 * per } else { per };
+            speed.store(new.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// How long until `waiting` sequences are likely served, in whole seconds (at least one).
     fn retry_after(&self, waiting: usize) -> Duration {
-        let per = f64::from_bits(self.secs_per_sequence.load(Ordering::Relaxed));
-        let secs = (waiting as f64 * per / self.lanes as f64).ceil().clamp(1.0, 60.0);
+        // Sequences per second of all lanes; 200 per lane until measured.
+        let rate: f64 = self.speeds().iter().map(|&s| if s > 0.0 { 1.0 / s } else { 200.0 }).sum();
+        let secs = (waiting as f64 / rate.max(1.0)).ceil().clamp(1.0, 60.0);
         Duration::from_secs(secs as u64)
     }
 
