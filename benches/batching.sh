@@ -2,7 +2,8 @@
 # Dynamic batching on this machine, one run, appended to benches/RESULTS.md:
 #   1. batching on (max_batch_size 32) versus off (max_batch_size 1) at concurrency 1, 4, 16, 64;
 #   2. 10x overload: an open loop at ten times the throughput measured in step 1 (requests refused with
-#      429, p99 of the admitted ones, the server's peak RSS).
+#      429, p99 of the admitted ones, the server's peak RSS), with the default queue (1024 sequences) and
+#      a short one (128): the queue bounds how long an admitted request can wait.
 # Usage: benches/batching.sh   (after `make build-release`; uses target/release/{ferroserve,loadgen})
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,11 @@ for size in 32 1; do
 done
 
 # Capacity: the best throughput with batching on; overload at ten times it.
-capacity=$(awk -F'|' '/^\| Http/ {gsub(/ /, "", $7); if ($7 > m) m = $7} END {print m}' /tmp/ferroserve-bench-32.txt)
+capacity=$(awk -F'|' '/^\| Http/ {if ($7 + 0 > m) m = $7 + 0} END {print m}' /tmp/ferroserve-bench-32.txt)
 rate=$(awk -v c="$capacity" 'BEGIN {printf "%.0f", c * 10}')
-serve 32 1024
-"$loadgen" --http http://127.0.0.1:18080 --protocol http --rate "$rate" --duration 10 --server-pid "$server" \
-  --note "10x overload (capacity ${capacity} req/s), max_batch_size 32, max_queue_size 1024"
-stop
+for queue in 1024 128; do
+  serve 32 "$queue"
+  "$loadgen" --http http://127.0.0.1:18080 --protocol http --rate "$rate" --duration 10 --server-pid "$server" \
+    --note "10x overload (capacity ${capacity} req/s), max_batch_size 32, max_queue_size $queue"
+  stop
+done
