@@ -103,6 +103,10 @@ impl BatchQueue {
         deadline: Option<Instant>,
     ) -> Result<impl Future<Output = Result<Embedded, EngineError>> + use<>, EngineError> {
         let shared = &self.shared;
+        if seqs.is_empty() {
+            // Nothing would ever complete it.
+            return Err(EngineError::InvalidInput("a request needs at least one input".into()));
+        }
         if priority >= shared.config.priority_levels {
             return Err(EngineError::InvalidInput(format!(
                 "priority {priority} is out of range: model {:?} has levels 0 (first) to {}",

@@ -150,6 +150,7 @@ async fn full_queue_is_refused_at_once_while_admitted_work_completes() {
     // A request larger than the whole queue still gets in when the queue is empty.
     assert_eq!(h.queue.submit(seqs(0..9), 1, None).unwrap().await.unwrap().vectors.len(), 9);
     assert!(matches!(h.queue.submit(seqs(0..1), 5, None).err().unwrap(), EngineError::InvalidInput(_)));
+    assert!(matches!(h.queue.submit(Vec::new(), 1, None).err().unwrap(), EngineError::InvalidInput(_)));
 }
 
 #[tokio::test]
