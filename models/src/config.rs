@@ -23,6 +23,8 @@ pub enum Task {
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     Candle,
+    /// ONNX Runtime; `weights` names the `.onnx` file (default `model.onnx`).
+    Onnx,
 }
 
 /// Numeric type of weights and compute.
@@ -199,8 +201,12 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// The weight file to load.
+    /// The weight file to load: `weights`, else the backend's usual name.
     pub fn weights_path(&self) -> PathBuf {
-        self.path.join(self.weights.as_deref().unwrap_or(Path::new("model.safetensors")))
+        let default = match self.backend {
+            Backend::Candle => "model.safetensors",
+            Backend::Onnx => "model.onnx",
+        };
+        self.path.join(self.weights.as_deref().unwrap_or(Path::new(default)))
     }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::candle_bert::CandleBert;
 use crate::config::{Backend, DeviceSpec, ModelConfig};
 use crate::error::ModelError;
+use crate::onnx::OnnxEmbedder;
 use crate::pooling::Pooling;
 use crate::tokenizer::TextTokenizer;
 
@@ -70,13 +71,28 @@ pub fn load_embedder(
     device: &DeviceSpec,
     threads: usize,
 ) -> Result<Box<dyn Embedder>, ModelError> {
-    let embedder: Box<dyn Embedder> = match config.backend {
-        Backend::Candle => Box::new(CandleBert::load(config, info.pooling, device)?),
-    };
-    match device {
-        DeviceSpec::Cpu => Ok(Box::new(OnPool::new(embedder, threads, &config.name)?)),
-        DeviceSpec::Cuda(_) => Ok(embedder),
+    match (config.backend, device) {
+        (Backend::Candle, DeviceSpec::Cpu) => {
+            let model = Box::new(CandleBert::load(config, info.pooling, device)?);
+            Ok(Box::new(OnPool::new(model, threads, &config.name)?))
+        }
+        (Backend::Candle, DeviceSpec::Cuda(_)) => Ok(Box::new(CandleBert::load(config, info.pooling, device)?)),
+        // ONNX Runtime sizes its own intra-op pool.
+        (Backend::Onnx, DeviceSpec::Cpu) => {
+            let pad_id = read_json::<PadId>(&config.path.join("config.json"))?.pad_token_id;
+            Ok(Box::new(OnnxEmbedder::load(&config.weights_path(), info.pooling, pad_id, threads)?))
+        }
+        (Backend::Onnx, DeviceSpec::Cuda(_)) => Err(ModelError::Unsupported(format!(
+            "model {:?}: the ONNX backend runs on the CPU only; use backend = \"candle\" for GPU lanes",
+            config.name
+        ))),
     }
+}
+
+#[derive(Deserialize)]
+struct PadId {
+    #[serde(default)]
+    pad_token_id: u32,
 }
 
 /// Runs an embedder's forward passes on a thread pool of its own.

@@ -1,0 +1,110 @@
+//! One ONNX Runtime session and the generic path: named tensors in, named tensors out, checked against
+//! the model's declared inputs so that a wrong name, type or rank is a clear error, not a runtime abort.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+use super::runtime::environment;
+use super::tensor::{ElementType, NamedTensor};
+use crate::error::ModelError;
+
+/// A declared input or output: name, element type (None: not supported here) and shape (-1: dynamic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub element_type: Option<ElementType>,
+    pub shape: Vec<i64>,
+}
+
+/// A loaded ONNX model. `run` takes `&mut self`: a lane owns its session.
+pub struct OnnxModel {
+    session: Session,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
+    outlets
+        .iter()
+        .map(|o| TensorSpec {
+            name: o.name().to_string(),
+            element_type: ElementType::of(o.dtype()),
+            shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+impl OnnxModel {
+    /// Loads `path` with all graph optimizations and `threads` intra-op threads.
+    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+        if !path.exists() {
+            return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
+        }
+        let fail = |e: String| ModelError::Backend(format!("{}: {e}", path.display()));
+        let session = Session::builder(environment()?)
+            .map_err(|e| fail(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| fail(e.to_string()))?
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| fail(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| fail(e.to_string()))?
+            .commit_from_file(path)
+            .map_err(|e| fail(e.to_string()))?;
+        let (inputs, outputs) = (specs(session.inputs()), specs(session.outputs()));
+        Ok(OnnxModel { session, inputs, outputs })
+    }
+
+    pub fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    /// Runs the model on `inputs` (every declared input, by name) and returns every output, in the
+    /// model's declared order.
+    pub fn run(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, ModelError> {
+        for spec in &self.inputs {
+            if !inputs.iter().any(|t| t.name == spec.name) {
+                return Err(ModelError::Unsupported(format!("input {:?} is missing", spec.name)));
+            }
+        }
+        let mut values = Vec::with_capacity(inputs.len());
+        for tensor in inputs {
+            tensor.check()?;
+            let Some(spec) = self.inputs.iter().find(|s| s.name == tensor.name) else {
+                let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(ModelError::Unsupported(format!(
+                    "unknown input {:?}; the model takes {known:?}",
+                    tensor.name
+                )));
+            };
+            let given = tensor.data.element_type();
+            if spec.element_type != Some(given) {
+                return Err(ModelError::Unsupported(format!(
+                    "input {:?} must be {:?}, got {given:?}",
+                    spec.name, spec.element_type
+                )));
+            }
+            let fits = spec.shape.len() == tensor.shape.len()
+                && spec.shape.iter().zip(&tensor.shape).all(|(&want, &got)| want < 0 || want == got);
+            if !fits {
+                return Err(ModelError::Unsupported(format!(
+                    "input {:?} must have shape {:?} (-1: any), got {:?}",
+                    spec.name, spec.shape, tensor.shape
+                )));
+            }
+            values.push((tensor.name.clone(), tensor.into_value()?));
+        }
+        let outputs = self.session.run(values).map_err(|e| ModelError::Backend(e.to_string()))?;
+        let mut result = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            result.push(NamedTensor::from_value(name, &value)?);
+        }
+        Ok(result)
+    }
+}

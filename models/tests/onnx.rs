@@ -1,0 +1,191 @@
+//! The ONNX Runtime backend on models it did not write: the ONNX project's "light" test models (fetched by
+//! deploy/fetch-assets.sh) must reproduce their published outputs through the generic tensor path; and a
+//! hand-built Optimum-style encoder graph must pool through the embedding path.
+
+use std::path::PathBuf;
+
+use ferroserve_models::Embedder;
+use ferroserve_models::Pooling;
+use ferroserve_models::onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, tensor_shape_proto, type_proto,
+};
+use ferroserve_models::onnx::{ElementType, NamedTensor, OnnxEmbedder, OnnxModel, TensorData};
+use prost::Message;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The float values of a serialized TensorProto (float_data or little-endian raw_data).
+fn floats(tensor: &TensorProto) -> Vec<f32> {
+    if tensor.float_data.is_empty() {
+        let raw = tensor.raw_data.as_deref().unwrap_or_default();
+        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    } else {
+        tensor.float_data.clone()
+    }
+}
+
+#[test]
+fn third_party_light_models_match_their_expected_outputs() {
+    let dir = repo_root().join("assets/onnx-light");
+    assert!(dir.exists(), "{} is missing: run deploy/fetch-assets.sh (make test does)", dir.display());
+    // Names and relative tolerances as the ONNX backend test suite uses them (absolute 1e-7).
+    let models = [
+        ("bvlc_alexnet", 1e-3),
+        ("densenet121", 2e-3),
+        ("inception_v1", 1e-3),
+        ("inception_v2", 1e-3),
+        ("resnet50", 1e-3),
+        ("shufflenet", 1e-3),
+        ("squeezenet", 1e-3),
+        ("vgg19", 1e-3),
+        ("zfnet512", 1e-3),
+    ];
+    for (name, rtol) in models {
+        let mut model = OnnxModel::load(&dir.join(format!("light_{name}.onnx")), 2).unwrap();
+        assert_eq!(model.inputs().len(), 1, "{name}");
+        let spec = model.inputs()[0].clone();
+        assert_eq!(spec.element_type, Some(ElementType::F32), "{name}");
+        // The suite's input: arange(n) / n, float32, dynamic dimensions taken as 1.
+        let shape: Vec<i64> = spec.shape.iter().map(|&d| if d < 0 { 1 } else { d }).collect();
+        let n: i64 = shape.iter().product();
+        let input = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
+        let outputs =
+            model.run(vec![NamedTensor { name: spec.name.clone(), shape, data: TensorData::F32(input) }]).unwrap();
+
+        let bytes = std::fs::read(dir.join(format!("light_{name}_output_0.pb"))).unwrap();
+        let expected = TensorProto::decode(bytes.as_slice()).unwrap();
+        let TensorData::F32(got) = &outputs[0].data else { panic!("{name}: float output expected") };
+        assert_eq!(outputs[0].shape, expected.dims, "{name}");
+        let want = floats(&expected);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-7 + rtol * w.abs(), "{name}[{i}]: {g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn generic_path_refuses_bad_inputs_clearly() {
+    let dir = repo_root().join("assets/onnx-light");
+    let mut model = OnnxModel::load(&dir.join("light_squeezenet.onnx"), 1).unwrap();
+    let name = model.inputs()[0].name.clone();
+    let err = model.run(vec![]).unwrap_err().to_string();
+    assert!(err.contains("missing"), "{err}");
+    let wrong_type =
+        NamedTensor { name: name.clone(), shape: vec![1, 3, 224, 224], data: TensorData::I64(vec![0; 150_528]) };
+    let err = model.run(vec![wrong_type]).unwrap_err().to_string();
+    assert!(err.contains("must be"), "{err}");
+    let wrong_shape = NamedTensor { name: name.clone(), shape: vec![1, 3, 2, 2], data: TensorData::F32(vec![0.0; 12]) };
+    let err = model.run(vec![wrong_shape]).unwrap_err().to_string();
+    assert!(err.contains("shape"), "{err}");
+    let short = NamedTensor { name, shape: vec![1, 3, 224, 224], data: TensorData::F32(vec![0.0; 10]) };
+    assert!(model.run(vec![short]).unwrap_err().to_string().contains("does not hold"));
+    let missing = OnnxModel::load(&dir.join("no-such.onnx"), 1).err().unwrap().to_string();
+    assert!(missing.contains("no-such.onnx"), "{missing}");
+    let corrupt = std::env::temp_dir().join(format!("ferroserve-corrupt-{}.onnx", std::process::id()));
+    std::fs::write(&corrupt, b"not an onnx model").unwrap();
+    let err = OnnxModel::load(&corrupt, 1).err().unwrap().to_string();
+    assert!(err.contains("ferroserve-corrupt"), "{err}");
+}
+
+fn value_info(name: &str, elem_type: i32, dims: &[&str]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimParam(d.to_string())),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// An Optimum-style encoder: last_hidden_state = table[input_ids] * attention_mask (broadcast).
+fn tiny_encoder(table: &[f32], vocab: i64, hidden: i64) -> Vec<u8> {
+    const FLOAT: i32 = 1;
+    const INT64: i32 = 7;
+    let initializer = vec![
+        TensorProto {
+            name: Some("table".into()),
+            dims: vec![vocab, hidden],
+            data_type: Some(FLOAT),
+            float_data: table.to_vec(),
+            ..Default::default()
+        },
+        TensorProto {
+            name: Some("axes".into()),
+            dims: vec![1],
+            data_type: Some(INT64),
+            int64_data: vec![2],
+            ..Default::default()
+        },
+    ];
+    let to_float = AttributeProto { name: Some("to".into()), i: Some(1), r#type: Some(2), ..Default::default() };
+    let graph = GraphProto {
+        name: Some("tiny-encoder".into()),
+        node: vec![
+            node("Gather", &["table", "input_ids"], "embedded", vec![]),
+            node("Cast", &["attention_mask"], "mask_f", vec![to_float]),
+            node("Unsqueeze", &["mask_f", "axes"], "mask_3d", vec![]),
+            node("Mul", &["embedded", "mask_3d"], "last_hidden_state", vec![]),
+        ],
+        initializer,
+        input: vec![
+            value_info("input_ids", INT64, &["batch", "sequence"]),
+            value_info("attention_mask", INT64, &["batch", "sequence"]),
+        ],
+        output: vec![value_info("last_hidden_state", FLOAT, &["batch", "sequence", "hidden"])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        producer_name: Some("ferroserve-tests".into()),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn embedding_path_pools_an_optimum_style_graph() {
+    let (vocab, hidden) = (10usize, 4usize);
+    let table: Vec<f32> = (0..vocab * hidden).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let path = std::env::temp_dir().join(format!("ferroserve-tiny-encoder-{}.onnx", std::process::id()));
+    std::fs::write(&path, tiny_encoder(&table, vocab as i64, hidden as i64)).unwrap();
+    let mut embedder = OnnxEmbedder::load(&path, Pooling::Mean, 0, 1).unwrap();
+    let (a, b): (&[u32], &[u32]) = (&[1, 5, 9], &[2, 3]);
+    let out = embedder.embed(&[a, b]).unwrap();
+    let mean = |ids: &[u32]| -> Vec<f32> {
+        (0..hidden)
+            .map(|h| ids.iter().map(|&t| table[t as usize * hidden + h]).sum::<f32>() / ids.len() as f32)
+            .collect()
+    };
+    assert_eq!(out, vec![mean(a), mean(b)], "mean over real tokens only; padding of the shorter one ignored");
+
+    let mut cls = OnnxEmbedder::load(&path, Pooling::Cls, 0, 1).unwrap();
+    assert_eq!(cls.embed(&[b]).unwrap()[0], table[2 * hidden..3 * hidden].to_vec());
+    std::fs::remove_file(&path).unwrap();
+}
