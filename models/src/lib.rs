@@ -6,6 +6,7 @@ pub mod candle_bert;
 pub mod config;
 pub mod embedder;
 pub mod error;
+pub mod export;
 pub mod onnx;
 pub mod pooling;
 pub mod repository;

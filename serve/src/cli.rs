@@ -18,6 +18,24 @@ pub struct Cli {
 pub enum Command {
     /// Load the model repository and serve it over HTTP and gRPC until SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Convert a checkpoint to another format.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write a BERT-family safetensors checkpoint as an ONNX model (opset 17; inputs input_ids,
+    /// attention_mask, token_type_ids; output last_hidden_state, as Optimum's feature-extraction export),
+    /// into a folder with the checkpoint's tokenizer and configs, ready for `backend = "onnx"`.
+    Onnx {
+        /// Checkpoint folder: config.json, model.safetensors, tokenizer.json.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output folder (created); the model goes to OUTPUT/model.onnx.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 /// Options of `ferroserve serve`. Unset options fall back to the config file, then to defaults.

@@ -9,6 +9,7 @@ pub mod batching;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod export;
 pub mod server;
 pub mod telemetry;
 pub mod threads;

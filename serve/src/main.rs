@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferroserve::cli::{Cli, Command};
+use ferroserve::cli::{Cli, Command, ExportCommand};
 use ferroserve::config::ServerConfig;
 use ferroserve::threads::ThreadBudget;
 
@@ -11,6 +11,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Export(ExportCommand::Onnx { checkpoint, output }) => {
+            ferroserve::export::export_onnx(&checkpoint, &output)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
