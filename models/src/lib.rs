@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod onnx;
 pub mod pooling;
+pub mod quantize;
 pub mod repository;
 pub mod tokenizer;
 

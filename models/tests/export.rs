@@ -1,46 +1,111 @@
-//! `export_bert_onnx` on the real MiniLM checkpoint: the ONNX graph run by ONNX Runtime must agree with
-//! Candle F32 on every sentence of tests/data/sentences.txt (cosine >= 0.99999).
+//! Variants of the real MiniLM checkpoint against Candle F32 over the 1,000 sentences of
+//! tests/data/sentences.txt: the ONNX export (min cosine >= 0.99999) and its INT8 dynamic quantizations.
+//! Per channel meets mean >= 0.99, min >= 0.97. Per tensor does not on MiniLM (one scale per weight matrix
+//! is too coarse: measured mean 0.965, min 0.921), so it is held to a regression floor and documented as the
+//! less accurate choice. Also reports top-10 neighbour overlap with the F32 neighbours.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferroserve_models::config::ModelConfig;
 use ferroserve_models::export::export_bert_onnx;
 use ferroserve_models::onnx::OnnxEmbedder;
+use ferroserve_models::onnx::proto::ModelProto;
+use ferroserve_models::pooling::l2_normalize;
+use ferroserve_models::quantize::{Granularity, quantize_int8};
 use ferroserve_models::{DeviceSpec, Embedder, EmbedderInfo, Pooling, load_embedder};
+use prost::Message;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Normalized vectors of every sequence, 32 at a time.
+fn embed_all(model: &mut dyn Embedder, ids: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(32) {
+        let seqs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        out.extend(model.embed(&seqs).unwrap().into_iter().map(|mut v| {
+            l2_normalize(&mut v);
+            v
+        }));
+    }
+    out
+}
+
+/// Indices of the 10 nearest other sentences.
+fn top10(vectors: &[Vec<f32>], i: usize) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> =
+        vectors.iter().enumerate().filter(|&(j, _)| j != i).map(|(j, v)| (dot(&vectors[i], v), j)).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(10).map(|(_, j)| j).collect()
+}
+
+struct Agreement {
+    min: f32,
+    mean: f32,
+    top10_overlap: f32,
+}
+
+fn agreement(reference: &[Vec<f32>], other: &[Vec<f32>]) -> Agreement {
+    let cosines: Vec<f32> = reference.iter().zip(other).map(|(a, b)| dot(a, b)).collect();
+    let overlap: usize = (0..reference.len())
+        .map(|i| {
+            let (a, b) = (top10(reference, i), top10(other, i));
+            a.iter().filter(|j| b.contains(j)).count()
+        })
+        .sum();
+    Agreement {
+        min: cosines.iter().copied().fold(1.0, f32::min),
+        mean: cosines.iter().sum::<f32>() / cosines.len() as f32,
+        top10_overlap: overlap as f32 / (10 * reference.len()) as f32,
+    }
+}
+
+fn quantized(fp32: &Path, granularity: Granularity, out: &Path) {
+    let mut model = ModelProto::decode(std::fs::read(fp32).unwrap().as_slice()).unwrap();
+    let report = quantize_int8(&mut model, granularity, |_, _| {}).unwrap();
+    assert_eq!(report.matmuls, 36, "6 layers x (Q, K, V, attention output, intermediate, output)");
+    assert!(report.bytes_after * 3 < report.bytes_before, "{report:?}");
+    std::fs::write(out, model.encode_to_vec()).unwrap();
 }
 
 #[test]
-fn exported_minilm_agrees_with_candle_on_1000_sentences() {
+fn onnx_and_int8_variants_agree_with_candle_f32() {
     let config = ModelConfig::from_file(&repo_root().join("deploy/model-repository/all-MiniLM-L6-v2.toml")).unwrap();
-    let out = std::env::temp_dir().join(format!("ferroserve-minilm-{}.onnx", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("ferroserve-variants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fp32 = dir.join("fp32.onnx");
     let mut layers = Vec::new();
-    export_bert_onnx(&config.path, &out, |done, total| layers.push((done, total))).unwrap();
+    export_bert_onnx(&config.path, &fp32, |done, total| layers.push((done, total))).unwrap();
     assert_eq!(layers.last(), Some(&(6, 6)), "progress reported per layer");
+    quantized(&fp32, Granularity::PerTensor, &dir.join("int8.onnx"));
+    quantized(&fp32, Granularity::PerChannel, &dir.join("int8-pc.onnx"));
 
     let info = EmbedderInfo::load(&config).unwrap();
-    let mut candle = load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap();
-    let mut onnx = OnnxEmbedder::load(&out, Pooling::Mean, 0, 2).unwrap();
     let text = std::fs::read_to_string(repo_root().join("tests/data/sentences.txt")).unwrap();
     let sentences: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(String::from).collect();
     assert_eq!(sentences.len(), 1000);
     let ids = info.tokenizer.encode(&sentences, true).unwrap().unwrap();
-    let mut worst = 1.0f32;
-    for chunk in ids.chunks(32) {
-        let seqs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let (a, b) = (candle.embed(&seqs).unwrap(), onnx.embed(&seqs).unwrap());
-        for (x, y) in a.iter().zip(&b) {
-            worst = worst.min(cosine(x, y));
+    let reference = embed_all(load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap().as_mut(), &ids);
+
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    for (file, min_bound, mean_bound) in
+        [("fp32.onnx", 0.99999, 0.99999), ("int8-pc.onnx", 0.97, 0.99), ("int8.onnx", 0.90, 0.95)]
+    {
+        let mut model = OnnxEmbedder::load(&dir.join(file), Pooling::Mean, 0, 2).unwrap();
+        let a = agreement(&reference, &embed_all(&mut model, &ids));
+        report +=
+            &format!("{file}: min cosine {:.6}, mean {:.6}, top-10 overlap {:.3}\n", a.min, a.mean, a.top10_overlap);
+        if a.min < min_bound || a.mean < mean_bound {
+            failures.push(file);
         }
     }
-    std::fs::remove_file(&out).unwrap();
-    assert!(worst >= 0.99999, "min cosine ONNX export vs Candle F32: {worst}");
-    eprintln!("min cosine ONNX export vs Candle F32 over 1000 sentences: {worst}");
+    eprintln!("agreement with Candle F32 over 1000 sentences:\n{report}");
+    assert!(failures.is_empty(), "below bounds: {failures:?}\n{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -21,6 +21,25 @@ pub enum Command {
     /// Convert a checkpoint to another format.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Write a quantized variant of an ONNX model folder (any ONNX model whose MatMuls have constant weights).
+    Quantize {
+        /// Folder with model.onnx (and its tokenizer and configs, copied along).
+        #[arg(long)]
+        model: PathBuf,
+        /// Output folder (created); the variant goes to OUTPUT/model.onnx.
+        #[arg(long)]
+        output: PathBuf,
+        /// int8: dynamic quantization of MatMul weights, one scale per output channel (recommended);
+        /// int8-per-tensor: one scale per weight matrix (smaller, less accurate).
+        #[arg(long, value_enum)]
+        to: QuantizeTarget,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantizeTarget {
+    Int8,
+    Int8PerTensor,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,16 @@
-//! `ferroserve export onnx`: a checkpoint folder written as an ONNX model folder, with a progress bar.
+//! `ferroserve export onnx` and `ferroserve quantize`: model folders written in another format or precision,
+//! with progress bars; the tokenizer and configs travel along so the result is ready to serve.
 
 use std::path::Path;
 
 use anyhow::Context;
 use ferroserve_models::export::export_bert_onnx;
+use ferroserve_models::onnx::proto::ModelProto;
+use ferroserve_models::quantize::{Granularity, quantize_int8};
 use indicatif::{ProgressBar, ProgressStyle};
+use prost::Message;
+
+use crate::cli::QuantizeTarget;
 
 /// Files of a checkpoint that the ONNX folder needs too (tokenizer, configs, pooling).
 const COMPANIONS: &[&str] = &[
@@ -17,21 +23,72 @@ const COMPANIONS: &[&str] = &[
     "1_Pooling/config.json",
 ];
 
+fn progress_bar(message: &'static str, unit: &str) -> ProgressBar {
+    let template = format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}})");
+    let bar = ProgressBar::new(0)
+        .with_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_message(message);
+    bar
+}
+
 pub fn export_onnx(checkpoint: &Path, output: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} layers ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("exporting to ONNX");
+    let bar = progress_bar("exporting to ONNX", "layers");
     let model = output.join("model.onnx");
     export_bert_onnx(checkpoint, &model, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish();
+    copy_companions(checkpoint, output)?;
+    report(&model)
+}
+
+pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::Result<()> {
+    let input = model_dir.join("model.onnx");
+    let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+    let mut model =
+        ModelProto::decode(bytes.as_slice()).with_context(|| format!("{} is not an ONNX model", input.display()))?;
+    let granularity = match to {
+        QuantizeTarget::Int8 => Granularity::PerChannel,
+        QuantizeTarget::Int8PerTensor => Granularity::PerTensor,
+    };
+    let bar = progress_bar("quantizing MatMul weights", "MatMuls");
+    let summary = quantize_int8(&mut model, granularity, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish();
+    anyhow::ensure!(
+        summary.matmuls > 0,
+        "{} has no MatMul with a constant 2-D float weight to quantize",
+        input.display()
+    );
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let out = output.join("model.onnx");
+    std::fs::write(&out, model.encode_to_vec()).with_context(|| format!("writing {}", out.display()))?;
+    copy_companions(model_dir, output)?;
+    println!(
+        "{} MatMuls quantized; their weights {:.1} MB -> {:.1} MB",
+        summary.matmuls,
+        summary.bytes_before as f64 / 1e6,
+        summary.bytes_after as f64 / 1e6
+    );
+    report(&out)
+}
+
+fn report(model: &Path) -> anyhow::Result<()> {
+    let size = std::fs::metadata(model).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({:.1} MB) and the tokenizer and configs beside it", model.display(), size as f64 / 1e6);
+    Ok(())
+}
+
+fn copy_companions(from_dir: &Path, output: &Path) -> anyhow::Result<()> {
+    if from_dir == output {
+        return Ok(());
+    }
     for file in COMPANIONS {
-        let from = checkpoint.join(file);
+        let from = from_dir.join(file);
         if from.exists() {
             let to = output.join(file);
             if let Some(parent) = to.parent() {
@@ -40,7 +97,5 @@ pub fn export_onnx(checkpoint: &Path, output: &Path) -> anyhow::Result<()> {
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
     }
-    let size = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
-    println!("wrote {} ({:.1} MB) and the tokenizer and configs beside it", model.display(), size as f64 / 1e6);
     Ok(())
 }

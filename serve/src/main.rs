@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Export(ExportCommand::Onnx { checkpoint, output }) => {
             ferroserve::export::export_onnx(&checkpoint, &output)
         }
+        Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
