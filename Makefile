@@ -7,12 +7,14 @@ CONFIG ?= deploy/ferroserve.toml
 
 .PHONY: run test assets build build-release test-rust test-python venv lint fmt bench clean-assets
 
-## Fetch what is missing, build in release, and serve the default model repository.
+## Fetch what is missing, build in release, make the ONNX variants, and serve the default model repository.
 run: assets build-release
+	deploy/make-variants.sh ./target/release/ferroserve $(ASSETS)
 	./target/release/ferroserve serve --config $(CONFIG)
 
 ## Run every test: unit, model, end-to-end (Rust), and real third-party clients (Python).
 test: assets venv build
+	deploy/make-variants.sh ./target/debug/ferroserve $(ASSETS)
 	$(CARGO) test --workspace
 	tests/.venv/bin/python -m pytest -q tests/python
 

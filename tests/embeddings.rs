@@ -107,11 +107,13 @@ async fn rest_and_grpc_return_the_same_vectors() {
     assert!(cosine(&got[2].embeddings[0].values, &rest[2]) > 0.99999);
 
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner().models;
-    assert_eq!(models.len(), 1);
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, [MODEL, "all-MiniLM-L6-v2:onnx", "all-MiniLM-L6-v2:onnx-int8"]);
     assert_eq!(
-        (models[0].name.as_str(), models[0].dimensions, models[0].max_input_tokens, models[0].ready),
-        (MODEL, 384, 256, true)
+        (models[0].backend.as_str(), models[0].dimensions, models[0].max_input_tokens, models[0].ready),
+        ("candle", 384, 256, true)
     );
+    assert_eq!(models[2].backend, "onnx");
 }
 
 #[tokio::test]
@@ -213,4 +215,20 @@ async fn health_ready_models_and_metrics() {
     );
     assert!(has(&format!("ferroserve_batch_size_bucket{{model=\"{MODEL}\"")), "{text}");
     assert!(!text.contains("random-name"), "unknown model names never become labels");
+}
+
+#[tokio::test]
+async fn default_repository_variants_agree_with_candle() {
+    let server = Server::start(&[]).await;
+    let texts: Vec<&str> = TEXTS.to_vec();
+    let candle = post(&server, "/v1/embeddings", json!({"model": MODEL, "input": texts})).await;
+    for (variant, bound) in [("all-MiniLM-L6-v2:onnx", 0.99999), ("all-MiniLM-L6-v2:onnx-int8", 0.97)] {
+        let other = post(&server, "/v1/embeddings", json!({"model": variant, "input": texts})).await;
+        assert_eq!(other["model"], variant);
+        for (a, b) in candle["data"].as_array().unwrap().iter().zip(other["data"].as_array().unwrap()) {
+            let c = cosine(&floats(&a["embedding"]), &floats(&b["embedding"]));
+            assert!(c >= bound, "{variant}: cosine {c}");
+        }
+        assert_eq!(other["usage"], candle["usage"], "same tokenizer, same token counts");
+    }
 }
