@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Backend x variant x batch size on this machine, one run, appended to benches/RESULTS.md: each variant of
+# all-MiniLM-L6-v2 alone in a server (so the peak RSS is its own), loadgen at 1, 8 and 32 texts per request.
+# Usage: benches/variants.sh   (after `make build-release` and deploy/make-variants.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/ferroserve
+loadgen=target/release/loadgen
+seconds=${SECONDS_PER_ROW:-8}
+repo=$(mktemp -d)
+assets=$(realpath assets)
+
+serve() { # name backend path dtype
+  rm -f "$repo"/*.toml
+  printf 'name = "%s"\ntask = "embedding"\nbackend = "%s"\npath = "%s"\ndtype = "%s"\n' "$1" "$2" "$3" "$4" > "$repo/m.toml"
+  "$bin" serve --model-repository "$repo" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-variants.log 2>&1 &
+  server=$!
+  for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
+  echo "server not ready" >&2; cat /tmp/ferroserve-variants.log >&2; exit 1
+}
+trap 'kill $server 2>/dev/null || true' EXIT
+
+while read -r name backend path dtype; do
+  serve "$name" "$backend" "$assets/$path" "$dtype"
+  for batch in 1 8 32; do
+    "$loadgen" --http http://127.0.0.1:18080 --protocol http --model "$name" --batch "$batch" --concurrency 4 \
+      --duration "$seconds" --warmup 10 --server-pid "$server" --note "variant $name, $batch texts/request" | grep '^| Http'
+  done
+  kill "$server"; wait "$server" 2>/dev/null || true
+done <<'LIST'
+candle-f32 candle all-MiniLM-L6-v2 f32
+candle-f16 candle all-MiniLM-L6-v2 f16
+onnx-fp32 onnx all-MiniLM-L6-v2-onnx f32
+onnx-int8 onnx all-MiniLM-L6-v2-onnx-int8 f32
+LIST
