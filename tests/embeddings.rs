@@ -108,12 +108,12 @@ async fn rest_and_grpc_return_the_same_vectors() {
 
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner().models;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, [MODEL, "all-MiniLM-L6-v2:onnx", "all-MiniLM-L6-v2:onnx-int8"]);
+    assert_eq!(names, [MODEL, "all-MiniLM-L6-v2:onnx", "all-MiniLM-L6-v2:onnx-fp16", "all-MiniLM-L6-v2:onnx-int8"]);
     assert_eq!(
         (models[0].backend.as_str(), models[0].dimensions, models[0].max_input_tokens, models[0].ready),
         ("candle", 384, 256, true)
     );
-    assert_eq!(models[2].backend, "onnx");
+    assert_eq!(models[3].backend, "onnx");
 }
 
 #[tokio::test]
@@ -222,7 +222,12 @@ async fn default_repository_variants_agree_with_candle() {
     let server = Server::start(&[]).await;
     let texts: Vec<&str> = TEXTS.to_vec();
     let candle = post(&server, "/v1/embeddings", json!({"model": MODEL, "input": texts})).await;
-    for (variant, bound) in [("all-MiniLM-L6-v2:onnx", 0.99999), ("all-MiniLM-L6-v2:onnx-int8", 0.97)] {
+    let variants = [
+        ("all-MiniLM-L6-v2:onnx", 0.99999),
+        ("all-MiniLM-L6-v2:onnx-fp16", 0.999),
+        ("all-MiniLM-L6-v2:onnx-int8", 0.97),
+    ];
+    for (variant, bound) in variants {
         let other = post(&server, "/v1/embeddings", json!({"model": variant, "input": texts})).await;
         assert_eq!(other["model"], variant);
         for (a, b) in candle["data"].as_array().unwrap().iter().zip(other["data"].as_array().unwrap()) {

@@ -21,7 +21,8 @@ pub enum Command {
     /// Convert a checkpoint to another format.
     #[command(subcommand)]
     Export(ExportCommand),
-    /// Write a quantized variant of an ONNX model folder (any ONNX model whose MatMuls have constant weights).
+    /// Write a quantized variant of an ONNX model folder (INT8: any ONNX model whose MatMuls have constant
+    /// weights; FP16: any ONNX model with float32 weights).
     Quantize {
         /// Folder with model.onnx (and its tokenizer and configs, copied along).
         #[arg(long)]
@@ -30,7 +31,8 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
         /// int8: dynamic quantization of MatMul weights, one scale per output channel (recommended);
-        /// int8-per-tensor: one scale per weight matrix (smaller, less accurate).
+        /// int8-per-tensor: one scale per weight matrix (smaller, less accurate); fp16: weights and compute in
+        /// half precision, inputs and outputs unchanged.
         #[arg(long, value_enum)]
         to: QuantizeTarget,
     },
@@ -40,6 +42,7 @@ pub enum Command {
 pub enum QuantizeTarget {
     Int8,
     Int8PerTensor,
+    Fp16,
 }
 
 #[derive(Debug, Subcommand)]

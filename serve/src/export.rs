@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use ferroserve_models::export::export_bert_onnx;
 use ferroserve_models::onnx::proto::ModelProto;
-use ferroserve_models::quantize::{Granularity, quantize_int8};
+use ferroserve_models::quantize::{Granularity, QuantizeReport, convert_fp16, quantize_int8};
 use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message;
 
@@ -49,27 +49,27 @@ pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let mut model =
         ModelProto::decode(bytes.as_slice()).with_context(|| format!("{} is not an ONNX model", input.display()))?;
-    let granularity = match to {
-        QuantizeTarget::Int8 => Granularity::PerChannel,
-        QuantizeTarget::Int8PerTensor => Granularity::PerTensor,
+    let int8 = |model: &mut ModelProto, granularity| -> anyhow::Result<QuantizeReport> {
+        let bar = progress_bar("quantizing MatMul weights", "MatMuls");
+        let summary = quantize_int8(model, granularity, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish();
+        Ok(summary)
     };
-    let bar = progress_bar("quantizing MatMul weights", "MatMuls");
-    let summary = quantize_int8(&mut model, granularity, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish();
-    anyhow::ensure!(
-        summary.matmuls > 0,
-        "{} has no MatMul with a constant 2-D float weight to quantize",
-        input.display()
-    );
+    let summary = match to {
+        QuantizeTarget::Int8 => int8(&mut model, Granularity::PerChannel)?,
+        QuantizeTarget::Int8PerTensor => int8(&mut model, Granularity::PerTensor)?,
+        QuantizeTarget::Fp16 => convert_fp16(&mut model)?,
+    };
+    anyhow::ensure!(summary.matmuls > 0, "{} has no float32 weights to convert", input.display());
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let out = output.join("model.onnx");
     std::fs::write(&out, model.encode_to_vec()).with_context(|| format!("writing {}", out.display()))?;
     copy_companions(model_dir, output)?;
     println!(
-        "{} MatMuls quantized; their weights {:.1} MB -> {:.1} MB",
+        "{} weights converted: {:.1} MB -> {:.1} MB",
         summary.matmuls,
         summary.bytes_before as f64 / 1e6,
         summary.bytes_after as f64 / 1e6

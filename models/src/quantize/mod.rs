@@ -1,15 +1,17 @@
 //! Quantized variants of ONNX models, as graph rewrites on the ONNX protobuf: they work on any ONNX file
 //! whose MatMuls have constant weights, not only on ferroserve's own exports.
 
+mod fp16;
 mod int8;
 mod tensors;
 
+pub use fp16::convert_fp16;
 pub use int8::{Granularity, quantize_int8};
 
 /// What a rewrite changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuantizeReport {
-    /// MatMuls rewritten.
+    /// Tensors rewritten (MatMul weights for INT8, float initializers for FP16).
     pub matmuls: usize,
     /// Weights stored before and after, in bytes.
     pub bytes_before: usize,
