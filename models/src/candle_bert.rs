@@ -8,6 +8,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{BertEncoder, Config};
 
+use crate::quantized_bert::QuantizedEncoder;
+
 use crate::config::{DType, DeviceSpec, ModelConfig};
 use crate::embedder::{Embedder, read_json};
 use crate::error::ModelError;
@@ -16,11 +18,17 @@ use crate::pooling::Pooling;
 /// A BERT encoder with its pooling, owned by one lane.
 pub struct CandleBert {
     embeddings: Embeddings,
-    encoder: BertEncoder,
+    encoder: Encoder,
     dtype: candle_core::DType,
     pooling: Pooling,
     pad_id: u32,
     device: Device,
+}
+
+/// Candle's float encoder, or ours on Q8_0 weights.
+enum Encoder {
+    Float(BertEncoder),
+    Quantized(QuantizedEncoder),
 }
 
 /// Word + position + token-type embeddings, then LayerNorm.
@@ -58,6 +66,7 @@ impl CandleBert {
             DType::F32 => candle_core::DType::F32,
             DType::F16 => candle_core::DType::F16,
             DType::Bf16 => candle_core::DType::BF16,
+            DType::Q8_0 => candle_core::DType::F32,
         };
         let weights = config.weights_path();
         if !weights.exists() {
@@ -66,15 +75,26 @@ impl CandleBert {
         // SAFETY: the weight file is memory-mapped read-only; ferroserve never writes model files while
         // serving them, and the mapping lives as long as the tensors built from it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &device)? };
-        Ok(Self::from_var_builder(vb, &bert_config, pooling)?)
+        Ok(Self::from_var_builder(vb, &bert_config, pooling, config.dtype == DType::Q8_0)?)
     }
 
-    /// Builds the model from weights (under an optional `bert.` prefix, as in BertModel checkpoints).
-    pub fn from_var_builder(vb: VarBuilder, config: &Config, pooling: Pooling) -> candle_core::Result<Self> {
+    /// Builds the model from weights (under an optional `bert.` prefix, as in BertModel checkpoints), with
+    /// the encoder's linear layers on Q8_0 weights when `q8_0`.
+    pub fn from_var_builder(
+        vb: VarBuilder,
+        config: &Config,
+        pooling: Pooling,
+        q8_0: bool,
+    ) -> candle_core::Result<Self> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        let encoder = if q8_0 {
+            Encoder::Quantized(QuantizedEncoder::load(vb.pp("encoder"), config)?)
+        } else {
+            Encoder::Float(BertEncoder::load(vb.pp("encoder"), config)?)
+        };
         Ok(CandleBert {
             embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
-            encoder: BertEncoder::load(vb.pp("encoder"), config)?,
+            encoder,
             dtype: vb.dtype(),
             pooling,
             pad_id: config.pad_token_id as u32,
@@ -117,7 +137,10 @@ impl Embedder for CandleBert {
         let hidden = self.embeddings.forward(&ids, &token_types)?;
         // (1 − mask) · −10000, shaped batch × 1 × 1 × seq to broadcast over heads and query positions.
         let additive = ((mask.to_dtype(self.dtype)?.affine(-1.0, 1.0)? * -10_000.0)?).unsqueeze(1)?.unsqueeze(1)?;
-        let hidden = self.encoder.forward(&hidden, &additive)?;
+        let hidden = match &self.encoder {
+            Encoder::Float(e) => e.forward(&hidden, &additive)?,
+            Encoder::Quantized(e) => e.forward(&hidden, &additive)?,
+        };
         let pooled = self.pooling.apply(&hidden, &mask)?;
         Ok(pooled.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
     }
@@ -141,14 +164,14 @@ mod tests {
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
-        CandleBert::from_var_builder(vb, &config, Pooling::Mean).unwrap();
+        CandleBert::from_var_builder(vb, &config, Pooling::Mean, false).unwrap();
         let data = varmap.data().lock().unwrap();
         dtypes
             .iter()
             .map(|&dtype| {
                 let tensors = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().to_dtype(dtype).unwrap())).collect();
                 let vb = VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
-                CandleBert::from_var_builder(vb, &config, Pooling::Mean).unwrap()
+                CandleBert::from_var_builder(vb, &config, Pooling::Mean, false).unwrap()
             })
             .collect()
     }

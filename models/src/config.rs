@@ -36,6 +36,9 @@ pub enum DType {
     /// Half precision weights and compute: for GPUs (on AVX2 CPUs it is slower than F32).
     F16,
     Bf16,
+    /// Linear layers on Q8_0-quantized weights (quantized at load; Candle backend), the rest in F32.
+    #[serde(rename = "q8_0")]
+    Q8_0,
 }
 
 /// Where a lane runs: `cpu`, or `cuda:N` in builds with the `cuda` feature.

@@ -10,6 +10,7 @@ pub mod export;
 pub mod onnx;
 pub mod pooling;
 pub mod quantize;
+mod quantized_bert;
 pub mod repository;
 pub mod tokenizer;
 
