@@ -33,4 +33,5 @@ candle-f16 candle all-MiniLM-L6-v2 f16
 onnx-fp32 onnx all-MiniLM-L6-v2-onnx f32
 onnx-fp16 onnx all-MiniLM-L6-v2-onnx-fp16 f32
 onnx-int8 onnx all-MiniLM-L6-v2-onnx-int8 f32
+candle-q8_0 candle all-MiniLM-L6-v2 q8_0
 LIST

@@ -60,3 +60,51 @@ async fn exported_onnx_model_serves_the_same_vectors_as_candle() {
     let models: Value = reqwest::get(format!("{}/v1/models", server.http)).await.unwrap().json().await.unwrap();
     assert_eq!(models["data"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn missing_onnx_runtime_fails_its_models_clearly_and_the_rest_serve() {
+    let server = Server::spawn_with_env(&[], &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")]);
+    let client = reqwest::Client::new();
+    // Not ready: the ONNX variants failed to load; /ready says which.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ready = loop {
+        let r: Value = match client.get(format!("{}/ready", server.http)).send().await {
+            Ok(r) => r.json().await.unwrap(),
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let settled = r["models"].as_array().unwrap().iter().all(|m| m["state"] != "loading");
+        if settled || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["ready"], false, "{ready}");
+    for m in ready["models"].as_array().unwrap() {
+        if m["name"] == MODEL {
+            assert_eq!(m["state"], "ready", "{m}");
+        } else {
+            assert_eq!(m["state"], "failed", "{m}");
+            assert!(m["error"].as_str().unwrap().contains("ORT_DYLIB_PATH"), "{m}");
+        }
+    }
+    let r = client
+        .post(format!("{}/v1/embeddings", server.http))
+        .json(&json!({"model": "all-MiniLM-L6-v2:onnx", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/nonexistent/libonnxruntime.so") && message.contains("ORT_DYLIB_PATH"), "{message}");
+    let ok = client
+        .post(format!("{}/v1/embeddings", server.http))
+        .json(&json!({"model": MODEL, "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the Candle model still serves");
+}

@@ -48,6 +48,11 @@ impl Server {
 
     /// Starts without waiting for readiness.
     pub fn spawn(extra: &[&str]) -> Server {
+        Server::spawn_with_env(extra, &[])
+    }
+
+    /// Starts without waiting for readiness, with extra environment variables.
+    pub fn spawn_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let (http_port, grpc_port) = (free_port(), free_port());
         let logs = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("log dir");
@@ -66,6 +71,7 @@ impl Server {
             })
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

@@ -57,6 +57,10 @@ pub struct ModelSummary {
     pub task: Task,
     pub backend: String,
     pub ready: bool,
+    /// `loading`, `ready` or `failed`.
+    pub state: &'static str,
+    /// Why loading failed.
+    pub error: Option<String>,
     pub dimensions: Option<usize>,
     pub max_input_tokens: Option<usize>,
 }
@@ -133,6 +137,15 @@ impl Engine {
                     task: config.task,
                     backend: format!("{:?}", config.backend).to_lowercase(),
                     ready: ready.is_some(),
+                    state: match state {
+                        ModelState::Loading => "loading",
+                        ModelState::Ready(_) => "ready",
+                        ModelState::Failed(_) => "failed",
+                    },
+                    error: match state {
+                        ModelState::Failed(e) => Some(e.clone()),
+                        _ => None,
+                    },
                     dimensions: ready.map(|m| m.info.dimensions),
                     max_input_tokens: ready.map(|m| m.info.tokenizer.limit()),
                 }

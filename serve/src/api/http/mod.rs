@@ -88,8 +88,12 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Readiness: every model is loaded. 503 with each model's state otherwise.
 async fn ready(State(state): State<AppState>) -> Response {
-    let models: Vec<_> =
-        state.engine.list_models().into_iter().map(|m| json!({"name": m.name, "ready": m.ready})).collect();
+    let models: Vec<_> = state
+        .engine
+        .list_models()
+        .into_iter()
+        .map(|m| json!({"name": m.name, "ready": m.ready, "state": m.state, "error": m.error}))
+        .collect();
     let status = if state.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"ready": status == StatusCode::OK, "models": models}))).into_response()
 }
