@@ -11,7 +11,7 @@ use candle_transformers::models::bert::{BertEncoder, Config};
 use crate::quantized_bert::QuantizedEncoder;
 
 use crate::config::{DType, DeviceSpec, ModelConfig};
-use crate::embedder::{Embedder, read_json};
+use crate::embedder::{Embedder, Padded, pad_batch, read_json};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
 
@@ -121,15 +121,7 @@ impl Embedder for CandleBert {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let longest = batch.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * longest);
-        let mut mask = Vec::with_capacity(batch.len() * longest);
-        for seq in batch {
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(self.pad_id, longest - seq.len()));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, longest - seq.len()));
-        }
+        let Padded { ids, mask, longest } = pad_batch::<u32>(batch, self.pad_id);
         let shape = (batch.len(), longest);
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;

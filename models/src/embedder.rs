@@ -19,6 +19,28 @@ pub trait Embedder: Send {
     fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
 
+/// A batch padded to its longest sequence: row-major ids and attention mask (1 real, 0 padding), as `T`.
+pub(crate) struct Padded<T> {
+    pub ids: Vec<T>,
+    pub mask: Vec<T>,
+    pub longest: usize,
+}
+
+/// Pads every sequence of `batch` with `pad_id` to the longest one.
+pub(crate) fn pad_batch<T: From<u32> + Copy>(batch: &[&[u32]], pad_id: u32) -> Padded<T> {
+    let longest = batch.iter().map(|s| s.len()).max().unwrap_or(0);
+    let (pad, one, zero) = (T::from(pad_id), T::from(1), T::from(0));
+    let mut ids = Vec::with_capacity(batch.len() * longest);
+    let mut mask = Vec::with_capacity(batch.len() * longest);
+    for seq in batch {
+        ids.extend(seq.iter().map(|&t| T::from(t)));
+        ids.extend(std::iter::repeat_n(pad, longest - seq.len()));
+        mask.extend(std::iter::repeat_n(one, seq.len()));
+        mask.extend(std::iter::repeat_n(zero, longest - seq.len()));
+    }
+    Padded { ids, mask, longest }
+}
+
 /// What every lane of a model shares: the tokenizer and facts read from the checkpoint.
 #[derive(Clone)]
 pub struct EmbedderInfo {

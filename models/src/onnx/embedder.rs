@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 
 use super::session::OnnxModel;
 use super::tensor::{NamedTensor, TensorData};
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Padded, pad_batch};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
 
@@ -56,15 +56,7 @@ impl Embedder for OnnxEmbedder {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let longest = batch.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * longest);
-        let mut mask = Vec::with_capacity(batch.len() * longest);
-        for seq in batch {
-            ids.extend(seq.iter().map(|&t| i64::from(t)));
-            ids.extend(std::iter::repeat_n(i64::from(self.pad_id), longest - seq.len()));
-            mask.extend(std::iter::repeat_n(1i64, seq.len()));
-            mask.extend(std::iter::repeat_n(0i64, longest - seq.len()));
-        }
+        let Padded { ids, mask, longest } = pad_batch::<i64>(batch, self.pad_id);
         let shape = vec![batch.len() as i64, longest as i64];
         let mut inputs = vec![
             NamedTensor { name: "input_ids".into(), shape: shape.clone(), data: TensorData::I64(ids) },
