@@ -4,7 +4,9 @@
 //! A batch starts from the oldest sequence of the most urgent non-empty level (so every sequence is
 //! eventually served in its level's order), then fills up with the sequences closest to it in length, level
 //! by level in priority order, while it stays within the lane's `max_batch_size` and `max_batch_tokens`
-//! (padded cost: longest × count). Grouping by length cuts padding; the anchor keeps it fair.
+//! (padded cost: longest × count). Grouping by length cuts padding; the anchor keeps it fair within a
+//! level. Priority is strict: under sustained load at a more urgent level, less urgent levels wait (their
+//! deadlines still bound how long).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
