@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use ferroserve_models::Embedder;
 use ferroserve_models::Pooling;
+use ferroserve_models::export::value_info;
 use ferroserve_models::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
 };
 use ferroserve_models::onnx::{ElementType, NamedTensor, OnnxEmbedder, OnnxModel, TensorData};
 use prost::Message;
@@ -89,27 +89,6 @@ fn generic_path_refuses_bad_inputs_clearly() {
     std::fs::write(&corrupt, b"not an onnx model").unwrap();
     let err = OnnxModel::load(&corrupt, 1).err().unwrap().to_string();
     assert!(err.contains("ferroserve-corrupt"), "{err}");
-}
-
-fn value_info(name: &str, elem_type: i32, dims: &[&str]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimParam(d.to_string())),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem_type),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {

@@ -9,13 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use prost::Message;
 
-use super::graph::{Graph, float, int, ints};
+use super::graph::{Graph, float, int, ints, value_info};
 use crate::embedder::read_json;
 use crate::error::ModelError;
-use crate::onnx::proto::{
-    GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto, tensor_proto,
-    tensor_shape_proto, type_proto,
-};
+use crate::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, tensor_proto};
 
 /// The ONNX opset the exported graphs use (LayerNormalization needs 17).
 pub const ONNX_OPSET: i64 = 17;
@@ -175,29 +172,4 @@ fn layer_norm(g: &mut Graph, w: &Weights, prefix: &str, x: &str, eps: f32) -> Re
     let scale = w.param(g, &format!("{prefix}.weight"), false)?;
     let bias = w.param(g, &format!("{prefix}.bias"), false)?;
     Ok(g.op("LayerNormalization", &[x, &scale, &bias], vec![int("axis", -1), float("epsilon", eps)]))
-}
-
-fn value_info(name: &str, elem_type: i32, dims: &[&str]) -> ValueInfoProto {
-    use tensor_shape_proto::dimension::Value;
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(match d.parse::<i64>() {
-                Ok(n) => Value::DimValue(n),
-                Err(_) => Value::DimParam(d.to_string()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem_type),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }

@@ -1,6 +1,9 @@
 //! A small builder for ONNX graphs: named initializers and nodes with fresh output names.
 
-use crate::onnx::proto::{AttributeProto, NodeProto, TensorProto, attribute_proto::AttributeType, tensor_proto};
+use crate::onnx::proto::{
+    AttributeProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto, tensor_shape_proto, type_proto,
+};
 
 #[derive(Default)]
 pub(super) struct Graph {
@@ -79,6 +82,32 @@ pub(super) fn float(name: &str, value: f32) -> AttributeProto {
         name: Some(name.into()),
         f: Some(value),
         r#type: Some(AttributeType::Float as i32),
+        ..Default::default()
+    }
+}
+
+/// A graph input or output: a tensor of `elem_type` whose dimensions are numbers or named (dynamic) ones.
+pub fn value_info(name: &str, elem_type: i32, dims: &[&str]) -> ValueInfoProto {
+    use tensor_shape_proto::dimension::Value;
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d.parse::<i64>() {
+                Ok(n) => Value::DimValue(n),
+                Err(_) => Value::DimParam(d.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
