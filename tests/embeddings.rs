@@ -1,7 +1,7 @@
 //! REST and gRPC serve the same vectors, in every shape the APIs offer.
 
 use base64::Engine as _;
-use ferroserve_e2e::{MODEL, Server, cosine, floats};
+use ferroserve_e2e::{MODEL, Server, cosine, floats, post_ok};
 use ferroserve_proto::ferroserve::v1::{EmbedRequest, ListModelsRequest, inference_client::InferenceClient};
 use serde_json::{Value, json};
 
@@ -11,18 +11,12 @@ const TEXTS: [&str; 3] = [
     "Rust is a systems programming language.",
 ];
 
-async fn post(server: &Server, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new().post(format!("{}{path}", server.http)).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn rest_and_grpc_return_the_same_vectors() {
     let server = Server::start(&[]).await;
 
     // OpenAI, floats.
-    let openai = post(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS})).await;
+    let openai = post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS})).await;
     assert_eq!(openai["object"], "list");
     assert_eq!(openai["model"], MODEL);
     let data = openai["data"].as_array().unwrap();
@@ -45,14 +39,15 @@ async fn rest_and_grpc_return_the_same_vectors() {
 
     // OpenAI, base64 (what the official clients request by default): same vector.
     let b64 =
-        post(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS[0], "encoding_format": "base64"})).await;
+        post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS[0], "encoding_format": "base64"}))
+            .await;
     let bytes =
         base64::engine::general_purpose::STANDARD.decode(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
     let decoded: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     assert!(cosine(&decoded, &rest[0]) > 0.99999, "alone or in a batch: the same vector");
 
     // dimensions: truncated and renormalized.
-    let short = post(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS[0], "dimensions": 64})).await;
+    let short = post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": TEXTS[0], "dimensions": 64})).await;
     let short = floats(&short["data"][0]["embedding"]);
     assert_eq!(short.len(), 64);
     let norm: f32 = short.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -60,10 +55,10 @@ async fn rest_and_grpc_return_the_same_vectors() {
     assert!(cosine(&short, &rest[0][..64]) > 0.99999);
 
     // TEI /embed, normalized and not.
-    let tei = post(&server, "/embed", json!({"inputs": TEXTS})).await;
+    let tei = post_ok(&server, "/embed", json!({"inputs": TEXTS})).await;
     let tei: Vec<Vec<f32>> = tei.as_array().unwrap().iter().map(floats).collect();
     assert_eq!(tei, rest);
-    let raw = post(&server, "/embed", json!({"inputs": TEXTS[0], "normalize": false})).await;
+    let raw = post_ok(&server, "/embed", json!({"inputs": TEXTS[0], "normalize": false})).await;
     let raw = floats(&raw[0]);
     let norm: f32 = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!(norm > 1.5, "unnormalized mean-pooled MiniLM vectors are longer than 1: {norm}");
@@ -129,16 +124,7 @@ async fn concurrent_requests_keep_their_own_results() {
     // Alone first, then all at once (batched together by the lane): each result must be its own.
     let mut alone = Vec::new();
     for s in &sentences {
-        let r: Value = client
-            .post(format!("{}/embed", server.http))
-            .json(&json!({"inputs": s}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        alone.push(floats(&r[0]));
+        alone.push(floats(&post_ok(&server, "/embed", json!({"inputs": s})).await[0]));
     }
     let together = futures::future::join_all(sentences.iter().map(|s| {
         let client = client.clone();
@@ -181,7 +167,7 @@ async fn health_ready_models_and_metrics() {
     let models: Value = client.get(format!("{}/v1/models", server.http)).send().await.unwrap().json().await.unwrap();
     assert_eq!(models["data"][0]["id"], MODEL);
 
-    post(&server, "/v1/embeddings", json!({"model": MODEL, "input": "hello"})).await;
+    post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": "hello"})).await;
     let _ = client
         .post(format!("{}/v1/embeddings", server.http))
         .json(&json!({"model": MODEL, "input": ""}))
@@ -221,14 +207,14 @@ async fn health_ready_models_and_metrics() {
 async fn default_repository_variants_agree_with_candle() {
     let server = Server::start(&[]).await;
     let texts: Vec<&str> = TEXTS.to_vec();
-    let candle = post(&server, "/v1/embeddings", json!({"model": MODEL, "input": texts})).await;
+    let candle = post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": texts})).await;
     let variants = [
         ("all-MiniLM-L6-v2:onnx", 0.99999),
         ("all-MiniLM-L6-v2:onnx-fp16", 0.999),
         ("all-MiniLM-L6-v2:onnx-int8", 0.97),
     ];
     for (variant, bound) in variants {
-        let other = post(&server, "/v1/embeddings", json!({"model": variant, "input": texts})).await;
+        let other = post_ok(&server, "/v1/embeddings", json!({"model": variant, "input": texts})).await;
         assert_eq!(other["model"], variant);
         for (a, b) in candle["data"].as_array().unwrap().iter().zip(other["data"].as_array().unwrap()) {
             let c = cosine(&floats(&a["embedding"]), &floats(&b["embedding"]));

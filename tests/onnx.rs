@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use ferroserve_e2e::{MODEL, Server, cosine, floats, repo_root, repository_with};
+use ferroserve_e2e::{MODEL, Server, cosine, floats, post_ok, repo_root, repository_with};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -32,7 +32,6 @@ async fn exported_onnx_model_serves_the_same_vectors_as_candle() {
     .unwrap();
 
     let server = Server::start_with_repository(&repo, &[]).await;
-    let client = reqwest::Client::new();
     let texts: Vec<String> = std::fs::read_to_string(repo_root().join("tests/data/sentences.txt"))
         .unwrap()
         .lines()
@@ -42,15 +41,7 @@ async fn exported_onnx_model_serves_the_same_vectors_as_candle() {
         .collect();
     let mut vectors = Vec::new();
     for model in [MODEL, "minilm-onnx"] {
-        let r: Value = client
-            .post(format!("{}/v1/embeddings", server.http))
-            .json(&json!({"model": model, "input": texts}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = post_ok(&server, "/v1/embeddings", json!({"model": model, "input": texts})).await;
         vectors.push(r["data"].as_array().unwrap().iter().map(|d| floats(&d["embedding"])).collect::<Vec<_>>());
     }
     assert_eq!(vectors[1].len(), 64);

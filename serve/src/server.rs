@@ -32,8 +32,9 @@ pub async fn run(config: ServerConfig, models: Vec<ModelConfig>, budget: ThreadB
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
-    let grpc_listener =
-        grpc::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
     tracing::info!(http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "listening");
 
     let shutdown = CancellationToken::new();

@@ -156,6 +156,13 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
+/// POSTs `body` as JSON to `server.http` + `path`, asserts success, and returns the JSON answer.
+pub async fn post_ok(server: &Server, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = reqwest::Client::new().post(format!("{}{path}", server.http)).json(&body).send().await.expect("request");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.expect("JSON answer")
+}
+
 /// Cosine similarity.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

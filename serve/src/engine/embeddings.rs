@@ -25,7 +25,7 @@ pub struct EmbedRequest {
 }
 
 /// Vectors in input order, and the tokens they cost.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EmbedOutput {
     pub model: String,
     pub vectors: Vec<Vec<f32>>,

@@ -5,7 +5,6 @@ mod native;
 mod scheduling;
 mod status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,9 +64,4 @@ async fn report_health(engine: Arc<Engine>, health: HealthReporter, shutdown: Ca
     shutdown.cancelled().await;
     health.set_service_status("", ServingStatus::NotServing).await;
     health.set_service_status(SERVICE, ServingStatus::NotServing).await;
-}
-
-/// Binds the gRPC address early so a taken port fails at start-up.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    Ok(tokio::net::TcpListener::bind(addr).await?)
 }
