@@ -16,6 +16,8 @@ use crate::pooling::Pooling;
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     Embedding,
+    /// Text generation (a GGUF language model): `/v1/completions`, `/v1/chat/completions`, gRPC `Generate`.
+    Generation,
 }
 
 /// Which inference library runs the model.
@@ -39,6 +41,9 @@ pub enum DType {
     /// Linear layers on Q8_0-quantized weights (quantized at load; Candle backend), the rest in F32.
     #[serde(rename = "q8_0")]
     Q8_0,
+    /// Linear layers in GGML Q4_1 (language models: as SmolLM2's GGUF stores them).
+    #[serde(rename = "q4_1")]
+    Q4_1,
 }
 
 /// Where a lane runs: `cpu`, or `cuda:N` in builds with the `cuda` feature.
@@ -157,6 +162,48 @@ pub struct ModelConfig {
     pub batching: BatchingConfig,
     #[serde(default = "default_lanes")]
     pub lanes: Vec<LaneConfig>,
+    /// Continuous batching, memory and prefix reuse of a generation model.
+    #[serde(default)]
+    pub generation: GenerationConfig,
+}
+
+/// How a generation model schedules sequences and spends memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationConfig {
+    /// Most sequences generating at once (each decode step runs them as one batch).
+    pub max_num_seqs: usize,
+    /// Most tokens one forward pass computes: decode tokens of running sequences plus prompt chunks. A long
+    /// prompt is prefilled over several steps so running streams keep getting tokens.
+    pub max_batch_tokens: usize,
+    /// Most prompt plus output tokens of one sequence (capped by the model's context length).
+    pub max_context_tokens: usize,
+    /// Memory for the KV caches of running sequences, MiB; a sequence is admitted only when its prompt plus
+    /// `max_tokens` fits.
+    pub kv_cache_mb: usize,
+    /// Memory for reusable prompt prefixes, MiB; 0 turns prefix reuse off.
+    pub prefix_cache_mb: usize,
+    /// Shortest prompt prefix worth caching or reusing, tokens.
+    pub prefix_min_tokens: usize,
+    /// Most requests waiting for a slot; beyond it requests get 429 / RESOURCE_EXHAUSTED at once.
+    pub max_waiting: usize,
+    /// `max_tokens` of requests that name none.
+    pub default_max_tokens: usize,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            max_num_seqs: 16,
+            max_batch_tokens: 256,
+            max_context_tokens: 4096,
+            kv_cache_mb: 1024,
+            prefix_cache_mb: 256,
+            prefix_min_tokens: 16,
+            max_waiting: 256,
+            default_max_tokens: 256,
+        }
+    }
 }
 
 fn default_lanes() -> Vec<LaneConfig> {
@@ -197,6 +244,22 @@ impl ModelConfig {
         }
         if self.lanes.is_empty() {
             return Err("at least one lane is needed".into());
+        }
+        let g = &self.generation;
+        if g.max_num_seqs == 0 || g.max_batch_tokens == 0 || g.max_context_tokens == 0 || g.kv_cache_mb == 0 {
+            return Err(
+                "generation.max_num_seqs, max_batch_tokens, max_context_tokens and kv_cache_mb must be at least 1"
+                    .into(),
+            );
+        }
+        if g.default_max_tokens == 0 {
+            return Err("generation.default_max_tokens must be at least 1".into());
+        }
+        if self.task == Task::Generation && self.backend != Backend::Candle {
+            return Err("generation models run on the candle backend (a GGUF file in `weights`)".into());
+        }
+        if self.task == Task::Generation && self.lanes.iter().any(|l| l.device != DeviceSpec::Cpu) {
+            return Err("generation models run on one CPU lane for now".into());
         }
         if self.max_input_tokens == Some(0) {
             return Err("max_input_tokens must be at least 1".into());

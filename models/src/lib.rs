@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedder;
 pub mod error;
 pub mod export;
+pub mod llm;
 pub mod onnx;
 pub mod pooling;
 pub mod quantize;

@@ -1,6 +1,6 @@
 //! ferroserve: one process that serves machine-learning models over REST (axum) and gRPC (tonic).
 //!
-//! Layout: `api` (transports) → `engine` (models, requests) → `batching` (queues, lanes) → the
+//! Layout: `api` (transports) → `engine` (models, requests) → `batching` (queues, lanes) and `generation` (continuous batching) → the
 //! `ferroserve_models` crate (backends). `cli` and `config` turn flags, env and files into a
 //! [`config::ServerConfig`]; `server` wires it all together.
 
@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod generation;
 pub mod server;
 pub mod telemetry;
 pub mod threads;

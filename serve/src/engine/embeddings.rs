@@ -45,7 +45,8 @@ impl Engine {
     }
 
     async fn embed_with(&self, model: &Arc<ServedModel>, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
-        self.validate(model, &req)?;
+        let (info, queue) = model.embedding()?;
+        self.validate(model, info.dimensions, &req)?;
         let EmbedRequest { inputs, normalize, truncate, dimensions, priority, timeout, .. } = req;
         let batching = &model.config.batching;
         let timeout =
@@ -54,7 +55,7 @@ impl Engine {
         let ids = tokenize(model, inputs, truncate).await?;
         let prompt_tokens = ids.iter().map(Vec::len).sum();
 
-        let pending = model.queue.submit(ids, priority.unwrap_or(batching.default_priority), deadline)?;
+        let pending = queue.submit(ids, priority.unwrap_or(batching.default_priority), deadline)?;
         // At the deadline the caller gets its answer even if no lane is free yet; the queue then drops
         // the abandoned sequences before compute.
         let embedded = match deadline {
@@ -65,7 +66,7 @@ impl Engine {
         };
         let mut vectors = embedded.vectors;
 
-        let normalize = normalize.unwrap_or(model.info.normalize);
+        let normalize = normalize.unwrap_or(info.normalize);
         for v in &mut vectors {
             if let Some(d) = dimensions {
                 v.truncate(d);
@@ -85,7 +86,7 @@ impl Engine {
         })
     }
 
-    fn validate(&self, model: &ServedModel, req: &EmbedRequest) -> Result<(), EngineError> {
+    fn validate(&self, model: &ServedModel, max_dimensions: usize, req: &EmbedRequest) -> Result<(), EngineError> {
         let invalid = |m: String| Err(EngineError::InvalidInput(m));
         if req.inputs.is_empty() {
             return invalid("input is empty: send at least one text".into());
@@ -101,7 +102,7 @@ impl Engine {
             return invalid(format!("input {i} is an empty string"));
         }
         if let Some(d) = req.dimensions {
-            let max = model.info.dimensions;
+            let max = max_dimensions;
             if d == 0 || d > max {
                 return invalid(format!("dimensions must be between 1 and {max} for model {:?}, got {d}", model.name));
             }
@@ -116,7 +117,8 @@ const INLINE_TOKENIZE_BYTES: usize = 16 * 1024;
 
 async fn tokenize(model: &Arc<ServedModel>, inputs: Vec<String>, truncate: bool) -> Result<Vec<Vec<u32>>, EngineError> {
     let run = move |model: &ServedModel, inputs: &[String]| {
-        Ok(model.info.tokenizer.encode(inputs, truncate).map_err(|e| EngineError::Internal(e.to_string()))??)
+        let (info, _) = model.embedding()?;
+        Ok(info.tokenizer.encode(inputs, truncate).map_err(|e| EngineError::Internal(e.to_string()))??)
     };
     if inputs.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
         return run(model, &inputs);

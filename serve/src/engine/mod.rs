@@ -4,18 +4,22 @@
 
 mod embeddings;
 mod error;
+mod generate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use ferroserve_models::{EmbedderInfo, ModelConfig, Task, load_embedder};
+use ferroserve_models::llm::load_language_model;
+use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
+use crate::generation::Generator;
 use crate::threads::ThreadBudget;
 
 pub use embeddings::{EmbedOutput, EmbedRequest};
 pub use error::EngineError;
+pub use generate::{GenerateRequest, GenerationStream, Prompt};
 
 /// Request limits that apply to every model.
 #[derive(Debug, Clone)]
@@ -23,15 +27,41 @@ pub struct EngineLimits {
     pub max_client_batch_size: usize,
 }
 
-/// A loaded model and the queue its lanes pull from.
+/// A loaded model and what runs it.
 pub struct ServedModel {
     pub name: String,
     pub config: ModelConfig,
-    pub info: EmbedderInfo,
-    queue: BatchQueue,
+    runtime: Runtime,
+}
+
+enum Runtime {
+    /// Lanes pulling batches from one queue.
+    Embedding { info: EmbedderInfo, queue: BatchQueue },
+    /// A continuous-batching scheduler.
+    Generation(Generator),
 }
 
 impl ServedModel {
+    fn embedding(&self) -> Result<(&EmbedderInfo, &BatchQueue), EngineError> {
+        match &self.runtime {
+            Runtime::Embedding { info, queue } => Ok((info, queue)),
+            Runtime::Generation(_) => Err(EngineError::InvalidInput(format!(
+                "model {:?} generates text and has no embeddings; use /v1/completions or /v1/chat/completions",
+                self.name
+            ))),
+        }
+    }
+
+    fn generator(&self) -> Result<&Generator, EngineError> {
+        match &self.runtime {
+            Runtime::Generation(g) => Ok(g),
+            Runtime::Embedding { .. } => Err(EngineError::InvalidInput(format!(
+                "model {:?} is an embedding model and cannot generate text; use /v1/embeddings",
+                self.name
+            ))),
+        }
+    }
+
     fn record_outcome<T>(&self, result: &Result<T, EngineError>) {
         let outcome = match result {
             Ok(_) => "ok",
@@ -146,8 +176,11 @@ impl Engine {
                         ModelState::Failed(e) => Some(e.clone()),
                         _ => None,
                     },
-                    dimensions: ready.map(|m| m.info.dimensions),
-                    max_input_tokens: ready.map(|m| m.info.tokenizer.limit()),
+                    dimensions: ready.and_then(|m| m.embedding().ok()).map(|(info, _)| info.dimensions),
+                    max_input_tokens: ready.map(|m| match &m.runtime {
+                        Runtime::Embedding { info, .. } => info.tokenizer.limit(),
+                        Runtime::Generation(g) => g.info.context_length,
+                    }),
                 }
             })
             .collect()
@@ -178,7 +211,23 @@ impl Engine {
     }
 }
 
-fn load_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ferroserve_models::ModelError> {
+fn load_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    match config.task {
+        Task::Embedding => load_embedding_model(config, budget),
+        Task::Generation => load_generation_model(config, budget),
+    }
+}
+
+fn load_generation_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    let lm = load_language_model(&config, config.generation.max_context_tokens)?;
+    let threads = config.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
+    tracing::info!(model = %config.name, threads, context = lm.info.context_length, "language model loaded");
+    let generator = Generator::start(&config.name, lm.model, Arc::new(lm.info), config.generation.clone(), threads)
+        .map_err(|e| ModelError::Backend(e.to_string()))?;
+    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Generation(generator) })
+}
+
+fn load_embedding_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let info = EmbedderInfo::load(&config)?;
     let mut lanes = Vec::with_capacity(config.lanes.len());
     for (i, lane) in config.lanes.iter().enumerate() {
@@ -193,5 +242,5 @@ fn load_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel,
         lanes.push(LaneSpec { name, limits, embedder });
     }
     let queue = BatchQueue::start(&config.name, &config.batching, lanes);
-    Ok(ServedModel { name: config.name.clone(), config, info, queue })
+    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Embedding { info, queue } })
 }

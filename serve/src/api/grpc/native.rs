@@ -4,15 +4,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferroserve_models::llm::{ChatMessage, SamplingParams};
 use ferroserve_proto::ferroserve::v1::{
-    self as pb, EmbedRequest, EmbedResponse, ListModelsRequest, ListModelsResponse, inference_server::Inference,
+    self as pb, EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, ListModelsRequest, ListModelsResponse,
+    inference_server::Inference,
 };
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::scheduling::CallOptions;
 use super::status::to_status;
-use crate::engine::{self, Engine, EngineError};
+use crate::engine::{self, Engine, EngineError, Prompt};
+use crate::generation::GenerationEvent;
 
 /// How many requests of one EmbedStream call run at once; responses still come back in order.
 const STREAM_CONCURRENCY: usize = 16;
@@ -70,6 +73,57 @@ impl NativeService {
 }
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
+type GenerateOut = Pin<Box<dyn Stream<Item = Result<GenerateResponse, Status>> + Send>>;
+
+/// The engine request of a gRPC `GenerateRequest`.
+fn generate_request(req: GenerateRequest, call: &CallOptions) -> Result<engine::GenerateRequest, Status> {
+    let (priority, timeout) = call.for_message(req.priority, req.timeout_ms)?;
+    let prompt = match (req.prompt.is_empty(), req.messages.is_empty()) {
+        (false, false) => return Err(Status::invalid_argument("set prompt or messages, not both")),
+        (true, true) => return Err(Status::invalid_argument("prompt and messages are both empty")),
+        (false, true) => Prompt::Text(req.prompt),
+        (true, false) => {
+            Prompt::Chat(req.messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect())
+        }
+    };
+    let d = SamplingParams::default();
+    Ok(engine::GenerateRequest {
+        model: req.model,
+        prompt,
+        params: SamplingParams {
+            temperature: req.temperature.unwrap_or(d.temperature),
+            top_p: req.top_p.unwrap_or(d.top_p),
+            top_k: req.top_k.map_or(d.top_k, |k| k as usize),
+            min_p: req.min_p.unwrap_or(d.min_p),
+            repetition_penalty: req.repetition_penalty.unwrap_or(d.repetition_penalty),
+            frequency_penalty: req.frequency_penalty.unwrap_or(d.frequency_penalty),
+            presence_penalty: req.presence_penalty.unwrap_or(d.presence_penalty),
+            seed: req.seed,
+            logprobs: None,
+        },
+        max_tokens: req.max_tokens.map(|n| n as usize),
+        stop: req.stop,
+        priority,
+        timeout,
+    })
+}
+
+fn generate_response(event: GenerationEvent) -> Result<GenerateResponse, Status> {
+    Ok(match event {
+        GenerationEvent::Token { id, text, .. } => GenerateResponse { text, token_ids: vec![id], ..Default::default() },
+        GenerationEvent::Done { finish_reason, text, usage } => GenerateResponse {
+            text,
+            token_ids: Vec::new(),
+            finish_reason: finish_reason.as_str().to_string(),
+            usage: Some(pb::GenerationUsage {
+                prompt_tokens: usage.prompt_tokens as u32,
+                completion_tokens: usage.completion_tokens as u32,
+                cached_tokens: usage.cached_tokens as u32,
+            }),
+        },
+        GenerationEvent::Failed(e) => return Err(to_status(e)),
+    })
+}
 
 #[tonic::async_trait]
 impl Inference for NativeService {
@@ -114,6 +168,23 @@ impl Inference for NativeService {
                 }
             })
             .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    type GenerateStream = GenerateOut;
+
+    async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<Self::GenerateStream>, Status> {
+        let started = Instant::now();
+        let call = CallOptions::from_metadata(request.metadata())?;
+        let req = request.into_inner();
+        let model = req.model.clone();
+        let result = match generate_request(req, &call) {
+            Ok(r) => self.engine.generate(r).await,
+            Err(status) => return Err(status),
+        };
+        self.observe("Generate", &model, &result, started);
+        let generation = result.map_err(to_status)?;
+        let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).map(generate_response);
         Ok(Response::new(Box::pin(responses)))
     }
 

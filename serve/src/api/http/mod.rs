@@ -1,5 +1,6 @@
 //! The HTTP (REST) transport: routes, shared state, body limits, and per-route request metrics.
 
+mod completions;
 mod error;
 mod openai;
 mod scheduling;
@@ -37,6 +38,8 @@ struct ModelLabel(String);
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/chat/completions", post(completions::chat_completions))
+        .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(openai::list_models))
         .route("/embed", post(tei::embed))
         .route("/health", get(health))

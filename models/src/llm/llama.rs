@@ -1,0 +1,367 @@
+//! A Llama-family decoder over Candle tensors that runs many sequences of different lengths in one
+//! forward pass ("ragged" batching), each with its own KV cache.
+//!
+//! The tokens of every sequence in a step are stacked into one `[tokens, hidden]` matrix, so the linear
+//! layers (nearly all of the compute) run once for the whole batch; only attention is done per sequence,
+//! against that sequence's own cache and positions. A decode step of 8 streams is therefore one matrix
+//! product of 8 rows per weight instead of 8 separate passes. Upstream `quantized_llama` keeps one
+//! lock-step cache for the whole batch (same length, no padding mask), which cannot do this.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use crate::error::ModelError;
+
+/// Fewest query rows an attention product runs with (see `forward_inner`).
+const MIN_ATTENTION_ROWS: usize = 16;
+
+/// How the linear layers' weights are held after loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// Re-quantized to this GGML type (kept as stored when the file already has it).
+    Quantized(GgmlDType),
+    /// Dequantized to half precision.
+    F16,
+    /// Dequantized to single precision (the accuracy reference).
+    F32,
+}
+
+/// Shape facts read from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct LlamaShape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    pub context_length: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+}
+
+impl LlamaShape {
+    /// Bytes of KV cache one token takes (F32 keys and values, every layer).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        self.layers * 2 * self.kv_heads * self.head_dim * 4
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+}
+
+/// The model's weights; shared read-only by every sequence.
+pub struct Llama {
+    shape: LlamaShape,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// One sequence's keys and values for every layer, `[kv_heads, capacity, head_dim]` each, filled up to `len`.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes allocated (capacity, not just `len`).
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|(k, v)| (k.elem_count() + v.elem_count()) * 4).sum()
+    }
+
+    /// A copy of the first `len` tokens, with room for `len` tokens only.
+    pub fn prefix(&self, len: usize) -> Result<KvCache, ModelError> {
+        let len = len.min(self.len);
+        let layers = self
+            .layers
+            .iter()
+            // `copy`, not `contiguous`: a full-length narrow would share storage with this cache.
+            .map(|(k, v)| Ok((k.narrow(1, 0, len)?.copy()?, v.narrow(1, 0, len)?.copy()?)))
+            .collect::<Result<Vec<_>, candle_core::Error>>()?;
+        Ok(KvCache { layers, len })
+    }
+
+    /// Keeps only the first `len` tokens (the rest is overwritten by later appends).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn capacity(&self) -> usize {
+        self.layers.first().map(|(k, _)| k.dim(1).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Grows every layer's buffers to hold at least `needed` tokens (in steps of 256 tokens).
+    fn reserve(&mut self, needed: usize) -> candle_core::Result<()> {
+        let cap = self.capacity();
+        if needed <= cap {
+            return Ok(());
+        }
+        let new_cap = needed.div_ceil(256) * 256;
+        for (k, v) in &mut self.layers {
+            for t in [k, v] {
+                let (heads, _, dim) = t.dims3()?;
+                let grown = Tensor::zeros((heads, new_cap, dim), DType::F32, t.device())?;
+                if self.len > 0 {
+                    grown.slice_set(&t.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+                }
+                *t = grown;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One sequence's part of a forward pass: the tokens that follow what its cache holds.
+pub struct SeqStep<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Whether the logits after the last token are wanted (not for a prompt chunk that is not the last).
+    pub want_logits: bool,
+}
+
+fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value, ModelError> {
+    ct.metadata.get(key).ok_or_else(|| ModelError::Unsupported(format!("GGUF metadata has no {key}")))
+}
+
+fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize, ModelError> {
+    Ok(md(ct, key)?.to_u32()? as usize)
+}
+
+impl Llama {
+    /// Loads the weights of a `llama` GGUF file in the asked format.
+    pub fn load<R: std::io::Seek + std::io::Read>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        format: WeightFormat,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let arch = md(ct, "general.architecture")?.to_string()?;
+        if arch != "llama" {
+            return Err(ModelError::Unsupported(format!("GGUF architecture {arch:?} is not supported (only llama)")));
+        }
+        let heads = md_usize(ct, "llama.attention.head_count")?;
+        let hidden = md_usize(ct, "llama.embedding_length")?;
+        let shape = LlamaShape {
+            layers: md_usize(ct, "llama.block_count")?,
+            hidden,
+            heads,
+            kv_heads: md_usize(ct, "llama.attention.head_count_kv")?,
+            head_dim: md_usize(ct, "llama.rope.dimension_count").unwrap_or(hidden / heads),
+            vocab: 0,
+            context_length: md_usize(ct, "llama.context_length")?,
+            rms_eps: md(ct, "llama.attention.layer_norm_rms_epsilon")?.to_f32()? as f64,
+            rope_base: md(ct, "llama.rope.freq_base").and_then(|v| Ok(v.to_f32()?)).unwrap_or(10_000.0),
+        };
+        if shape.heads % shape.kv_heads != 0 || shape.head_dim * shape.heads != shape.hidden {
+            return Err(ModelError::Unsupported("inconsistent attention head counts in GGUF metadata".into()));
+        }
+        let mut tensor = |name: &str| -> Result<QTensor, ModelError> { Ok(ct.tensor(reader, name, device)?) };
+        let embed_q = tensor("token_embd.weight")?;
+        let embed = embed_q.dequantize(device)?;
+        let norm = tensor("output_norm.weight")?.dequantize(device)?;
+        let output = match tensor("output.weight") {
+            Ok(t) => linear(t, format)?,
+            Err(_) => linear(embed_q, format)?, // tied embeddings
+        };
+        let mut layers = Vec::with_capacity(shape.layers);
+        for i in 0..shape.layers {
+            let mut w = |suffix: &str| tensor(&format!("blk.{i}.{suffix}.weight"));
+            layers.push(Layer {
+                attn_norm: w("attn_norm")?.dequantize(device)?,
+                wq: linear(w("attn_q")?, format)?,
+                wk: linear(w("attn_k")?, format)?,
+                wv: linear(w("attn_v")?, format)?,
+                wo: linear(w("attn_output")?, format)?,
+                ffn_norm: w("ffn_norm")?.dequantize(device)?,
+                w_gate: linear(w("ffn_gate")?, format)?,
+                w_up: linear(w("ffn_up")?, format)?,
+                w_down: linear(w("ffn_down")?, format)?,
+            });
+        }
+        let vocab = embed.dim(0)?;
+        let (cos, sin) = rope_tables(shape.head_dim, shape.rope_base, shape.context_length, device)?;
+        Ok(Llama {
+            shape: LlamaShape { vocab, ..shape },
+            embed,
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    pub fn shape(&self) -> &LlamaShape {
+        &self.shape
+    }
+
+    /// An empty cache for one new sequence.
+    pub fn new_cache(&self) -> KvCache {
+        let empty = || Tensor::zeros((self.shape.kv_heads, 0, self.shape.head_dim), DType::F32, &self.device);
+        let layers = (0..self.shape.layers).map(|_| Ok((empty()?, empty()?))).collect::<candle_core::Result<_>>();
+        KvCache { layers: layers.unwrap_or_default(), len: 0 }
+    }
+
+    /// Runs one step for every sequence in `batch`: appends their tokens to their caches and returns, for
+    /// each sequence that wants them, the logits after its last token (`vocab` floats), in order.
+    pub fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        Ok(self.forward_inner(batch)?)
+    }
+
+    fn forward_inner(&self, batch: &mut [SeqStep<'_>]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
+        let s = &self.shape;
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for step in batch.iter_mut() {
+            if step.tokens.is_empty() {
+                candle_core::bail!("a sequence step needs at least one token");
+            }
+            let start = step.cache.len;
+            if start + step.tokens.len() > s.context_length {
+                candle_core::bail!("sequence longer than the model's context of {} tokens", s.context_length);
+            }
+            step.cache.reserve(start + step.tokens.len())?;
+            ids.extend_from_slice(step.tokens);
+            positions.extend((start..start + step.tokens.len()).map(|p| p as u32));
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let positions = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let n_rep = s.heads / s.kv_heads;
+        let scale = 1.0 / (s.head_dim as f64).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, s.rms_eps as f32)?;
+            let rope = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
+                let t = t.reshape((total, heads, s.head_dim))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+                candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?.squeeze(0)
+            };
+            let q = rope(layer.wq.forward(&h)?, s.heads)?;
+            let k = rope(layer.wk.forward(&h)?, s.kv_heads)?;
+            let v = layer.wv.forward(&h)?.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
+            let mut outputs = Vec::with_capacity(batch.len());
+            let mut offset = 0;
+            for step in batch.iter_mut() {
+                let t = step.tokens.len();
+                let past = step.cache.len;
+                let (k_cache, v_cache) = &step.cache.layers[li];
+                k_cache.slice_set(&k.narrow(1, offset, t)?.contiguous()?, 1, past)?;
+                v_cache.slice_set(&v.narrow(1, offset, t)?.contiguous()?, 1, past)?;
+                let k_all = k_cache.narrow(1, 0, past + t)?;
+                let v_all = v_cache.narrow(1, 0, past + t)?;
+                // Heads that share a KV head are stacked as rows: [kv_heads, n_rep * t, head_dim].
+                let q_s = q.narrow(1, offset, t)?.contiguous()?.reshape((s.kv_heads, n_rep * t, s.head_dim))?;
+                // The matrix library sums in a different order for very few rows; padding both attention
+                // products to MIN_ATTENTION_ROWS rows keeps a token's numbers the same however its prompt was
+                // chunked (one token per step vs. the whole prompt at once), so prefix reuse and chunked
+                // prefill never change greedy output.
+                let rows = n_rep * t;
+                let padded = |x: Tensor| -> candle_core::Result<Tensor> {
+                    if rows >= MIN_ATTENTION_ROWS {
+                        return Ok(x);
+                    }
+                    let width = x.dim(2)?;
+                    let pad = Tensor::zeros((s.kv_heads, MIN_ATTENTION_ROWS - rows, width), DType::F32, &self.device)?;
+                    Tensor::cat(&[&x, &pad], 1)
+                };
+                let real =
+                    |x: Tensor| if rows >= MIN_ATTENTION_ROWS { Ok(x) } else { x.narrow(1, 0, rows)?.contiguous() };
+                let mut att = real((padded(q_s)?.matmul(&k_all.t()?)? * scale)?)?;
+                if t > 1 {
+                    let mask = causal_mask(t, past, &self.device)?;
+                    att = att.reshape((s.kv_heads, n_rep, t, past + t))?.broadcast_add(&mask)?.reshape((
+                        s.kv_heads,
+                        rows,
+                        past + t,
+                    ))?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let y = real(padded(att)?.matmul(&v_all)?)?;
+                outputs.push(y.reshape((s.heads, t, s.head_dim))?);
+                offset += t;
+            }
+            let y = Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((total, s.hidden))?;
+            x = (x + layer.wo.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, s.rms_eps as f32)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+            x = (x + layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?)?;
+        }
+        let mut last_rows = Vec::new();
+        let mut offset = 0;
+        for step in batch.iter_mut() {
+            offset += step.tokens.len();
+            step.cache.len += step.tokens.len();
+            if step.want_logits {
+                last_rows.push((offset - 1) as u32);
+            }
+        }
+        let mut wanted = if last_rows.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            let rows = Tensor::new(last_rows.as_slice(), &self.device)?;
+            let h = candle_nn::ops::rms_norm(&x.index_select(&rows, 0)?, &self.norm, s.rms_eps as f32)?;
+            self.output.forward(&h)?.to_dtype(DType::F32)?.to_vec2::<f32>()?.into_iter()
+        };
+        Ok(batch.iter().map(|step| if step.want_logits { wanted.next() } else { None }).collect())
+    }
+}
+
+/// `[t, past + t]`: 0 where token `i` of the chunk may attend (positions up to `past + i`), −inf elsewhere.
+fn causal_mask(t: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let width = past + t;
+    let mask: Vec<f32> =
+        (0..t).flat_map(|i| (0..width).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY })).collect();
+    Tensor::from_vec(mask, (t, width), device)
+}
+
+/// Cosine and sine tables for rotary embeddings, `[positions, head_dim / 2]`.
+fn rope_tables(head_dim: usize, base: f32, positions: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let inv_freq: Vec<f32> = (0..head_dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / head_dim as f32)).collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
+    let pos = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+    let freqs = pos.broadcast_mul(&inv_freq)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// A linear layer's weight in the asked format.
+fn linear(t: QTensor, format: WeightFormat) -> Result<QMatMul, ModelError> {
+    let device = t.device();
+    Ok(match format {
+        WeightFormat::Quantized(dtype) if t.dtype() == dtype => QMatMul::QTensor(std::sync::Arc::new(t)),
+        WeightFormat::Quantized(dtype) => {
+            let w = t.dequantize(&device)?;
+            if w.dim(D::Minus1)? % dtype.block_size() != 0 {
+                return Err(ModelError::Unsupported(format!("cannot quantize a weight of shape {:?}", w.shape())));
+            }
+            QMatMul::QTensor(std::sync::Arc::new(QTensor::quantize(&w, dtype)?))
+        }
+        WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(&device)?),
+        WeightFormat::F32 => QMatMul::Tensor(t.dequantize(&device)?),
+    })
+}

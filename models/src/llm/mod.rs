@@ -1,0 +1,81 @@
+//! Language models: GGUF loading, the BPE tokenizer and chat template from the GGUF metadata, a Llama
+//! decoder that batches sequences of different lengths, sampling, incremental detokenization with stop
+//! strings, and prefix KV reuse. The scheduler that drives them (continuous batching) lives in the server.
+
+pub mod chat_template;
+pub mod llama;
+pub mod prefix_cache;
+pub mod sampling;
+pub mod text_stream;
+pub mod tokenizer;
+
+use std::fs::File;
+use std::io::BufReader;
+
+use candle_core::Device;
+use candle_core::quantized::{GgmlDType, gguf_file};
+
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use llama::{KvCache, Llama, LlamaShape, SeqStep, WeightFormat};
+pub use prefix_cache::{PrefixCache, PrefixHit};
+pub use sampling::{Sampler, SamplingParams, TokenLogprobs};
+pub use text_stream::{TextDelta, TextStream};
+pub use tokenizer::GgufTokenizer;
+
+use crate::config::{DType, ModelConfig};
+use crate::error::ModelError;
+
+/// End-of-generation tokens besides the EOS id, when the vocabulary has them (as llama.cpp does).
+const END_TOKENS: [&str; 4] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>"];
+
+/// What request handlers need of a language model (shared, read-only): tokenizer, chat template, limits.
+pub struct LanguageInfo {
+    pub tokenizer: GgufTokenizer,
+    pub template: Option<ChatTemplate>,
+    /// Tokens that end generation.
+    pub stop_ids: Vec<u32>,
+    /// Most tokens of prompt plus output.
+    pub context_length: usize,
+    pub shape: LlamaShape,
+}
+
+/// A loaded language model: the weights (owned by the scheduler thread) and the shared facts.
+pub struct LanguageModel {
+    pub model: Llama,
+    pub info: LanguageInfo,
+}
+
+/// The weight format a model config's `dtype` asks for.
+pub fn weight_format(dtype: DType) -> WeightFormat {
+    match dtype {
+        DType::Q8_0 => WeightFormat::Quantized(GgmlDType::Q8_0),
+        DType::Q4_1 => WeightFormat::Quantized(GgmlDType::Q4_1),
+        DType::F16 | DType::Bf16 => WeightFormat::F16,
+        DType::F32 => WeightFormat::F32,
+    }
+}
+
+/// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
+pub fn load_language_model(config: &ModelConfig, context_limit: usize) -> Result<LanguageModel, ModelError> {
+    let path = config.weights_path();
+    let mut reader = BufReader::new(File::open(&path).map_err(|e| ModelError::io(&path, e))?);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| ModelError::config(&path, format!("not a readable GGUF file: {e}")))?;
+    let tokenizer = GgufTokenizer::from_gguf(&content)?;
+    let model = Llama::load(&content, &mut reader, weight_format(config.dtype), &Device::Cpu)?;
+    let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default().to_string();
+    let template = match content.metadata.get("tokenizer.chat_template") {
+        Some(v) => {
+            Some(ChatTemplate::new(v.to_string()?, &token_text(tokenizer.bos_id), &token_text(tokenizer.eos_id))?)
+        }
+        None => None,
+    };
+    let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
+    stop_ids.extend(END_TOKENS.iter().filter_map(|t| tokenizer.token_id(t)));
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+    let shape = model.shape().clone();
+    let info =
+        LanguageInfo { tokenizer, template, stop_ids, context_length: shape.context_length.min(context_limit), shape };
+    Ok(LanguageModel { model, info })
+}

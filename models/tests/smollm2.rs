@@ -1,0 +1,158 @@
+//! Model tests with the real SmolLM2-135M-Instruct GGUF (fetched by `deploy/fetch-assets.sh`): the tokenizer
+//! and chat template against llama.cpp's reference outputs, greedy answers, and batched steps equal to
+//! sequences run alone.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ferroserve_models::DType;
+use ferroserve_models::config::ModelConfig;
+use ferroserve_models::llm::{ChatMessage, LanguageModel, SeqStep, load_language_model, sampling::argmax};
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config(dtype: DType) -> ModelConfig {
+    let file = repo_root().join("deploy/model-repository/SmolLM2-135M-Instruct.toml");
+    let mut config = ModelConfig::from_file(&file).expect("default model config");
+    assert!(
+        config.weights_path().exists(),
+        "{} is missing: run deploy/fetch-assets.sh",
+        config.weights_path().display()
+    );
+    config.dtype = dtype;
+    config
+}
+
+fn model() -> &'static LanguageModel {
+    static MODEL: OnceLock<LanguageModel> = OnceLock::new();
+    MODEL.get_or_init(|| load_language_model(&config(DType::Q8_0), 4096).unwrap())
+}
+
+fn reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("tests/data").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn messages(v: &Value) -> Vec<ChatMessage> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| ChatMessage {
+            role: m["role"].as_str().unwrap().into(),
+            content: m["content"].as_str().unwrap().into(),
+        })
+        .collect()
+}
+
+/// Greedy decoding of several prompts, all in one batch per step.
+fn greedy(lm: &LanguageModel, prompts: &[Vec<u32>], max_new: usize) -> Vec<Vec<u32>> {
+    let mut caches: Vec<_> = prompts.iter().map(|_| lm.model.new_cache()).collect();
+    let mut next: Vec<Vec<u32>> = prompts.to_vec();
+    let mut out = vec![Vec::new(); prompts.len()];
+    let mut done = vec![false; prompts.len()];
+    for _ in 0..max_new {
+        let active: Vec<usize> = (0..prompts.len()).filter(|&i| !done[i]).collect();
+        if active.is_empty() {
+            break;
+        }
+        let mut steps: Vec<SeqStep> = caches
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| !done[*i])
+            .map(|(i, cache)| SeqStep { tokens: &next[i], cache, want_logits: true })
+            .collect();
+        let logits = lm.model.forward(&mut steps).unwrap();
+        for (&i, l) in active.iter().zip(logits) {
+            let t = argmax(&l.unwrap());
+            if lm.info.stop_ids.contains(&t) {
+                done[i] = true;
+            } else {
+                out[i].push(t);
+                next[i] = vec![t];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tokenizer_matches_llama_cpp_and_round_trips() {
+    let tok = &model().info.tokenizer;
+    for item in reference("smollm2_tokenizer.json")["items"].as_array().unwrap() {
+        let text = item["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, false).unwrap(), ids(&item["ids"]), "plain ids of {text:?}");
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            ids(&item["ids_with_special_tokens_parsed"]),
+            "special ids of {text:?}"
+        );
+        let plain = tok.encode(text, false).unwrap();
+        assert_eq!(tok.decode(&plain).unwrap(), text, "round trip of {text:?}");
+    }
+}
+
+#[test]
+fn chat_prompts_render_and_tokenize_like_llama_cpp() {
+    let lm = model();
+    let template = lm.info.template.as_ref().expect("SmolLM2 has a chat template");
+    assert_eq!(lm.info.stop_ids, vec![0, 2], "<|endoftext|> and <|im_end|> (EOS) end generation");
+    for p in reference("smollm2_llamacpp_greedy.json")["prompts"].as_array().unwrap() {
+        let rendered = template.render(&messages(&p["messages"]), true).unwrap();
+        assert_eq!(rendered, p["rendered_prompt"].as_str().unwrap());
+        assert_eq!(lm.info.tokenizer.encode(&rendered, true).unwrap(), ids(&p["prompt_ids"]));
+    }
+}
+
+#[test]
+fn greedy_answers_and_batching_do_not_change_them() {
+    let lm = model();
+    let reference = reference("smollm2_llamacpp_greedy.json");
+    let prompts: Vec<Vec<u32>> =
+        reference["prompts"].as_array().unwrap().iter().map(|p| ids(&p["prompt_ids"])).collect();
+    let together = greedy(lm, &prompts, 24);
+    let france = lm.info.tokenizer.decode(&together[0]).unwrap();
+    assert!(france.starts_with("The capital of France is Paris."), "{france:?}");
+    for (i, prompt) in prompts.iter().enumerate() {
+        let alone = greedy(lm, std::slice::from_ref(prompt), 24);
+        assert_eq!(alone[0], together[i], "prompt {i}: batched output differs from the output alone");
+    }
+}
+
+/// Logits after the whole prompt in one pass, and after the prompt split at `split` (two passes on one
+/// cache, or the first part copied out of another cache as the prefix cache does).
+#[test]
+fn chunked_prefill_and_prefix_copies_are_bit_identical() {
+    let lm = model();
+    let prompt = ids(&reference("smollm2_llamacpp_greedy.json")["prompts"][2]["prompt_ids"]);
+    let n = prompt.len();
+    let mut whole = lm.model.new_cache();
+    let a = lm.model.forward(&mut [SeqStep { tokens: &prompt, cache: &mut whole, want_logits: true }]).unwrap();
+    let a = a[0].clone().unwrap();
+    for split in [1, 2, 3, 7, 16, 17, n - 3, n - 2, n - 1] {
+        let mut c = lm.model.new_cache();
+        lm.model.forward(&mut [SeqStep { tokens: &prompt[..split], cache: &mut c, want_logits: false }]).unwrap();
+        let b =
+            lm.model.forward(&mut [SeqStep { tokens: &prompt[split..], cache: &mut c, want_logits: true }]).unwrap();
+        assert_eq!(b[0].as_ref().unwrap(), &a, "prompt split at {split} of {n}");
+        let mut copy = whole.prefix(split).unwrap();
+        let c =
+            lm.model.forward(&mut [SeqStep { tokens: &prompt[split..], cache: &mut copy, want_logits: true }]).unwrap();
+        assert_eq!(c[0].as_ref().unwrap(), &a, "continued from a copied prefix of {split} of {n}");
+    }
+}
+
+#[test]
+fn q4_1_as_stored_gives_llama_cpp_first_answer() {
+    let lm = load_language_model(&config(DType::Q4_1), 4096).unwrap();
+    let reference = reference("smollm2_llamacpp_greedy.json");
+    let p = &reference["prompts"][0];
+    let out = greedy(&lm, &[ids(&p["prompt_ids"])], 12);
+    assert_eq!(out[0], ids(&p["output_ids"]), "llama.cpp's greedy ids on the same Q4_1 weights");
+}

@@ -1,0 +1,128 @@
+//! One running sequence: its prompt, KV cache, sampler and output text, and what it does at each step.
+
+use std::time::Instant;
+
+use ferroserve_models::llm::{KvCache, LanguageInfo, Sampler, TextStream};
+use tokio::sync::mpsc;
+
+use super::{FinishReason, GenerationEvent, GenerationUsage, Submitted};
+
+/// What a sequence contributes to the next forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Work {
+    /// Prompt tokens `start..end` (a chunk; the last chunk wants logits).
+    Prefill { start: usize, end: usize },
+    /// The token sampled last step.
+    Decode,
+}
+
+impl Work {
+    /// Tokens this work feeds to the model.
+    pub fn len(self) -> usize {
+        match self {
+            Work::Prefill { start, end } => end - start,
+            Work::Decode => 1,
+        }
+    }
+}
+
+pub(super) struct Sequence {
+    pub prompt: Vec<u32>,
+    /// Prompt tokens already in the cache (reused from the prefix cache or computed).
+    pub prefilled: usize,
+    pub cache: KvCache,
+    /// The token to feed at the next decode step.
+    pub next: [u32; 1],
+    pub sampler: Sampler,
+    pub text: TextStream,
+    pub generated: usize,
+    pub max_tokens: usize,
+    pub cached_tokens: usize,
+    /// Tokens of KV budget held (prompt + max_tokens).
+    pub reserved: usize,
+    pub events: mpsc::UnboundedSender<GenerationEvent>,
+    pub submitted: Instant,
+    pub first_token: Option<Instant>,
+}
+
+/// What happened to a sequence after a step.
+pub(super) enum Outcome {
+    Continue,
+    Finished(FinishReason),
+    /// The client is gone.
+    Cancelled,
+}
+
+impl Sequence {
+    pub fn new(s: Submitted, cache: KvCache, cached_tokens: usize, vocab: usize) -> Self {
+        let Submitted { job, events, submitted } = s;
+        let sampler = Sampler::new(job.params, &job.prompt, vocab);
+        Sequence {
+            reserved: job.prompt.len() + job.max_tokens,
+            prefilled: cached_tokens,
+            prompt: job.prompt,
+            cache,
+            next: [0],
+            sampler,
+            text: TextStream::new(job.stop),
+            generated: 0,
+            max_tokens: job.max_tokens,
+            cached_tokens,
+            events,
+            submitted,
+            first_token: None,
+        }
+    }
+
+    /// The next piece of work, within `budget` tokens.
+    pub fn work(&self, budget: usize) -> Option<Work> {
+        if self.prefilled == self.prompt.len() {
+            return (budget >= 1).then_some(Work::Decode);
+        }
+        let end = self.prompt.len().min(self.prefilled + budget);
+        (end > self.prefilled).then_some(Work::Prefill { start: self.prefilled, end })
+    }
+
+    /// Takes the step's logits (present after a decode step or the last prompt chunk): samples the next
+    /// token and sends its text.
+    pub fn advance(&mut self, work: Work, logits: Option<Vec<f32>>, info: &LanguageInfo) -> Outcome {
+        if let Work::Prefill { end, .. } = work {
+            self.prefilled = end;
+        }
+        let Some(mut logits) = logits else { return Outcome::Continue };
+        let (token, logprobs) = self.sampler.sample(&mut logits);
+        self.first_token.get_or_insert_with(Instant::now);
+        if info.stop_ids.contains(&token) {
+            return Outcome::Finished(FinishReason::Stop);
+        }
+        self.generated += 1;
+        self.next = [token];
+        let delta = match self.text.push(&info.tokenizer, token) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.events.send(GenerationEvent::Failed(crate::engine::EngineError::Internal(e.to_string())));
+                return Outcome::Cancelled;
+            }
+        };
+        if self.events.send(GenerationEvent::Token { id: token, text: delta.text, logprobs }).is_err() {
+            return Outcome::Cancelled;
+        }
+        if delta.stopped {
+            Outcome::Finished(FinishReason::Stop)
+        } else if self.generated >= self.max_tokens || self.cache.len() + 1 >= info.context_length {
+            Outcome::Finished(FinishReason::Length)
+        } else {
+            Outcome::Continue
+        }
+    }
+
+    /// Sends the final event.
+    pub fn finish(&mut self, reason: FinishReason) {
+        let usage = GenerationUsage {
+            prompt_tokens: self.prompt.len(),
+            completion_tokens: self.generated,
+            cached_tokens: self.cached_tokens,
+        };
+        let _ = self.events.send(GenerationEvent::Done { finish_reason: reason, text: self.text.finish(), usage });
+    }
+}
