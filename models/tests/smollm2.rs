@@ -156,3 +156,16 @@ fn q4_1_as_stored_gives_llama_cpp_first_answer() {
     let out = greedy(&lm, &[ids(&p["prompt_ids"])], 12);
     assert_eq!(out[0], ids(&p["output_ids"]), "llama.cpp's greedy ids on the same Q4_1 weights");
 }
+
+/// The short question of the issue. The dequantized formats answer it like the reference; the quantized ones
+/// (weights and activations rounded to 8 or 4 bits) drift to a different answer, which the README notes.
+#[test]
+fn f32_answers_the_short_question() {
+    let lm = load_language_model(&config(DType::F32), 4096).unwrap();
+    let template = lm.info.template.as_ref().unwrap();
+    let message = ChatMessage { role: "user".into(), content: "What is the capital of France?".into() };
+    let prompt = lm.info.tokenizer.encode(&template.render(&[message], true).unwrap(), true).unwrap();
+    let out = greedy(&lm, &[prompt], 10);
+    let text = lm.info.tokenizer.decode(&out[0]).unwrap();
+    assert!(text.starts_with("The capital of France is Paris."), "{text:?}");
+}

@@ -177,3 +177,26 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
 }
 
 pub const MODEL: &str = "all-MiniLM-L6-v2";
+
+pub const LLM: &str = "SmolLM2-135M-Instruct";
+
+/// Writes a model repository serving only SmolLM2 as [`LLM`] with the given `[generation]` keys, into a fresh
+/// folder under `target/`, and returns the folder.
+pub fn llm_repository(name: &str, generation: &str) -> PathBuf {
+    let dir = repo_root().join("target/e2e-repos").join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("repository dir");
+    let checkpoint = repo_root().join("assets/SmolLM2-135M-Instruct");
+    let toml = format!(
+        "name = \"{LLM}\"\ntask = \"generation\"\nbackend = \"candle\"\npath = {:?}\n\
+         weights = \"SmolLM2-135M-Instruct.Q4_1.gguf\"\ndtype = \"q8_0\"\n\n[generation]\n{generation}\n\n\
+         [[lanes]]\ndevice = \"cpu\"\nthreads = 2\n",
+        checkpoint.display().to_string()
+    );
+    std::fs::write(dir.join("model.toml"), toml).expect("model config");
+    dir
+}
+
+/// The `data:` payloads of a server-sent-events body, `[DONE]` included.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
+}

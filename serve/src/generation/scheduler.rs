@@ -64,6 +64,7 @@ impl Scheduler {
         tracing::info!(model = %self.model_name, budget_tokens = self.budget_tokens, "generation scheduler started");
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
+                self.report();
                 match jobs.recv() {
                     Ok(job) => self.waiting.push(job),
                     Err(_) => break,
