@@ -103,12 +103,23 @@ async fn rest_and_grpc_return_the_same_vectors() {
 
     let models = client.list_models(ListModelsRequest {}).await.unwrap().into_inner().models;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, [MODEL, "all-MiniLM-L6-v2:onnx", "all-MiniLM-L6-v2:onnx-fp16", "all-MiniLM-L6-v2:onnx-int8"]);
     assert_eq!(
-        (models[0].backend.as_str(), models[0].dimensions, models[0].max_input_tokens, models[0].ready),
+        names,
+        [
+            "SmolLM2-135M-Instruct",
+            MODEL,
+            "all-MiniLM-L6-v2:onnx",
+            "all-MiniLM-L6-v2:onnx-fp16",
+            "all-MiniLM-L6-v2:onnx-int8"
+        ]
+    );
+    assert_eq!(
+        (models[1].backend.as_str(), models[1].dimensions, models[1].max_input_tokens, models[1].ready),
         ("candle", 384, 256, true)
     );
-    assert_eq!(models[3].backend, "onnx");
+    assert_eq!(models[4].backend, "onnx");
+    // The language model: no dimensions, its context as the input limit.
+    assert_eq!((models[0].task.as_str(), models[0].dimensions, models[0].max_input_tokens), ("generation", 0, 4096));
 }
 
 #[tokio::test]

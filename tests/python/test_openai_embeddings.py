@@ -45,7 +45,9 @@ def test_float_format_single_string_and_dimensions(client):
 
 
 def test_models_list(client):
-    assert [m.id for m in client.models.list().data] == [MODEL, f"{MODEL}:onnx", f"{MODEL}:onnx-fp16", f"{MODEL}:onnx-int8"]
+    assert [m.id for m in client.models.list().data] == [
+        "SmolLM2-135M-Instruct", MODEL, f"{MODEL}:onnx", f"{MODEL}:onnx-fp16", f"{MODEL}:onnx-int8"
+    ]
 
 
 def test_errors_surface_as_client_exceptions(client):
