@@ -176,7 +176,8 @@ async fn health_ready_models_and_metrics() {
     let ready: Value = client.get(format!("{}/ready", server.http)).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["ready"], true);
     let models: Value = client.get(format!("{}/v1/models", server.http)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(models["data"][0]["id"], MODEL);
+    assert_eq!(models["data"][0]["id"], "SmolLM2-135M-Instruct");
+    assert_eq!(models["data"][1]["id"], MODEL);
 
     post_ok(&server, "/v1/embeddings", json!({"model": MODEL, "input": "hello"})).await;
     let _ = client

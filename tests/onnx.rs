@@ -74,7 +74,7 @@ async fn missing_onnx_runtime_fails_its_models_clearly_and_the_rest_serve() {
     };
     assert_eq!(ready["ready"], false, "{ready}");
     for m in ready["models"].as_array().unwrap() {
-        if m["name"] == MODEL {
+        if m["name"] == MODEL || m["name"] == "SmolLM2-135M-Instruct" {
             assert_eq!(m["state"], "ready", "{m}");
         } else {
             assert_eq!(m["state"], "failed", "{m}");

@@ -32,6 +32,8 @@ pub struct GenerateRequest {
     /// `None`: the model's `default_max_tokens`, capped by the room left in the context.
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Generate exactly `max_tokens` (end-of-generation tokens do not stop it); for benchmarks.
+    pub ignore_eos: bool,
     pub priority: Option<u8>,
     /// Give up if no slot frees up within this long.
     pub timeout: Option<Duration>,
@@ -103,6 +105,7 @@ impl Engine {
                 params: req.params.clone(),
                 max_tokens,
                 stop: req.stop.clone(),
+                ignore_eos: req.ignore_eos,
                 priority,
                 deadline: req.timeout.map(|t| Instant::now() + t),
             };

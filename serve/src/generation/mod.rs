@@ -26,6 +26,8 @@ pub struct GenerationJob {
     pub params: SamplingParams,
     pub max_tokens: usize,
     pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens until `max_tokens` (for benchmarks).
+    pub ignore_eos: bool,
     /// 0 is admitted first.
     pub priority: u8,
     /// Give up if not admitted by then.

@@ -37,6 +37,7 @@ pub(super) struct Sequence {
     pub text: TextStream,
     pub generated: usize,
     pub max_tokens: usize,
+    pub ignore_eos: bool,
     pub cached_tokens: usize,
     /// Tokens of KV budget held (prompt + max_tokens).
     pub reserved: usize,
@@ -67,6 +68,7 @@ impl Sequence {
             text: TextStream::new(job.stop),
             generated: 0,
             max_tokens: job.max_tokens,
+            ignore_eos: job.ignore_eos,
             cached_tokens,
             events,
             submitted,
@@ -92,7 +94,7 @@ impl Sequence {
         let Some(mut logits) = logits else { return Outcome::Continue };
         let (token, logprobs) = self.sampler.sample(&mut logits);
         self.first_token.get_or_insert_with(Instant::now);
-        if info.stop_ids.contains(&token) {
+        if !self.ignore_eos && info.stop_ids.contains(&token) {
             return Outcome::Finished(FinishReason::Stop);
         }
         self.generated += 1;

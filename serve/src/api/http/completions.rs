@@ -40,6 +40,9 @@ pub struct CommonParams {
     presence_penalty: Option<f32>,
     seed: Option<i64>,
     stop: Option<Value>,
+    /// Extension (vLLM): generate exactly `max_tokens`, past end-of-generation tokens (for benchmarks).
+    #[serde(default)]
+    ignore_eos: bool,
     n: Option<u32>,
     #[serde(default)]
     stream: bool,
@@ -162,6 +165,7 @@ impl CommonParams {
             params: self.sampling(logprobs)?,
             max_tokens: max_tokens.or(self.max_tokens),
             stop: stop_strings(self.stop.clone())?,
+            ignore_eos: self.ignore_eos,
             priority: scheduling.priority,
             timeout: scheduling.timeout,
         })
