@@ -252,6 +252,13 @@ impl ModelConfig {
                     .into(),
             );
         }
+        if g.max_batch_tokens < g.max_num_seqs {
+            return Err(format!(
+                "generation.max_batch_tokens ({}) must be at least max_num_seqs ({}): every running sequence \
+                 needs one token per step",
+                g.max_batch_tokens, g.max_num_seqs
+            ));
+        }
         if g.default_max_tokens == 0 {
             return Err("generation.default_max_tokens must be at least 1".into());
         }
