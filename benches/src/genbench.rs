@@ -27,8 +27,8 @@ struct Args {
     /// Tokens each stream generates (end-of-generation tokens are ignored so every stream is this long).
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
-    /// Length of the shared prefix for the time-to-first-token test, in words (~1.3 tokens each).
-    #[arg(long, default_value_t = 380)]
+    /// Length of the shared prefix for the time-to-first-token test, in made-up words (~4 tokens each).
+    #[arg(long, default_value_t = 123)]
     prefix_words: usize,
     /// Free text for the results table (machine notes, config).
     #[arg(long, default_value = "")]

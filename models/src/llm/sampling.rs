@@ -160,6 +160,9 @@ impl Sampler {
             .filter(|(_, l)| **l >= floor)
             .map(|(i, l)| (i as u32, (l - max) / p.temperature))
             .collect();
+        if cands.is_empty() {
+            return argmax(logits); // only NaN logits: nothing to draw from
+        }
         cands.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if p.top_k > 0 {
             cands.truncate(p.top_k);
