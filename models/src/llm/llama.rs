@@ -175,7 +175,7 @@ impl Llama {
             rms_eps: md(ct, "llama.attention.layer_norm_rms_epsilon")?.to_f32()? as f64,
             rope_base: md(ct, "llama.rope.freq_base").and_then(|v| Ok(v.to_f32()?)).unwrap_or(10_000.0),
         };
-        if shape.heads % shape.kv_heads != 0 || shape.head_dim * shape.heads != shape.hidden {
+        if !shape.heads.is_multiple_of(shape.kv_heads) || shape.head_dim * shape.heads != shape.hidden {
             return Err(ModelError::Unsupported("inconsistent attention head counts in GGUF metadata".into()));
         }
         let mut tensor = |name: &str| -> Result<QTensor, ModelError> { Ok(ct.tensor(reader, name, device)?) };

@@ -36,7 +36,7 @@ pub struct ServedModel {
 
 enum Runtime {
     /// Lanes pulling batches from one queue.
-    Embedding { info: EmbedderInfo, queue: BatchQueue },
+    Embedding { info: Box<EmbedderInfo>, queue: BatchQueue },
     /// A continuous-batching scheduler.
     Generation(Generator),
 }
@@ -242,5 +242,5 @@ fn load_embedding_model(config: ModelConfig, budget: &ThreadBudget) -> Result<Se
         lanes.push(LaneSpec { name, limits, embedder });
     }
     let queue = BatchQueue::start(&config.name, &config.batching, lanes);
-    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Embedding { info, queue } })
+    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Embedding { info: Box::new(info), queue } })
 }
