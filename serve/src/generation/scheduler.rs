@@ -9,7 +9,7 @@ use std::time::Instant;
 use ferroserve_models::config::GenerationConfig;
 use ferroserve_models::llm::{LanguageInfo, Llama, PrefixCache, SeqStep};
 
-use super::sequence::{Outcome, Sequence, Work};
+use super::sequence::{Outcome, Sequence, Work, plan};
 use super::{GenerationEvent, Submitted};
 use crate::engine::EngineError;
 
@@ -151,20 +151,7 @@ impl Scheduler {
             metrics::counter!("ferroserve_generation_cancelled_total", "model" => self.model_name.clone())
                 .increment(cancelled as u64);
         }
-        // Decode tokens first (one per stream), then prompt chunks in admission order.
-        let mut budget = self.max_batch_tokens;
-        let mut plan: Vec<Option<Work>> = vec![None; self.running.len()];
-        for decoding in [true, false] {
-            for (i, seq) in self.running.iter().enumerate() {
-                if (seq.prefilled == seq.prompt.len()) != decoding {
-                    continue;
-                }
-                if let Some(work) = seq.work(budget) {
-                    budget -= work.len();
-                    plan[i] = Some(work);
-                }
-            }
-        }
+        let (plan, step_tokens) = self.plan();
         let started = Instant::now();
         let result = {
             let mut steps: Vec<SeqStep> = self
@@ -191,7 +178,6 @@ impl Scheduler {
             }
         };
         let labels = [("model", self.model_name.clone())];
-        let step_tokens = self.max_batch_tokens - budget;
         metrics::histogram!("ferroserve_generation_step_tokens", &labels).record(step_tokens as f64);
         metrics::histogram!("ferroserve_generation_step_seconds", &labels).record(started.elapsed().as_secs_f64());
         let logits = match result {
@@ -251,6 +237,11 @@ impl Scheduler {
             metrics::counter!("ferroserve_generation_cancelled_total", "model" => self.model_name.clone())
                 .increment(cancelled as u64);
         }
+    }
+
+    /// Each running sequence's work for the next step (see [`plan`]).
+    fn plan(&self) -> (Vec<Option<Work>>, usize) {
+        plan(self.running.iter().map(|s| (s.prefilled, s.prompt.len())), self.max_batch_tokens)
     }
 
     fn report(&self) {

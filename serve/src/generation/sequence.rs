@@ -26,6 +26,30 @@ impl Work {
     }
 }
 
+/// The work of every running sequence for one step, given each one's (prompt tokens prefilled, prompt length):
+/// decode tokens first (one per stream), then prompt chunks in admission order, all within `budget` tokens,
+/// so a long prompt is prefilled over several steps while the streams keep getting a token each step.
+/// Returns the plan and its token count.
+pub(super) fn plan(seqs: impl Iterator<Item = (usize, usize)> + Clone, budget: usize) -> (Vec<Option<Work>>, usize) {
+    let mut left = budget;
+    let mut plan: Vec<Option<Work>> = seqs.clone().map(|_| None).collect();
+    for decoding in [true, false] {
+        for (i, (prefilled, len)) in seqs.clone().enumerate() {
+            if (prefilled == len) != decoding || left == 0 {
+                continue;
+            }
+            let work = if decoding {
+                Work::Decode
+            } else {
+                Work::Prefill { start: prefilled, end: len.min(prefilled + left) }
+            };
+            left -= work.len();
+            plan[i] = Some(work);
+        }
+    }
+    (plan, budget - left)
+}
+
 pub(super) struct Sequence {
     pub prompt: Vec<u32>,
     /// Prompt tokens already in the cache (reused from the prefix cache or computed).
@@ -76,15 +100,6 @@ impl Sequence {
         }
     }
 
-    /// The next piece of work, within `budget` tokens.
-    pub fn work(&self, budget: usize) -> Option<Work> {
-        if self.prefilled == self.prompt.len() {
-            return (budget >= 1).then_some(Work::Decode);
-        }
-        let end = self.prompt.len().min(self.prefilled + budget);
-        (end > self.prefilled).then_some(Work::Prefill { start: self.prefilled, end })
-    }
-
     /// Takes the step's logits (present after a decode step or the last prompt chunk): samples the next
     /// token and sends its text.
     pub fn advance(&mut self, work: Work, logits: Option<Vec<f32>>, info: &LanguageInfo) -> Outcome {
@@ -126,5 +141,40 @@ impl Sequence {
             cached_tokens: self.cached_tokens,
         };
         let _ = self.events.send(GenerationEvent::Done { finish_reason: reason, text: self.text.finish(), usage });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_go_first_and_long_prompts_are_chunked() {
+        // Two streams decoding, a 1,000-token prompt half done, a 300-token prompt not started.
+        let seqs = [(1000, 1000), (500, 1000), (20, 20), (0, 300)];
+        let (p, tokens) = plan(seqs.iter().copied(), 256);
+        assert_eq!(p[0], Some(Work::Decode));
+        assert_eq!(p[2], Some(Work::Decode));
+        assert_eq!(p[1], Some(Work::Prefill { start: 500, end: 754 }), "the first prompt gets what is left");
+        assert_eq!(p[3], None, "nothing left for the second prompt this step");
+        assert_eq!(tokens, 256);
+        // A small remainder goes to the next prompt.
+        let (p, tokens) = plan([(990, 1000), (0, 300), (5, 5)].into_iter(), 64);
+        assert_eq!(
+            p,
+            vec![
+                Some(Work::Prefill { start: 990, end: 1000 }),
+                Some(Work::Prefill { start: 0, end: 53 }),
+                Some(Work::Decode)
+            ]
+        );
+        assert_eq!(tokens, 64);
+    }
+
+    #[test]
+    fn every_stream_decodes_when_the_budget_allows() {
+        let (p, tokens) = plan(std::iter::repeat_n((8, 8), 16), 16);
+        assert!(p.iter().all(|w| *w == Some(Work::Decode)));
+        assert_eq!(tokens, 16);
     }
 }
