@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
 
 /// Everything `serve` needs to start, after merging file, environment and flags.
@@ -22,6 +23,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `None`: see [`crate::threads::ThreadBudget`].
     pub io_threads: Option<usize>,
+    /// The `[cache]` table of the file.
+    #[serde(skip)]
+    pub cache: CacheConfig,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +39,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
             io_threads: None,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -44,6 +49,8 @@ impl Default for ServerConfig {
 struct ConfigFile {
     #[serde(default)]
     server: ServerConfig,
+    #[serde(default)]
+    cache: CacheConfig,
 }
 
 impl ServerConfig {
@@ -85,6 +92,7 @@ impl ServerConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let file: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         let mut config = file.server;
+        config.cache = file.cache;
         if config.model_repository.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.model_repository = base.join(&config.model_repository);

@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 use ferroserve_models::pooling::l2_normalize;
 
 use super::{Engine, EngineError, ServedModel};
+use crate::cache::embedding::{LeadGuard, Lookup};
+use crate::cache::{CacheMode, CachedVector, EmbeddingCache};
+
+/// Waits for `future` until `deadline` (if any); past it, the request fails with `DeadlineExceeded`.
+async fn until<F: std::future::Future>(deadline: Option<Instant>, future: F) -> Result<F::Output, EngineError> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), future).await.map_err(|_| EngineError::DeadlineExceeded),
+        None => Ok(future.await),
+    }
+}
 
 /// One embedding call, as every transport describes it.
 #[derive(Debug, Clone)]
@@ -22,6 +32,8 @@ pub struct EmbedRequest {
     pub priority: Option<u8>,
     /// Give up (and never compute) after this long; `None`: the model's default timeout.
     pub timeout: Option<Duration>,
+    /// How this request uses the embedding cache.
+    pub cache: CacheMode,
 }
 
 /// Vectors in input order, and the tokens they cost.
@@ -33,6 +45,8 @@ pub struct EmbedOutput {
     /// Time waiting for a lane, and in forward passes (see [`crate::batching::Embedded`]).
     pub queue_time: Duration,
     pub compute_time: Duration,
+    /// Inputs answered from the cache (or by another request computing the same text).
+    pub cache_hits: usize,
 }
 
 impl Engine {
@@ -47,42 +61,100 @@ impl Engine {
     async fn embed_with(&self, model: &Arc<ServedModel>, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
         let (info, queue) = model.embedding()?;
         self.validate(model, info.dimensions, &req)?;
-        let EmbedRequest { inputs, normalize, truncate, dimensions, priority, timeout, .. } = req;
+        let EmbedRequest { inputs, normalize, truncate, dimensions, priority, timeout, cache: mode, .. } = req;
         let batching = &model.config.batching;
         let timeout =
             timeout.or((batching.default_timeout_ms > 0).then(|| Duration::from_millis(batching.default_timeout_ms)));
         let deadline = timeout.map(|t| Instant::now() + t);
-        let ids = tokenize(model, inputs, truncate).await?;
-        let prompt_tokens = ids.iter().map(Vec::len).sum();
+        let priority = priority.unwrap_or(batching.default_priority);
+        let cache = self.embedding_cache.as_ref().filter(|_| mode != CacheMode::Skip);
+        let model_name: Arc<str> = model.name.as_str().into();
 
-        let pending = queue.submit(ids, priority.unwrap_or(batching.default_priority), deadline)?;
-        // At the deadline the caller gets its answer even if no lane is free yet; the queue then drops
-        // the abandoned sequences before compute.
-        let embedded = match deadline {
-            Some(d) => {
-                tokio::time::timeout_at(d.into(), pending).await.map_err(|_| EngineError::DeadlineExceeded)??
+        let mut raw: Vec<Option<Arc<CachedVector>>> = vec![None; inputs.len()];
+        let mut todo: Vec<usize> = (0..inputs.len()).collect();
+        let (mut queue_time, mut compute_time, mut hits) = (Duration::ZERO, Duration::ZERO, 0);
+        // Each round: hits are taken, misses this request leads are computed in one submission, misses another
+        // request is computing are awaited; a miss whose leader went away comes back for the next round.
+        while !todo.is_empty() {
+            let mut leads: Vec<(usize, Option<LeadGuard>)> = Vec::new();
+            let mut waits = Vec::new();
+            for i in todo.drain(..) {
+                let Some(cache) = cache else {
+                    leads.push((i, None));
+                    continue;
+                };
+                match cache.lookup(EmbeddingCache::key(&model.name, truncate, &inputs[i]), mode.reads()) {
+                    Lookup::Hit(v) => {
+                        raw[i] = Some(v);
+                        hits += 1;
+                    }
+                    Lookup::Wait(rx) => waits.push((i, rx)),
+                    Lookup::Lead(guard) => leads.push((i, Some(guard))),
+                }
             }
-            None => pending.await?,
-        };
-        let mut vectors = embedded.vectors;
-
-        let normalize = normalize.unwrap_or(info.normalize);
-        for v in &mut vectors {
-            if let Some(d) = dimensions {
-                v.truncate(d);
+            if mode == CacheMode::Only && (!leads.is_empty() || !waits.is_empty()) {
+                return Err(EngineError::CacheMiss);
             }
-            if normalize {
-                l2_normalize(v);
+            if !leads.is_empty() {
+                let texts = leads.iter().map(|(i, _)| inputs[*i].clone()).collect();
+                let ids = tokenize(model, texts, truncate).await?;
+                let tokens: Vec<usize> = ids.iter().map(Vec::len).collect();
+                let pending = queue.submit(ids, priority, deadline)?;
+                // At the deadline the caller gets its answer even if no lane is free yet; the queue then drops
+                // the abandoned sequences before compute.
+                let embedded = until(deadline, pending).await??;
+                queue_time = queue_time.max(embedded.queue_time);
+                compute_time += embedded.compute_time;
+                for (((i, guard), vector), tokens) in leads.into_iter().zip(embedded.vectors).zip(tokens) {
+                    let value = Arc::new(CachedVector { vector, tokens, model: model_name.clone() });
+                    if let (Some(cache), Some(guard)) = (cache, guard) {
+                        cache.complete(guard, value.clone(), mode.writes());
+                    }
+                    raw[i] = Some(value);
+                }
+            }
+            for (i, mut rx) in waits {
+                match until(deadline, rx.wait_for(Option::is_some)).await? {
+                    Ok(value) => {
+                        raw[i] = value.clone();
+                        hits += 1;
+                    }
+                    Err(_) => todo.push(i), // the leader went away without a result
+                }
             }
         }
+        if cache.is_some() {
+            let labels = [("cache", "embedding".to_string()), ("model", model.name.clone())];
+            metrics::counter!("ferroserve_cache_hits_total", &labels).increment(hits as u64);
+            metrics::counter!("ferroserve_cache_misses_total", &labels).increment((inputs.len() - hits) as u64);
+        }
+
+        let normalize = normalize.unwrap_or(info.normalize);
+        let mut prompt_tokens = 0;
+        let vectors = raw
+            .into_iter()
+            .map(|v| {
+                let v = v.ok_or_else(|| EngineError::Internal("an input was left without a vector".into()))?;
+                prompt_tokens += v.tokens;
+                let mut vector = match dimensions {
+                    Some(d) => v.vector[..d.min(v.vector.len())].to_vec(),
+                    None => v.vector.clone(),
+                };
+                if normalize {
+                    l2_normalize(&mut vector);
+                }
+                Ok(vector)
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         metrics::counter!("ferroserve_input_tokens_total", "model" => model.name.clone())
             .increment(prompt_tokens as u64);
         Ok(EmbedOutput {
             model: model.name.clone(),
             vectors,
             prompt_tokens,
-            queue_time: embedded.queue_time,
-            compute_time: embedded.compute_time,
+            queue_time,
+            compute_time,
+            cache_hits: hits,
         })
     }
 

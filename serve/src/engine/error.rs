@@ -21,6 +21,8 @@ pub enum EngineError {
     Overloaded { model: String, retry_after: Duration },
     #[error("the request's deadline passed before it was served")]
     DeadlineExceeded,
+    #[error("not in the cache (the request asked for cache=only)")]
+    CacheMiss,
     #[error("server is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -38,6 +40,7 @@ impl EngineError {
             EngineError::InputTooLong(_) => "input_too_long",
             EngineError::Overloaded { .. } => "overloaded",
             EngineError::DeadlineExceeded => "deadline_exceeded",
+            EngineError::CacheMiss => "cache_miss",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::Internal(_) => "internal",
         }

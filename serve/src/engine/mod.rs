@@ -8,12 +8,13 @@ mod generate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
+use crate::cache::{CacheConfig, EmbeddingCache};
 use crate::generation::Generator;
 use crate::threads::ThreadBudget;
 
@@ -97,6 +98,8 @@ pub struct ModelSummary {
 
 pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
+    /// `None` when `cache.embedding_mb` is 0.
+    embedding_cache: Option<EmbeddingCache>,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -105,10 +108,53 @@ pub struct Engine {
 
 impl Engine {
     /// An engine that will serve `configs`; call [`Engine::load_all`] to load them.
-    pub fn new(configs: Vec<ModelConfig>, limits: EngineLimits, budget: ThreadBudget) -> Arc<Self> {
+    pub fn new(
+        configs: Vec<ModelConfig>,
+        limits: EngineLimits,
+        budget: ThreadBudget,
+        cache: &CacheConfig,
+    ) -> Arc<Self> {
         let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
         let ready = tokio::sync::watch::Sender::new(false);
-        Arc::new(Engine { models: RwLock::new(models), limits, budget, ready })
+        let embedding_cache = (cache.embedding_mb > 0).then(|| {
+            EmbeddingCache::new(cache.embedding_mb * 1024 * 1024, Duration::from_secs(cache.embedding_ttl_secs))
+        });
+        Arc::new(Engine { models: RwLock::new(models), embedding_cache, limits, budget, ready })
+    }
+
+    /// Drops cached embeddings: of one text of one model, of one model, or all. Returns what was targeted.
+    pub fn invalidate_embeddings(
+        &self,
+        model: Option<&str>,
+        input: Option<(&str, bool)>,
+    ) -> Result<String, EngineError> {
+        let cache = self
+            .embedding_cache
+            .as_ref()
+            .ok_or_else(|| EngineError::InvalidInput("the embedding cache is off".into()))?;
+        Ok(match (model, input) {
+            (Some(m), Some((text, truncate))) => {
+                cache.invalidate(EmbeddingCache::key(m, truncate, text));
+                format!("entry of model {m:?}")
+            }
+            (Some(m), None) => {
+                cache.invalidate_model(m);
+                format!("entries of model {m:?}")
+            }
+            (None, None) => {
+                cache.invalidate_all();
+                "all entries".to_string()
+            }
+            (None, Some(_)) => return Err(EngineError::InvalidInput("an input needs its model".into())),
+        })
+    }
+
+    /// Bytes and entries in the embedding cache (also exported as gauges).
+    pub fn embedding_cache_usage(&self) -> Option<(u64, u64)> {
+        let usage = self.embedding_cache.as_ref().map(EmbeddingCache::usage)?;
+        metrics::gauge!("ferroserve_cache_bytes", "cache" => "embedding").set(usage.0 as f64);
+        metrics::gauge!("ferroserve_cache_entries", "cache" => "embedding").set(usage.1 as f64);
+        Some(usage)
     }
 
     /// Loads every model, one after another, on blocking threads. A model that fails to load is marked

@@ -42,6 +42,7 @@ impl NativeService {
             normalize: req.normalize,
             truncate: req.truncate,
             dimensions: req.dimensions.map(|d| d as usize),
+            cache: call.cache,
             priority,
             timeout,
         };

@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use tonic::Status;
+
+use crate::cache::CacheMode;
 use tonic::metadata::MetadataMap;
 
 /// What a call's metadata says; each message may narrow it.
@@ -11,6 +13,8 @@ use tonic::metadata::MetadataMap;
 pub struct CallOptions {
     pub priority: Option<u8>,
     pub deadline: Option<Instant>,
+    /// Metadata `x-ferroserve-cache`: default | skip | refresh | only.
+    pub cache: CacheMode,
 }
 
 impl CallOptions {
@@ -31,7 +35,15 @@ impl CallOptions {
                 )
             }
         };
-        Ok(CallOptions { priority, deadline })
+        let cache = match metadata.get("x-ferroserve-cache") {
+            None => CacheMode::Default,
+            Some(v) => v
+                .to_str()
+                .map_err(|_| "not text".to_string())
+                .and_then(str::parse)
+                .map_err(|m: String| Status::invalid_argument(format!("metadata x-ferroserve-cache: {m}")))?,
+        };
+        Ok(CallOptions { priority, deadline, cache })
     }
 
     /// Priority and remaining time for one message with its own `priority` and `timeout_ms` fields.

@@ -6,7 +6,7 @@ use crate::engine::EngineError;
 
 pub fn to_status(e: EngineError) -> Status {
     let code = match &e {
-        EngineError::ModelNotFound(_) => Code::NotFound,
+        EngineError::ModelNotFound(_) | EngineError::CacheMiss => Code::NotFound,
         EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => Code::InvalidArgument,
         EngineError::Overloaded { .. } => Code::ResourceExhausted,
         EngineError::DeadlineExceeded => Code::DeadlineExceeded,

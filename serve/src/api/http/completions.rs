@@ -158,7 +158,7 @@ impl CommonParams {
         logprobs: Option<usize>,
         headers: &HeaderMap,
     ) -> Result<GenerateRequest, OpenAiError> {
-        let scheduling = Scheduling::from_request(headers, self.priority, self.timeout_ms)?;
+        let scheduling = Scheduling::from_request(headers, self.priority, self.timeout_ms, None)?;
         Ok(GenerateRequest {
             model,
             prompt,

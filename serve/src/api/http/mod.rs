@@ -1,5 +1,6 @@
 //! The HTTP (REST) transport: routes, shared state, body limits, and per-route request metrics.
 
+mod admin;
 mod completions;
 mod error;
 mod openai;
@@ -42,6 +43,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(openai::list_models))
         .route("/embed", post(tei::embed))
+        .route("/admin/cache", get(admin::usage))
+        .route("/admin/cache/invalidate", post(admin::invalidate))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_metrics))

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, OpenAiError};
 use super::scheduling::{Scheduling, Timed, timing_headers};
 use super::{AppState, labeled};
+use crate::cache::CacheMode;
 use crate::engine::{EmbedOutput, EmbedRequest};
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,8 @@ pub struct EmbeddingsRequest {
     priority: Option<u8>,
     /// ferroserve extension: give up after this many milliseconds (also `x-ferroserve-timeout-ms`).
     timeout_ms: Option<u64>,
+    /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
+    cache: Option<CacheMode>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -98,7 +101,7 @@ async fn embed(
     headers: &HeaderMap,
     req: EmbeddingsRequest,
 ) -> Result<Timed<EmbeddingsResponse>, OpenAiError> {
-    let scheduling = Scheduling::from_request(headers, req.priority, req.timeout_ms)?;
+    let scheduling = Scheduling::from_request(headers, req.priority, req.timeout_ms, req.cache)?;
     let inputs = texts(req.input)?;
     let out = state
         .engine
@@ -110,6 +113,7 @@ async fn embed(
             dimensions: req.dimensions,
             priority: scheduling.priority,
             timeout: scheduling.timeout,
+            cache: scheduling.cache,
         })
         .await?;
     Ok((timing_headers(&out), Json(to_response(out, req.encoding_format))))

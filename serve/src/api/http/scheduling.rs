@@ -8,28 +8,46 @@ use axum::Json;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use crate::cache::CacheMode;
 use crate::engine::{EmbedOutput, EngineError};
 
 pub const PRIORITY_HEADER: &str = "x-ferroserve-priority";
 pub const TIMEOUT_HEADER: &str = "x-ferroserve-timeout-ms";
+pub const CACHE_HEADER: &str = "x-ferroserve-cache";
 
 /// Priority and timeout of one request; `None` leaves the model's default.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Scheduling {
     pub priority: Option<u8>,
     pub timeout: Option<Duration>,
+    /// From the body field `cache` or the `x-ferroserve-cache` header (the body wins).
+    pub cache: CacheMode,
 }
 
 impl Scheduling {
     /// Reads the headers, then lets the body fields override them.
-    pub fn from_request(headers: &HeaderMap, priority: Option<u8>, timeout_ms: Option<u64>) -> Result<Self, ApiError> {
+    pub fn from_request(
+        headers: &HeaderMap,
+        priority: Option<u8>,
+        timeout_ms: Option<u64>,
+        cache: Option<CacheMode>,
+    ) -> Result<Self, ApiError> {
         let header_priority = header_number::<u8>(headers, PRIORITY_HEADER)?;
         let header_timeout = header_number::<u64>(headers, TIMEOUT_HEADER)?;
         let timeout_ms = timeout_ms.or(header_timeout);
         if timeout_ms == Some(0) {
             return Err(EngineError::InvalidInput("timeout_ms must be at least 1".into()).into());
         }
-        Ok(Scheduling { priority: priority.or(header_priority), timeout: timeout_ms.map(Duration::from_millis) })
+        let cache = match (cache, headers.get(CACHE_HEADER)) {
+            (Some(mode), _) => mode,
+            (None, None) => CacheMode::Default,
+            (None, Some(v)) => v
+                .to_str()
+                .map_err(|_| format!("header {CACHE_HEADER} is not text"))
+                .and_then(str::parse)
+                .map_err(|m| ApiError::from(EngineError::InvalidInput(m)))?,
+        };
+        Ok(Scheduling { priority: priority.or(header_priority), timeout: timeout_ms.map(Duration::from_millis), cache })
     }
 }
 
@@ -45,14 +63,20 @@ fn millis(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
-/// The timing headers of a request.
-pub type TimingHeaders = [(&'static str, String); 2];
+/// The timing and cache headers of a request.
+pub type TimingHeaders = [(&'static str, String); 4];
 
 /// A JSON body with the request's timing headers.
 pub type Timed<T> = (TimingHeaders, Json<T>);
 
 pub fn timing_headers(out: &EmbedOutput) -> TimingHeaders {
-    [("x-queue-time", millis(out.queue_time)), ("x-inference-time", millis(out.compute_time))]
+    let cache = if out.cache_hits == out.vectors.len() { "HIT" } else { "MISS" };
+    [
+        ("x-queue-time", millis(out.queue_time)),
+        ("x-inference-time", millis(out.compute_time)),
+        ("x-cache", cache.to_string()),
+        ("x-cache-hits", out.cache_hits.to_string()),
+    ]
 }
 
 #[cfg(test)]
@@ -64,13 +88,22 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(PRIORITY_HEADER, "2".parse().unwrap());
         headers.insert(TIMEOUT_HEADER, "1500".parse().unwrap());
-        let s = Scheduling::from_request(&headers, None, None).unwrap();
-        assert_eq!(s, Scheduling { priority: Some(2), timeout: Some(Duration::from_millis(1500)) });
-        let s = Scheduling::from_request(&headers, Some(0), Some(10)).unwrap();
-        assert_eq!(s, Scheduling { priority: Some(0), timeout: Some(Duration::from_millis(10)) });
+        let s = Scheduling::from_request(&headers, None, None, None).unwrap();
+        assert_eq!(s.priority, Some(2));
+        assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(s.cache, CacheMode::Default);
+        let s = Scheduling::from_request(&headers, Some(0), Some(10), None).unwrap();
+        assert_eq!((s.priority, s.timeout), (Some(0), Some(Duration::from_millis(10))));
         headers.insert(PRIORITY_HEADER, "high".parse().unwrap());
-        let e = Scheduling::from_request(&headers, None, None).unwrap_err();
+        let e = Scheduling::from_request(&headers, None, None, None).unwrap_err();
         assert!(e.message.contains(PRIORITY_HEADER));
-        assert!(Scheduling::from_request(&HeaderMap::new(), None, Some(0)).is_err());
+        assert!(Scheduling::from_request(&HeaderMap::new(), None, Some(0), None).is_err());
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_HEADER, "refresh".parse().unwrap());
+        assert_eq!(Scheduling::from_request(&headers, None, None, None).unwrap().cache, CacheMode::Refresh);
+        let s = Scheduling::from_request(&headers, None, None, Some(CacheMode::Skip)).unwrap();
+        assert_eq!(s.cache, CacheMode::Skip, "the body wins");
+        headers.insert(CACHE_HEADER, "sometimes".parse().unwrap());
+        assert!(Scheduling::from_request(&headers, None, None, None).unwrap_err().message.contains("skip"));
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::error::{ApiError, TeiError};
 use super::scheduling::{Scheduling, timing_headers};
 use super::{AppState, labeled};
+use crate::cache::CacheMode;
 use crate::engine::{EmbedRequest, EngineError};
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +38,9 @@ pub struct EmbedBody {
     /// Give up after this many milliseconds (also header `x-ferroserve-timeout-ms`).
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// default | skip | refresh | only (also header `x-ferroserve-cache`).
+    #[serde(default)]
+    cache: Option<CacheMode>,
 }
 
 fn yes() -> bool {
@@ -56,7 +60,7 @@ pub async fn embed(
         let e = ApiError::from(EngineError::ModelNotFound("(default embedding model)".into()));
         return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError(e)));
     };
-    let scheduling = match Scheduling::from_request(&headers, body.priority, body.timeout_ms) {
+    let scheduling = match Scheduling::from_request(&headers, body.priority, body.timeout_ms, body.cache) {
         Ok(s) => s,
         Err(e) => return labeled(&state.engine, &model, Err::<Json<()>, _>(TeiError(e))),
     };
@@ -72,6 +76,7 @@ pub async fn embed(
         dimensions: body.dimensions,
         priority: scheduling.priority,
         timeout: scheduling.timeout,
+        cache: scheduling.cache,
     };
     let result =
         state.engine.embed(req).await.map(|out| (timing_headers(&out), Json(out.vectors))).map_err(TeiError::from);

@@ -1,0 +1,45 @@
+//! Cache administration: `GET /admin/cache` (usage), `POST /admin/cache/invalidate` (one entry, one model's
+//! entries, or everything). Bind the HTTP listener to a trusted network: these routes have no authentication.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::OpenAiError;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// Only this model's entries (all models when absent).
+    model: Option<String>,
+    /// Only this text's entry (needs `model`).
+    input: Option<String>,
+    /// The `truncate` flag the entry was computed with.
+    #[serde(default)]
+    truncate: bool,
+}
+
+pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let embedding =
+        state.engine.embedding_cache_usage().map(|(bytes, entries)| json!({"bytes": bytes, "entries": entries}));
+    Json(json!({"embedding": embedding}))
+}
+
+pub async fn invalidate(
+    State(state): State<AppState>,
+    body: Result<Json<InvalidateRequest>, JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return OpenAiError::from(e).into_response(),
+    };
+    let input = req.input.as_deref().map(|t| (t, req.truncate));
+    match state.engine.invalidate_embeddings(req.model.as_deref(), input) {
+        Ok(what) => Json(json!({"invalidated": what})).into_response(),
+        Err(e) => OpenAiError::from(e).into_response(),
+    }
+}
