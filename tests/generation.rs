@@ -26,6 +26,8 @@ fn chat(question: &str) -> Value {
         "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
         "temperature": 0,
         "max_tokens": 24,
+        // The response cache would answer repeated requests without running the model this test is about.
+        "cache": "skip",
     })
 }
 
@@ -122,7 +124,7 @@ async fn seeds_stop_strings_and_completions() {
         let server = &server;
         async move {
             let body = json!({"model": LLM, "prompt": "Once upon a time", "temperature": 0.9, "top_p": 0.95,
-                              "top_k": 40, "seed": seed, "max_tokens": 16});
+                              "top_k": 40, "seed": seed, "max_tokens": 16, "cache": "skip"});
             post_ok(server, "/v1/completions", body).await["choices"][0]["text"].as_str().unwrap().to_string()
         }
     };
@@ -229,4 +231,78 @@ async fn a_disconnected_stream_frees_its_slot_and_overload_is_refused() {
     // The server is free again.
     let r = post_ok(&server, "/v1/completions", json!({"model": LLM, "prompt": "Hi", "max_tokens": 2})).await;
     assert_eq!(r["usage"]["completion_tokens"], 2);
+}
+
+async fn post(server: &Server, path: &str, body: &Value) -> (u16, String, Value) {
+    let r = reqwest::Client::new().post(format!("{}{path}", server.http)).json(body).send().await.unwrap();
+    let cache = r.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, cache, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn exact_response_cache() {
+    let server = Server::start_with_repository(&llm_repository("gen-response-cache", ""), &[]).await;
+    let conversation = |first: &str| {
+        json!({"model": LLM, "temperature": 0, "max_tokens": 12, "messages": [
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "Sure."},
+            {"role": "user", "content": "Say it again, shorter."},
+        ]})
+    };
+    let body = conversation("Describe the sea.");
+    let (status, cache, miss) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"));
+    let generated = metric(&metrics_text(&server).await, "ferroserve_generation_tokens_total").unwrap();
+    let (_, cache, hit) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(cache, "HIT");
+    assert_eq!(hit["choices"][0]["message"], miss["choices"][0]["message"]);
+    assert_eq!(hit["usage"]["completion_tokens"], miss["usage"]["completion_tokens"]);
+    assert_eq!(hit["usage"]["prompt_tokens_details"]["cached_tokens"], miss["usage"]["prompt_tokens"]);
+    assert_eq!(metric(&metrics_text(&server).await, "ferroserve_generation_tokens_total").unwrap(), generated);
+    // The streamed form of the same request replays as a stream.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = reqwest::Client::new().post(format!("{}/v1/chat/completions", server.http)).json(&streamed).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    let text: String = sse_data(&r.text().await.unwrap())
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["choices"][0]["delta"]["content"].as_str().map(String::from)
+        })
+        .collect();
+    assert_eq!(text, miss["choices"][0]["message"]["content"].as_str().unwrap());
+
+    // Another conversation that ends with the same message does not collide.
+    let (_, cache, _) = post(&server, "/v1/chat/completions", &conversation("Describe a forest.")).await;
+    assert_eq!(cache, "MISS");
+    // Random sampling is never cached; a fixed seed is.
+    let random = json!({"model": LLM, "prompt": "Once", "temperature": 0.8, "max_tokens": 4});
+    post(&server, "/v1/completions", &random).await;
+    assert_eq!(post(&server, "/v1/completions", &random).await.1, "MISS");
+    let seeded = json!({"model": LLM, "prompt": "Once", "temperature": 0.8, "seed": 5, "max_tokens": 4});
+    post(&server, "/v1/completions", &seeded).await;
+    assert_eq!(post(&server, "/v1/completions", &seeded).await.1, "HIT");
+    // Modes: only misses with 404; skip neither reads nor writes; refresh recomputes.
+    let mut only = json!({"model": LLM, "prompt": "Never asked", "temperature": 0, "max_tokens": 4, "cache": "only"});
+    assert_eq!(post(&server, "/v1/completions", &only).await.0, 404);
+    only["cache"] = json!("skip");
+    assert_eq!(post(&server, "/v1/completions", &only).await.1, "MISS");
+    only["cache"] = json!("only");
+    assert_eq!(post(&server, "/v1/completions", &only).await.0, 404, "skip did not write");
+    let mut refresh = body.clone();
+    refresh["cache"] = json!("refresh");
+    assert_eq!(post(&server, "/v1/chat/completions", &refresh).await.1, "MISS");
+    // Invalidation of the model's entries.
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/cache/invalidate", server.http))
+        .json(&json!({"model": LLM}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(post(&server, "/v1/chat/completions", &body).await.1, "MISS");
 }

@@ -10,6 +10,8 @@ import pytest
 
 LLM = "SmolLM2-135M-Instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+# Run the model every time: the response cache would replay repeated requests (it has its own tests).
+NO_CACHE = {"cache": "skip"}
 
 
 @pytest.fixture
@@ -38,10 +40,11 @@ def test_chat_non_streaming(client):
 
 
 def test_chat_streaming_matches_non_streaming(client):
-    whole = client.chat.completions.create(model=LLM, messages=QUESTION, temperature=0, max_tokens=20)
+    whole = client.chat.completions.create(model=LLM, messages=QUESTION, temperature=0, max_tokens=20,
+                                           extra_body=NO_CACHE)
     stream = client.chat.completions.create(
         model=LLM, messages=QUESTION, temperature=0, max_tokens=20, stream=True,
-        stream_options={"include_usage": True},
+        stream_options={"include_usage": True}, extra_body=NO_CACHE,
     )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -73,11 +76,21 @@ def test_same_seed_same_text(client):
     def sample(seed):
         r = client.chat.completions.create(
             model=LLM, messages=[{"role": "user", "content": "Tell me a story."}], temperature=0.8, seed=seed,
-            max_tokens=16,
+            max_tokens=16, extra_body=NO_CACHE,
         )
         return r.choices[0].message.content
 
     assert sample(42) == sample(42)
+
+
+def test_response_cache_replays(client):
+    raw = client.chat.completions.with_raw_response.create(model=LLM, messages=QUESTION, temperature=0,
+                                                           max_tokens=20, extra_body={"cache": "refresh"})
+    assert raw.headers["x-cache"] == "MISS"
+    again = client.chat.completions.with_raw_response.create(model=LLM, messages=QUESTION, temperature=0,
+                                                             max_tokens=20)
+    assert again.headers["x-cache"] == "HIT"
+    assert again.parse().choices[0].message.content == raw.parse().choices[0].message.content
 
 
 def test_bad_requests_are_4xx(client):

@@ -1,13 +1,16 @@
-//! Caches in front of the models: embeddings today (per text, byte-bounded, with single-flight).
+//! Caches in front of the models: embeddings (per text, byte-bounded, with single-flight) and exact responses
+//! of generation models (whole request, deterministic requests only).
 //!
 //! Requests choose how they use a cache with [`CacheMode`] (body field `cache` or header `x-ferroserve-cache`).
 
 pub mod embedding;
 pub mod key;
+pub mod response;
 
 use serde::Deserialize;
 
 pub use embedding::{CachedVector, EmbeddingCache};
+pub use response::{CachedResponse, CachedToken, ResponseCache};
 
 /// How one request uses the caches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -55,10 +58,14 @@ pub struct CacheConfig {
     pub embedding_mb: u64,
     /// Seconds an embedding stays cached after it was computed.
     pub embedding_ttl_secs: u64,
+    /// Bytes of generated responses kept, MiB; 0 turns the response cache off.
+    pub response_mb: u64,
+    /// Seconds a response stays cached.
+    pub response_ttl_secs: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { embedding_mb: 256, embedding_ttl_secs: 3600 }
+        CacheConfig { embedding_mb: 256, embedding_ttl_secs: 3600, response_mb: 64, response_ttl_secs: 3600 }
     }
 }

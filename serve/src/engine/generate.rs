@@ -9,7 +9,8 @@ use ferroserve_models::llm::{ChatMessage, LanguageInfo, SamplingParams};
 use tokio::sync::mpsc;
 
 use super::{Engine, EngineError};
-use crate::generation::{GenerationEvent, GenerationJob};
+use crate::cache::{CacheMode, CachedResponse, CachedToken, ResponseCache};
+use crate::generation::{GenerationEvent, GenerationJob, GenerationUsage};
 
 /// Most stop strings per request (OpenAI allows 4).
 const MAX_STOP_STRINGS: usize = 16;
@@ -37,6 +38,8 @@ pub struct GenerateRequest {
     pub priority: Option<u8>,
     /// Give up if no slot frees up within this long.
     pub timeout: Option<Duration>,
+    /// How this request uses the response cache (deterministic requests only).
+    pub cache: CacheMode,
 }
 
 /// An accepted request: its events and what is known before the first token.
@@ -46,12 +49,33 @@ pub struct GenerationStream {
     pub info: Arc<LanguageInfo>,
     pub prompt_tokens: usize,
     pub events: mpsc::UnboundedReceiver<GenerationEvent>,
+    /// `HIT` (replayed from the response cache) or `MISS`.
+    pub cache: &'static str,
 }
 
 impl Engine {
     /// Validates and queues `req`; tokens arrive on the returned stream.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, EngineError> {
         let model = self.ready_model(&req.model)?;
+        let response_cache = self.response_cache.as_ref().filter(|_| req.cache != CacheMode::Skip);
+        let key = response_cache.and_then(|_| {
+            ResponseCache::key(&model.name, &req.prompt, &req.params, req.max_tokens, &req.stop, req.ignore_eos)
+        });
+        if let (Some(cache), Some(key), true) = (response_cache, key, req.cache.reads())
+            && let Some(hit) = cache.get(key)
+        {
+            let generator = model.generator()?;
+            metrics::counter!("ferroserve_cache_hits_total", "cache" => "response", "model" => model.name.clone())
+                .increment(1);
+            return Ok(replay(&model.name, generator.info.clone(), &hit));
+        }
+        if req.cache == CacheMode::Only {
+            return Err(EngineError::CacheMiss);
+        }
+        if response_cache.is_some() && key.is_some() {
+            metrics::counter!("ferroserve_cache_misses_total", "cache" => "response", "model" => model.name.clone())
+                .increment(1);
+        }
         let result = (|| {
             let generator = model.generator()?;
             req.params.validate().map_err(EngineError::InvalidInput)?;
@@ -109,8 +133,11 @@ impl Engine {
                 priority,
                 deadline: req.timeout.map(|t| Instant::now() + t),
             };
-            let events = generator.submit(job)?;
-            Ok(GenerationStream { model: model.name.clone(), info: info.clone(), prompt_tokens, events })
+            let mut events = generator.submit(job)?;
+            if let (Some(cache), Some(key), true) = (response_cache, key, req.cache.writes()) {
+                events = record(events, key, cache.clone(), model.name.as_str().into());
+            }
+            Ok(GenerationStream { model: model.name.clone(), info: info.clone(), prompt_tokens, events, cache: "MISS" })
         })();
         if let Err(e) = &result {
             metrics::counter!("ferroserve_model_requests_total", "model" => model.name.clone(), "outcome" => e.kind())
@@ -147,4 +174,58 @@ fn validate_stop(stop: &[String]) -> Result<(), EngineError> {
         return Err(invalid("stop strings must not be empty"));
     }
     Ok(())
+}
+
+/// A stream that replays a cached response (its prompt tokens all count as cached).
+fn replay(model: &str, info: Arc<LanguageInfo>, hit: &CachedResponse) -> GenerationStream {
+    let (tx, events) = mpsc::unbounded_channel();
+    for t in &hit.tokens {
+        let _ = tx.send(GenerationEvent::Token { id: t.id, text: t.text.clone(), logprobs: t.logprobs.clone() });
+    }
+    let usage = GenerationUsage { cached_tokens: hit.usage.prompt_tokens, ..hit.usage };
+    let _ = tx.send(GenerationEvent::Done { finish_reason: hit.finish_reason, text: hit.tail.clone(), usage });
+    GenerationStream { model: model.to_string(), info, prompt_tokens: hit.usage.prompt_tokens, events, cache: "HIT" }
+}
+
+/// Passes `inner`'s events on, keeping a copy; a finished generation goes into the response cache. When the
+/// client goes away, `inner` is dropped at once, which stops the generation.
+fn record(
+    mut inner: mpsc::UnboundedReceiver<GenerationEvent>,
+    key: u128,
+    cache: Arc<ResponseCache>,
+    model: Arc<str>,
+) -> mpsc::UnboundedReceiver<GenerationEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut tokens = Vec::new();
+        loop {
+            let event = tokio::select! {
+                _ = tx.closed() => return,
+                event = inner.recv() => match event {
+                    Some(e) => e,
+                    None => return,
+                },
+            };
+            match &event {
+                GenerationEvent::Token { id, text, logprobs } => {
+                    tokens.push(CachedToken { id: *id, text: text.clone(), logprobs: logprobs.clone() })
+                }
+                GenerationEvent::Done { finish_reason, text, usage } => {
+                    let value = CachedResponse {
+                        tokens: std::mem::take(&mut tokens),
+                        tail: text.clone(),
+                        finish_reason: *finish_reason,
+                        usage: *usage,
+                        model: model.clone(),
+                    };
+                    cache.insert(key, Arc::new(value));
+                }
+                GenerationEvent::Failed(_) => {}
+            }
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

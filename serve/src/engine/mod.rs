@@ -14,7 +14,7 @@ use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
-use crate::cache::{CacheConfig, EmbeddingCache};
+use crate::cache::{CacheConfig, EmbeddingCache, ResponseCache};
 use crate::generation::Generator;
 use crate::threads::ThreadBudget;
 
@@ -100,6 +100,8 @@ pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
     /// `None` when `cache.embedding_mb` is 0.
     embedding_cache: Option<EmbeddingCache>,
+    /// `None` when `cache.response_mb` is 0.
+    response_cache: Option<Arc<ResponseCache>>,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -119,7 +121,28 @@ impl Engine {
         let embedding_cache = (cache.embedding_mb > 0).then(|| {
             EmbeddingCache::new(cache.embedding_mb * 1024 * 1024, Duration::from_secs(cache.embedding_ttl_secs))
         });
-        Arc::new(Engine { models: RwLock::new(models), embedding_cache, limits, budget, ready })
+        let response_cache = (cache.response_mb > 0).then(|| {
+            Arc::new(ResponseCache::new(cache.response_mb * 1024 * 1024, Duration::from_secs(cache.response_ttl_secs)))
+        });
+        Arc::new(Engine { models: RwLock::new(models), embedding_cache, response_cache, limits, budget, ready })
+    }
+
+    /// Drops cached responses of one model, or all.
+    pub fn invalidate_responses(&self, model: Option<&str>) {
+        if let Some(cache) = &self.response_cache {
+            match model {
+                Some(m) => cache.invalidate_model(m),
+                None => cache.invalidate_all(),
+            }
+        }
+    }
+
+    /// Bytes and entries in the response cache.
+    pub fn response_cache_usage(&self) -> Option<(u64, u64)> {
+        let usage = self.response_cache.as_ref().map(|c| c.usage())?;
+        metrics::gauge!("ferroserve_cache_bytes", "cache" => "response").set(usage.0 as f64);
+        metrics::gauge!("ferroserve_cache_entries", "cache" => "response").set(usage.1 as f64);
+        Some(usage)
     }
 
     /// Drops cached embeddings: of one text of one model, of one model, or all. Returns what was targeted.

@@ -105,6 +105,7 @@ fn generate_request(req: GenerateRequest, call: &CallOptions) -> Result<engine::
         max_tokens: req.max_tokens.map(|n| n as usize),
         stop: req.stop,
         ignore_eos: false,
+        cache: call.cache,
         priority,
         timeout,
     })

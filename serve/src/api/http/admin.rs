@@ -1,5 +1,5 @@
-//! Cache administration: `GET /admin/cache` (usage), `POST /admin/cache/invalidate` (one entry, one model's
-//! entries, or everything). Bind the HTTP listener to a trusted network: these routes have no authentication.
+//! Cache administration: `GET /admin/cache` (usage), `POST /admin/cache/invalidate` (one embedding entry,
+//! one model's entries in every cache, or everything). Bind the HTTP listener to a trusted network: these routes have no authentication.
 
 use axum::Json;
 use axum::extract::State;
@@ -24,9 +24,11 @@ pub struct InvalidateRequest {
 }
 
 pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let embedding =
-        state.engine.embedding_cache_usage().map(|(bytes, entries)| json!({"bytes": bytes, "entries": entries}));
-    Json(json!({"embedding": embedding}))
+    let usage = |u: Option<(u64, u64)>| u.map(|(bytes, entries)| json!({"bytes": bytes, "entries": entries}));
+    Json(json!({
+        "embedding": usage(state.engine.embedding_cache_usage()),
+        "response": usage(state.engine.response_cache_usage()),
+    }))
 }
 
 pub async fn invalidate(
@@ -38,6 +40,9 @@ pub async fn invalidate(
         Err(e) => return OpenAiError::from(e).into_response(),
     };
     let input = req.input.as_deref().map(|t| (t, req.truncate));
+    if input.is_none() {
+        state.engine.invalidate_responses(req.model.as_deref());
+    }
     match state.engine.invalidate_embeddings(req.model.as_deref(), input) {
         Ok(what) => Json(json!({"invalidated": what})).into_response(),
         Err(e) => OpenAiError::from(e).into_response(),

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use super::error::{ApiError, OpenAiError};
 use super::scheduling::Scheduling;
 use super::{AppState, labeled};
+use crate::cache::CacheMode;
 use crate::engine::{EngineError, GenerateRequest, GenerationStream, Prompt};
 use crate::generation::{GenerationEvent, GenerationUsage};
 
@@ -51,6 +52,8 @@ pub struct CommonParams {
     priority: Option<u8>,
     /// ferroserve extension: give up if no slot frees within this many ms (also `x-ferroserve-timeout-ms`).
     timeout_ms: Option<u64>,
+    /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
+    cache: Option<CacheMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,7 +161,7 @@ impl CommonParams {
         logprobs: Option<usize>,
         headers: &HeaderMap,
     ) -> Result<GenerateRequest, OpenAiError> {
-        let scheduling = Scheduling::from_request(headers, self.priority, self.timeout_ms, None)?;
+        let scheduling = Scheduling::from_request(headers, self.priority, self.timeout_ms, self.cache)?;
         Ok(GenerateRequest {
             model,
             prompt,
@@ -168,6 +171,7 @@ impl CommonParams {
             ignore_eos: self.ignore_eos,
             priority: scheduling.priority,
             timeout: scheduling.timeout,
+            cache: scheduling.cache,
         })
     }
 }
@@ -260,12 +264,13 @@ async fn respond(
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         model: generation.model.clone(),
     };
+    let cache = [("x-cache", generation.cache)];
     if common.stream {
         let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        return Ok(Sse::new(sse_events(shape, generation, include_usage)).into_response());
+        return Ok((cache, Sse::new(sse_events(shape, generation, include_usage))).into_response());
     }
     let whole = collect(generation).await?;
-    Ok(Json(shape.whole(whole)).into_response())
+    Ok((cache, Json(shape.whole(whole))).into_response())
 }
 
 /// A short unique id for response objects.
