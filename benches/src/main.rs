@@ -66,6 +66,12 @@ struct Args {
     /// A note for the results row (the server's configuration, say).
     #[arg(long, default_value = "")]
     note: String,
+    /// Cache mode sent with every request (header / metadata `x-ferroserve-cache`): default, skip, refresh, only.
+    #[arg(long)]
+    cache: Option<String>,
+    /// Make every text unique (a suffix with the run and request number), so no request can hit a cache.
+    #[arg(long)]
+    unique: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,8 +82,8 @@ enum Protocol {
 
 #[derive(Clone)]
 enum Client {
-    Http { client: reqwest::Client, url: String },
-    Grpc(InferenceClient<tonic::transport::Channel>),
+    Http { client: reqwest::Client, url: String, cache: Option<String> },
+    Grpc(InferenceClient<tonic::transport::Channel>, Option<String>),
 }
 
 impl Client {
@@ -86,24 +92,37 @@ impl Client {
             Protocol::Http => Client::Http {
                 client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
                 url: format!("{}/v1/embeddings", args.http),
+                cache: args.cache.clone(),
             },
-            Protocol::Grpc => Client::Grpc(InferenceClient::connect(args.grpc.clone()).await.context("gRPC connect")?),
+            Protocol::Grpc => Client::Grpc(
+                InferenceClient::connect(args.grpc.clone()).await.context("gRPC connect")?,
+                args.cache.clone(),
+            ),
         })
     }
 
     /// Sends one request; `Ok(false)` when the server refused it as overloaded (429 / RESOURCE_EXHAUSTED).
     async fn embed(&mut self, model: &str, inputs: Vec<String>) -> anyhow::Result<bool> {
         match self {
-            Client::Http { client, url } => {
-                let r = client.post(url.as_str()).json(&json!({"model": model, "input": inputs})).send().await?;
+            Client::Http { client, url, cache } => {
+                let mut request = client.post(url.as_str()).json(&json!({"model": model, "input": inputs}));
+                if let Some(mode) = cache {
+                    request = request.header("x-ferroserve-cache", mode.as_str());
+                }
+                let r = request.send().await?;
                 if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     return Ok(false);
                 }
                 anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
                 r.bytes().await?;
             }
-            Client::Grpc(c) => {
-                match c.embed(EmbedRequest { model: model.into(), inputs, ..Default::default() }).await {
+            Client::Grpc(c, cache) => {
+                let mut request =
+                    tonic::Request::new(EmbedRequest { model: model.into(), inputs, ..Default::default() });
+                if let Some(mode) = cache.as_deref().and_then(|m| m.parse().ok()) {
+                    request.metadata_mut().insert("x-ferroserve-cache", mode);
+                }
+                match c.embed(request).await {
                     Err(s) if s.code() == tonic::Code::ResourceExhausted => return Ok(false),
                     r => r?,
                 };
@@ -141,8 +160,19 @@ impl Outcome {
 }
 
 fn inputs(texts: &[String], i: usize, batch: usize) -> Vec<String> {
-    (0..batch).map(|k| texts[(i * batch + k) % texts.len()].clone()).collect()
+    (0..batch)
+        .map(|k| {
+            let text = &texts[(i * batch + k) % texts.len()];
+            match UNIQUE.get() {
+                Some(run) => format!("{text} [{run}-{i}-{k}]"),
+                None => text.clone(),
+            }
+        })
+        .collect()
 }
+
+/// Set by `--unique`: a per-run tag that makes every text new.
+static UNIQUE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
 
 /// Open loop: one request every 1/rate seconds for `seconds`, whatever the answers.
 async fn run_open(client: &Client, args: &Args, texts: Arc<Vec<String>>, rate: f64, seconds: f64) -> Outcome {
@@ -270,6 +300,9 @@ fn today() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.unique {
+        let _ = UNIQUE.set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
+    }
     let text =
         std::fs::read_to_string(&args.sentences).with_context(|| format!("reading {}", args.sentences.display()))?;
     let texts: Arc<Vec<String>> =
