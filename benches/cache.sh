@@ -23,11 +23,12 @@ serve() { # embedding_mb -> starts the server, sets $server
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
 trap 'kill $server 2>/dev/null || true' EXIT
-run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --requests "$requests" --server-pid "$server" "$@"; }
+run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --server-pid "$server" "$@"; }
 
 serve 256
 # Warm the cache with the 800 sentences, then measure hits; then the same requests skipping the cache.
 run --concurrency 32 --warmup 800 --requests 800 --results "" > /dev/null
+run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --requests "$requests" --server-pid "$server" "$@"; }
 run --concurrency 1,32 --note "embedding cache on, all hits"
 run --concurrency 1,32 --cache skip --note "cache skipped (x-ferroserve-cache: skip)"
 run --concurrency 1,32 --unique --note "embedding cache on, every text new (all misses)"

@@ -164,15 +164,16 @@ fn inputs(texts: &[String], i: usize, batch: usize) -> Vec<String> {
         .map(|k| {
             let text = &texts[(i * batch + k) % texts.len()];
             match UNIQUE.get() {
-                Some(run) => format!("{text} [{run}-{i}-{k}]"),
+                Some(run) => format!("{text} [{run}-{}]", NEXT_UNIQUE.fetch_add(1, Ordering::Relaxed)),
                 None => text.clone(),
             }
         })
         .collect()
 }
 
-/// Set by `--unique`: a per-run tag that makes every text new.
+/// Set by `--unique`: a per-run tag that, with a counter, makes every text new.
 static UNIQUE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+static NEXT_UNIQUE: AtomicUsize = AtomicUsize::new(0);
 
 /// Open loop: one request every 1/rate seconds for `seconds`, whatever the answers.
 async fn run_open(client: &Client, args: &Args, texts: Arc<Vec<String>>, rate: f64, seconds: f64) -> Outcome {
