@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferroserve_e2e::{LLM, Server, llm_repository, metric, post_ok, sse_data};
+use ferroserve_e2e::{LLM, Server, llm_repository, metric, post_ok, semantic_repository, sse_data};
 use ferroserve_proto::ferroserve::v1::inference_client::InferenceClient;
 use ferroserve_proto::ferroserve::v1::{ChatMessage, GenerateRequest};
 use serde_json::{Value, json};
@@ -305,4 +305,75 @@ async fn exact_response_cache() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(post(&server, "/v1/chat/completions", &body).await.1, "MISS");
+}
+
+/// A chat with one system prompt and one question, greedy.
+fn ask(system: &str, question: &str, max_tokens: usize) -> Value {
+    json!({"model": LLM, "temperature": 0, "max_tokens": max_tokens, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": question},
+    ]})
+}
+
+#[tokio::test]
+async fn semantic_response_cache() {
+    // Default threshold (0.95). MiniLM similarities of these questions to "What is the capital of France?":
+    // "What's the capital of France?" 0.99, "What is the capital city of France?" 0.96, "... of Germany?" 0.66.
+    let server = Server::start_with_repository(&semantic_repository("gen-semantic", ""), &[]).await;
+    let system = "You are a careful assistant. Answer in one short sentence.";
+    let (status, cache, first) =
+        post(&server, "/v1/chat/completions", &ask(system, "What is the capital of France?", 12)).await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"));
+    let generated = metric(&metrics_text(&server).await, "ferroserve_generation_tokens_total").unwrap();
+
+    // A paraphrase gets the stored answer without generating, with its similarity and its own prompt size.
+    let paraphrase = ask(system, "What's the capital of France?", 12);
+    let r = reqwest::Client::new().post(format!("{}/v1/chat/completions", server.http)).json(&paraphrase).send();
+    let r = r.await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "SEMANTIC");
+    let similarity: f32 = r.headers()["x-cache-similarity"].to_str().unwrap().parse().unwrap();
+    assert!((0.95..=1.0001).contains(&similarity), "similarity {similarity}");
+    let hit: Value = r.json().await.unwrap();
+    assert_eq!(hit["choices"][0]["message"], first["choices"][0]["message"]);
+    assert_eq!(hit["usage"]["prompt_tokens_details"]["cached_tokens"], hit["usage"]["prompt_tokens"]);
+    assert_eq!(metric(&metrics_text(&server).await, "ferroserve_generation_tokens_total").unwrap(), generated);
+    let mut streamed = ask(system, "What is the capital city of France?", 12);
+    streamed["stream"] = json!(true);
+    let r = reqwest::Client::new().post(format!("{}/v1/chat/completions", server.http)).json(&streamed).send();
+    assert_eq!(r.await.unwrap().headers()["x-cache"], "SEMANTIC", "streamed requests replay a semantic hit");
+
+    // Misses: another question; the same question after another system prompt; other parameters.
+    for (body, why) in [
+        (ask(system, "What is the capital of Germany?", 12), "another question"),
+        (ask("You are a pirate. Answer like a pirate.", "What is the capital of France?", 12), "another context"),
+        (ask(system, "What's the capital of France?", 13), "another max_tokens"),
+    ] {
+        assert_eq!(post(&server, "/v1/chat/completions", &body).await.1, "MISS", "{why}");
+    }
+    let mut random = ask(system, "What's the capital of France?", 12);
+    random["temperature"] = json!(0.8);
+    assert_eq!(post(&server, "/v1/chat/completions", &random).await.1, "MISS", "random sampling is never cached");
+    // Modes: `only` answers from the semantic cache or 404s; `skip` does not look.
+    let mut only = ask(system, "What's the capital of France?", 12);
+    only["cache"] = json!("only");
+    assert_eq!(post(&server, "/v1/chat/completions", &only).await.1, "SEMANTIC");
+    only["messages"][1]["content"] = json!("How do volcanoes form?");
+    assert_eq!(post(&server, "/v1/chat/completions", &only).await.0, 404);
+    let mut skip = ask(system, "What's the capital of France?", 12);
+    skip["cache"] = json!("skip");
+    assert_eq!(post(&server, "/v1/chat/completions", &skip).await.1, "MISS");
+
+    // A conversation longer than the embedding model takes is served without the semantic cache.
+    let long = ask(system, &"Tell me about the sea and its tides. ".repeat(60), 2);
+    assert_eq!(post(&server, "/v1/chat/completions", &long).await.0, 200);
+    let m = metrics_text(&server).await;
+    assert!(metric(&m, "ferroserve_cache_errors_total{cache=\"semantic\"").unwrap_or(0.0) >= 1.0);
+    assert!(metric(&m, "ferroserve_cache_hits_total{cache=\"semantic\"").unwrap() >= 3.0);
+
+    let usage: Value = reqwest::get(format!("{}/admin/cache", server.http)).await.unwrap().json().await.unwrap();
+    assert!(usage["semantic"][LLM]["entries"].as_u64().unwrap() >= 4, "{usage}");
+    // Invalidating the model's responses empties its semantic cache too.
+    let r = reqwest::Client::new().post(format!("{}/admin/cache/invalidate", server.http)).json(&json!({"model": LLM}));
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    assert_eq!(post(&server, "/v1/chat/completions", &paraphrase).await.1, "MISS");
 }

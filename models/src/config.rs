@@ -165,6 +165,32 @@ pub struct ModelConfig {
     /// Continuous batching, memory and prefix reuse of a generation model.
     #[serde(default)]
     pub generation: GenerationConfig,
+    /// Semantic response cache of a generation model (opt-in): similar conversations get a stored answer.
+    #[serde(default)]
+    pub semantic_cache: Option<SemanticCacheConfig>,
+}
+
+/// The semantic response cache of one generation model: a request whose conversation is similar enough to one
+/// already answered (same parameters) gets that answer without generating.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticCacheConfig {
+    /// The embedding model (of the same repository) that embeds conversations.
+    pub embedding_model: String,
+    /// Least cosine similarity for a hit, both of the whole conversation and of its last message.
+    #[serde(default = "default_semantic_threshold")]
+    pub threshold: f32,
+    /// Most answers kept (oldest go first); they also expire after `cache.response_ttl_secs`.
+    #[serde(default = "default_semantic_entries")]
+    pub max_entries: usize,
+}
+
+fn default_semantic_threshold() -> f32 {
+    0.95
+}
+
+fn default_semantic_entries() -> usize {
+    4096
 }
 
 /// How a generation model schedules sequences and spends memory.
@@ -267,6 +293,17 @@ impl ModelConfig {
         }
         if self.task == Task::Generation && self.lanes.iter().any(|l| l.device != DeviceSpec::Cpu) {
             return Err("generation models run on one CPU lane for now".into());
+        }
+        if let Some(s) = &self.semantic_cache {
+            if self.task != Task::Generation {
+                return Err("semantic_cache is for generation models".into());
+            }
+            if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+                return Err(format!("semantic_cache.threshold must be in (0, 1], got {}", s.threshold));
+            }
+            if s.max_entries == 0 {
+                return Err("semantic_cache.max_entries must be at least 1".into());
+            }
         }
         if self.max_input_tokens == Some(0) {
             return Err("max_input_tokens must be at least 1".into());

@@ -15,7 +15,7 @@ mod quantized_bert;
 pub mod repository;
 pub mod tokenizer;
 
-pub use config::{Backend, DType, DeviceSpec, ModelConfig, Task};
+pub use config::{Backend, DType, DeviceSpec, ModelConfig, SemanticCacheConfig, Task};
 pub use embedder::{Embedder, EmbedderInfo, load_embedder};
 pub use error::ModelError;
 pub use pooling::Pooling;

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Task};
 use crate::error::ModelError;
 
-/// Reads every `*.toml` in `dir`, sorted by file name. Duplicate model names are an error.
+/// Reads every `*.toml` in `dir`, sorted by file name. Duplicate model names, and a semantic cache whose
+/// embedding model is not in the repository, are errors.
 pub fn read_repository(dir: &Path) -> Result<Vec<ModelConfig>, ModelError> {
     let entries = std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
     let mut files: Vec<_> = entries
@@ -20,6 +21,19 @@ pub fn read_repository(dir: &Path) -> Result<Vec<ModelConfig>, ModelError> {
             return Err(ModelError::config(&file, format!("model name {:?} is used twice", config.name)));
         }
         configs.push(config);
+    }
+    for config in &configs {
+        if let Some(semantic) = &config.semantic_cache
+            && !configs.iter().any(|c| c.name == semantic.embedding_model && c.task == Task::Embedding)
+        {
+            return Err(ModelError::config(
+                dir,
+                format!(
+                    "model {:?}: semantic_cache.embedding_model {:?} is not an embedding model of this repository",
+                    config.name, semantic.embedding_model
+                ),
+            ));
+        }
     }
     Ok(configs)
 }

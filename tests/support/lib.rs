@@ -196,6 +196,23 @@ pub fn llm_repository(name: &str, generation: &str) -> PathBuf {
     dir
 }
 
+/// Like [`llm_repository`], plus MiniLM as [`MODEL`] and the LLM's `[semantic_cache]` (embedding with MiniLM)
+/// with the given extra keys.
+pub fn semantic_repository(name: &str, semantic: &str) -> PathBuf {
+    let dir = llm_repository(name, "");
+    let llm = dir.join("model.toml");
+    let toml = std::fs::read_to_string(&llm).expect("model config");
+    let toml = format!("{toml}\n[semantic_cache]\nembedding_model = \"{MODEL}\"\n{semantic}\n");
+    std::fs::write(&llm, toml).expect("model config");
+    let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
+    let minilm = format!(
+        "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n",
+        checkpoint.display().to_string()
+    );
+    std::fs::write(dir.join("minilm.toml"), minilm).expect("model config");
+    dir
+}
+
 /// The `data:` payloads of a server-sent-events body, `[DONE]` included.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()

@@ -6,6 +6,7 @@
 pub mod embedding;
 pub mod key;
 pub mod response;
+pub mod semantic;
 
 use serde::Deserialize;
 

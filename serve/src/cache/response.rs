@@ -34,7 +34,7 @@ pub struct CachedResponse {
 }
 
 impl CachedResponse {
-    fn weight(&self) -> u32 {
+    pub(crate) fn weight(&self) -> u32 {
         let text: usize =
             self.tokens.iter().map(|t| t.text.len() + 16 + t.logprobs.as_ref().map_or(0, |l| l.top.len() * 8)).sum();
         (text + self.tail.len() + 64).try_into().unwrap_or(u32::MAX)
@@ -78,25 +78,7 @@ impl ResponseCache {
                 }
             }
         }
-        let f = |x: f32| u64::from(x.to_bits());
-        k = k
-            .number(f(params.temperature))
-            .number(f(params.top_p))
-            .number(params.top_k as u64)
-            .number(f(params.min_p))
-            .number(f(params.repetition_penalty))
-            .number(f(params.frequency_penalty))
-            .number(f(params.presence_penalty))
-            .number(params.seed.map_or(0, |s| s.wrapping_add(1)))
-            .number(params.seed.is_some() as u64)
-            .number(params.logprobs.map_or(0, |n| n as u64 + 1))
-            .number(max_tokens.map_or(0, |n| n as u64 + 1))
-            .number(ignore_eos as u64)
-            .number(stop.len() as u64);
-        for s in stop {
-            k = k.text(s);
-        }
-        Some(k.finish())
+        Some(parameters(k, params, max_tokens, stop, ignore_eos).finish())
     }
 
     pub fn get(&self, key: u128) -> Option<Arc<CachedResponse>> {
@@ -122,6 +104,35 @@ impl ResponseCache {
         self.entries.run_pending_tasks();
         (self.entries.weighted_size(), self.entries.entry_count())
     }
+}
+
+/// Adds every parameter that changes a generated answer (besides the prompt) to a key.
+pub fn parameters(
+    mut k: KeyBuilder,
+    params: &SamplingParams,
+    max_tokens: Option<usize>,
+    stop: &[String],
+    ignore_eos: bool,
+) -> KeyBuilder {
+    let f = |x: f32| u64::from(x.to_bits());
+    k = k
+        .number(f(params.temperature))
+        .number(f(params.top_p))
+        .number(params.top_k as u64)
+        .number(f(params.min_p))
+        .number(f(params.repetition_penalty))
+        .number(f(params.frequency_penalty))
+        .number(f(params.presence_penalty))
+        .number(params.seed.map_or(0, |s| s.wrapping_add(1)))
+        .number(params.seed.is_some() as u64)
+        .number(params.logprobs.map_or(0, |n| n as u64 + 1))
+        .number(max_tokens.map_or(0, |n| n as u64 + 1))
+        .number(ignore_eos as u64)
+        .number(stop.len() as u64);
+    for s in stop {
+        k = k.text(s);
+    }
+    k
 }
 
 #[cfg(test)]

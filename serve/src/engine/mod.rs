@@ -6,7 +6,7 @@ mod embeddings;
 mod error;
 mod generate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
+use crate::cache::semantic::SemanticCache;
 use crate::cache::{CacheConfig, EmbeddingCache, ResponseCache};
 use crate::generation::Generator;
 use crate::threads::ThreadBudget;
@@ -102,6 +103,8 @@ pub struct Engine {
     embedding_cache: Option<EmbeddingCache>,
     /// `None` when `cache.response_mb` is 0.
     response_cache: Option<Arc<ResponseCache>>,
+    /// Semantic response caches of the generation models that configure one.
+    semantic_caches: HashMap<String, Arc<SemanticCache>>,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -116,6 +119,14 @@ impl Engine {
         budget: ThreadBudget,
         cache: &CacheConfig,
     ) -> Arc<Self> {
+        let ttl = Duration::from_secs(cache.response_ttl_secs);
+        let semantic_caches = configs
+            .iter()
+            .filter_map(|c| {
+                let s = c.semantic_cache.as_ref()?;
+                Some((c.name.clone(), Arc::new(SemanticCache::new(s.threshold, s.max_entries, ttl))))
+            })
+            .collect();
         let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
         let ready = tokio::sync::watch::Sender::new(false);
         let embedding_cache = (cache.embedding_mb > 0).then(|| {
@@ -124,10 +135,18 @@ impl Engine {
         let response_cache = (cache.response_mb > 0).then(|| {
             Arc::new(ResponseCache::new(cache.response_mb * 1024 * 1024, Duration::from_secs(cache.response_ttl_secs)))
         });
-        Arc::new(Engine { models: RwLock::new(models), embedding_cache, response_cache, limits, budget, ready })
+        Arc::new(Engine {
+            models: RwLock::new(models),
+            embedding_cache,
+            response_cache,
+            semantic_caches,
+            limits,
+            budget,
+            ready,
+        })
     }
 
-    /// Drops cached responses of one model, or all.
+    /// Drops cached responses (exact and semantic) of one model, or all.
     pub fn invalidate_responses(&self, model: Option<&str>) {
         if let Some(cache) = &self.response_cache {
             match model {
@@ -135,6 +154,26 @@ impl Engine {
                 None => cache.invalidate_all(),
             }
         }
+        for (name, cache) in &self.semantic_caches {
+            if model.is_none_or(|m| m == name) {
+                cache.invalidate_all();
+            }
+        }
+    }
+
+    /// Bytes and entries of each model's semantic cache (also exported as gauges).
+    pub fn semantic_cache_usage(&self) -> BTreeMap<String, (u64, u64)> {
+        self.semantic_caches
+            .iter()
+            .map(|(name, cache)| {
+                let usage = cache.usage();
+                metrics::gauge!("ferroserve_cache_bytes", "cache" => "semantic", "model" => name.clone())
+                    .set(usage.0 as f64);
+                metrics::gauge!("ferroserve_cache_entries", "cache" => "semantic", "model" => name.clone())
+                    .set(usage.1 as f64);
+                (name.clone(), usage)
+            })
+            .collect()
     }
 
     /// Bytes and entries in the response cache.

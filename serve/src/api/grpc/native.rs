@@ -187,8 +187,14 @@ impl Inference for NativeService {
         };
         self.observe("Generate", &model, &result, started);
         let generation = result.map_err(to_status)?;
+        let (cache, similarity) = (generation.cache, generation.similarity);
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).map(generate_response);
-        Ok(Response::new(Box::pin(responses)))
+        let mut response = Response::new(Box::pin(responses) as Self::GenerateStream);
+        response.metadata_mut().insert("x-cache", tonic::metadata::MetadataValue::from_static(cache));
+        if let Some(Ok(value)) = similarity.map(|s| format!("{s:.4}").parse()) {
+            response.metadata_mut().insert("x-cache-similarity", value);
+        }
+        Ok(response)
     }
 
     async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {

@@ -28,6 +28,9 @@ pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "embedding": usage(state.engine.embedding_cache_usage()),
         "response": usage(state.engine.response_cache_usage()),
+        "semantic": state.engine.semantic_cache_usage().into_iter()
+            .map(|(model, (bytes, entries))| (model, json!({"bytes": bytes, "entries": entries})))
+            .collect::<serde_json::Map<_, _>>(),
     }))
 }
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use ferroserve_models::llm::{ChatMessage, GgufTokenizer, SamplingParams, TokenLogprobs};
@@ -264,7 +264,13 @@ async fn respond(
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         model: generation.model.clone(),
     };
-    let cache = [("x-cache", generation.cache)];
+    let mut cache = HeaderMap::new();
+    cache.insert("x-cache", HeaderValue::from_static(generation.cache));
+    if let Some(similarity) = generation.similarity
+        && let Ok(value) = HeaderValue::from_str(&format!("{similarity:.4}"))
+    {
+        cache.insert("x-cache-similarity", value);
+    }
     if common.stream {
         let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
         return Ok((cache, Sse::new(sse_events(shape, generation, include_usage))).into_response());
