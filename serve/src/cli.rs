@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// least 1].
     #[arg(long, env = "FERROSERVE_IO_THREADS")]
     pub io_threads: Option<usize>,
+    /// Shared Redis cache, e.g. redis://127.0.0.1:6379/0 (overrides `cache.redis_url` of the config file).
+    #[arg(long, env = "FERROSERVE_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -71,6 +71,7 @@ impl ServerConfig {
             shutdown_grace_secs,
             log_format,
             io_threads,
+            redis_url,
         } = args.clone();
         override_with(&mut config.http_addr, http_addr);
         override_with(&mut config.grpc_addr, grpc_addr);
@@ -81,6 +82,9 @@ impl ServerConfig {
         override_with(&mut config.log_format, log_format);
         if io_threads.is_some() {
             config.io_threads = io_threads;
+        }
+        if redis_url.is_some() {
+            config.cache.redis_url = redis_url;
         }
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");

@@ -196,14 +196,9 @@ pub fn llm_repository(name: &str, generation: &str) -> PathBuf {
     dir
 }
 
-/// Like [`llm_repository`], plus MiniLM as [`MODEL`] and the LLM's `[semantic_cache]` (embedding with MiniLM)
-/// with the given extra keys.
-pub fn semantic_repository(name: &str, semantic: &str) -> PathBuf {
+/// Like [`llm_repository`], plus MiniLM as [`MODEL`].
+pub fn llm_and_minilm_repository(name: &str) -> PathBuf {
     let dir = llm_repository(name, "");
-    let llm = dir.join("model.toml");
-    let toml = std::fs::read_to_string(&llm).expect("model config");
-    let toml = format!("{toml}\n[semantic_cache]\nembedding_model = \"{MODEL}\"\n{semantic}\n");
-    std::fs::write(&llm, toml).expect("model config");
     let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
     let minilm = format!(
         "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n",
@@ -211,6 +206,75 @@ pub fn semantic_repository(name: &str, semantic: &str) -> PathBuf {
     );
     std::fs::write(dir.join("minilm.toml"), minilm).expect("model config");
     dir
+}
+
+/// Like [`llm_and_minilm_repository`], with the LLM's `[semantic_cache]` (embedding with MiniLM) and the given
+/// extra keys.
+pub fn semantic_repository(name: &str, semantic: &str) -> PathBuf {
+    let dir = llm_and_minilm_repository(name);
+    let llm = dir.join("model.toml");
+    let toml = std::fs::read_to_string(&llm).expect("model config");
+    let toml = format!("{toml}\n[semantic_cache]\nembedding_model = \"{MODEL}\"\n{semantic}\n");
+    std::fs::write(&llm, toml).expect("model config");
+    dir
+}
+
+/// A real `redis-server` (Debian package `redis-server`, installed by `tests/setup-redis.sh`) on a free
+/// loopback port, without persistence; killed when dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis { child: None, port: free_port() };
+        redis.restart();
+        redis
+    }
+
+    /// The URL servers connect with.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed: run tests/setup-redis.sh (make test does)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.pings() {
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pings(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let mut answer = [0u8; 7];
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills it at once (SIGKILL: no goodbye to connected clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// The `data:` payloads of a server-sent-events body, `[DONE]` included.

@@ -1,12 +1,15 @@
-//! Caches in front of the models: embeddings (per text, byte-bounded, with single-flight) and exact responses
-//! of generation models (whole request, deterministic requests only).
+//! Caches in front of the models: embeddings (per text, byte-bounded, with single-flight), exact responses
+//! of generation models (whole request, deterministic requests only), semantic responses (similar
+//! conversations, opt-in per model), and an optional shared second level in Redis for the first two.
 //!
 //! Requests choose how they use a cache with [`CacheMode`] (body field `cache` or header `x-ferroserve-cache`).
 
+pub mod codec;
 pub mod embedding;
 pub mod key;
 pub mod response;
 pub mod semantic;
+pub mod shared;
 
 use serde::Deserialize;
 
@@ -63,10 +66,27 @@ pub struct CacheConfig {
     pub response_mb: u64,
     /// Seconds a response stays cached.
     pub response_ttl_secs: u64,
+    /// Shared second-level cache of embeddings and exact responses (`redis://host:port/db`); none when absent.
+    pub redis_url: Option<String>,
+    /// First segment of every Redis key (separates deployments sharing one Redis).
+    pub redis_prefix: String,
+    /// Longest wait for Redis on a request, ms; past it the request goes on without the shared cache.
+    pub redis_timeout_ms: u64,
+    /// Seconds Redis is left alone after failing repeatedly (circuit breaker).
+    pub redis_retry_secs: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { embedding_mb: 256, embedding_ttl_secs: 3600, response_mb: 64, response_ttl_secs: 3600 }
+        CacheConfig {
+            embedding_mb: 256,
+            embedding_ttl_secs: 3600,
+            response_mb: 64,
+            response_ttl_secs: 3600,
+            redis_url: None,
+            redis_prefix: "ferroserve".into(),
+            redis_timeout_ms: 50,
+            redis_retry_secs: 5,
+        }
     }
 }

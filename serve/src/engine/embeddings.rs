@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use ferroserve_models::pooling::l2_normalize;
 
 use super::{Engine, EngineError, ServedModel};
+use crate::cache::codec;
 use crate::cache::embedding::{LeadGuard, Lookup};
+use crate::cache::shared::{Kind, SharedCache};
 use crate::cache::{CacheMode, CachedVector, EmbeddingCache};
 
 /// Waits for `future` until `deadline` (if any); past it, the request fails with `DeadlineExceeded`.
@@ -92,6 +94,13 @@ impl Engine {
                     Lookup::Lead(guard) => leads.push((i, Some(guard))),
                 }
             }
+            if let (Some(cache), Some(shared), true) = (cache, &self.shared, mode.reads())
+                && !leads.is_empty()
+            {
+                let found;
+                (leads, found) = from_shared(cache, &shared.cache, &model_name, info.dimensions, leads, &mut raw).await;
+                hits += found;
+            }
             if mode == CacheMode::Only && (!leads.is_empty() || !waits.is_empty()) {
                 return Err(EngineError::CacheMiss);
             }
@@ -105,12 +114,21 @@ impl Engine {
                 let embedded = until(deadline, pending).await??;
                 queue_time = queue_time.max(embedded.queue_time);
                 compute_time += embedded.compute_time;
+                let shared = self.shared.as_ref().filter(|_| cache.is_some() && mode.writes());
+                let mut to_share = Vec::new();
                 for (((i, guard), vector), tokens) in leads.into_iter().zip(embedded.vectors).zip(tokens) {
                     let value = Arc::new(CachedVector { vector, tokens, model: model_name.clone() });
                     if let (Some(cache), Some(guard)) = (cache, guard) {
+                        if let Some(shared) = shared {
+                            let key = shared.cache.key(Kind::Embedding, &model.name, guard.key());
+                            to_share.push((key, codec::encode_vector(&value)));
+                        }
                         cache.complete(guard, value.clone(), mode.writes());
                     }
                     raw[i] = Some(value);
+                }
+                if let Some(shared) = shared {
+                    shared.cache.put_many(Kind::Embedding, to_share, shared.embedding_ttl);
                 }
             }
             for (i, mut rx) in waits {
@@ -181,6 +199,40 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Looks the leads up in the shared cache: found vectors fill the local cache (and wake waiters) and `raw`.
+/// Returns the leads still to compute and how many were found. A vector of another size than the model's
+/// (a changed model under the same name) is not taken.
+async fn from_shared(
+    cache: &EmbeddingCache,
+    shared: &SharedCache,
+    model: &Arc<str>,
+    dimensions: usize,
+    leads: Vec<(usize, Option<LeadGuard>)>,
+    raw: &mut [Option<Arc<CachedVector>>],
+) -> (Vec<(usize, Option<LeadGuard>)>, usize) {
+    let keys: Vec<String> = leads
+        .iter()
+        .map(|(_, g)| g.as_ref().map_or_else(String::new, |g| shared.key(Kind::Embedding, model, g.key())))
+        .collect();
+    let found = shared.get_many(Kind::Embedding, &keys).await;
+    let mut left = Vec::with_capacity(leads.len());
+    let mut hits = 0;
+    for ((i, guard), bytes) in leads.into_iter().zip(found) {
+        let value =
+            bytes.and_then(|b| codec::decode_vector(&b, model.clone())).filter(|v| v.vector.len() == dimensions);
+        match (value, guard) {
+            (Some(value), Some(guard)) => {
+                let value = Arc::new(value);
+                cache.complete(guard, value.clone(), true);
+                raw[i] = Some(value);
+                hits += 1;
+            }
+            (_, guard) => left.push((i, guard)),
+        }
+    }
+    (left, hits)
 }
 
 /// Requests with more text than this are tokenized on a blocking thread, so they never stall the async

@@ -10,9 +10,11 @@ use ferroserve_models::llm::{ChatMessage, LanguageInfo, SamplingParams};
 use tokio::sync::mpsc;
 
 use super::{EmbedRequest, Engine, EngineError, ServedModel};
+use crate::cache::codec;
 use crate::cache::key::KeyBuilder;
 use crate::cache::response::parameters;
 use crate::cache::semantic::{SemanticCache, SemanticKey};
+use crate::cache::shared::{Kind, SharedCache};
 use crate::cache::{CacheMode, CachedResponse, CachedToken, ResponseCache};
 use crate::generation::{GenerationEvent, GenerationJob, GenerationUsage, Generator};
 
@@ -84,6 +86,18 @@ impl Engine {
             let prompt_tokens = hit.usage.prompt_tokens;
             return Ok(replay(&model.name, generator.info.clone(), &hit, prompt_tokens, "HIT"));
         }
+        if let (Some(cache), Some(key), Some(shared), true) = (response_cache, key, &self.shared, req.cache.reads()) {
+            let shared_key = shared.cache.key(Kind::Response, &model.name, key);
+            let found = shared.cache.get_many(Kind::Response, &[shared_key]).await.pop().flatten();
+            if let Some(hit) = found.and_then(|b| codec::decode_response(&b, model.name.as_str().into())) {
+                let generator = model.generator()?;
+                let hit = Arc::new(hit);
+                cache.insert(key, hit.clone());
+                count("ferroserve_cache_hits_total", "response", &model.name);
+                let prompt_tokens = hit.usage.prompt_tokens;
+                return Ok(replay(&model.name, generator.info.clone(), &hit, prompt_tokens, "HIT"));
+            }
+        }
         if response_cache.is_some() && key.is_some() {
             count("ferroserve_cache_misses_total", "response", &model.name);
         }
@@ -123,8 +137,16 @@ impl Engine {
         }
         let mut events = generator.submit(job)?;
         if req.cache.writes() && (exact.is_some() || semantic.is_some()) {
-            let sink =
-                Recorder { exact: exact.map(|(c, k)| (c.clone(), k)), semantic, model: model.name.as_str().into() };
+            let shared =
+                self.shared.as_ref().zip(exact).map(|(s, (_, key))| {
+                    (s.cache.clone(), s.cache.key(Kind::Response, &model.name, key), s.response_ttl)
+                });
+            let sink = Recorder {
+                exact: exact.map(|(c, k)| (c.clone(), k)),
+                shared,
+                semantic,
+                model: model.name.as_str().into(),
+            };
             events = sink.record(events);
         }
         Ok(GenerationStream {
@@ -297,6 +319,8 @@ fn replay(
 /// Where a finished generation is kept.
 struct Recorder {
     exact: Option<(Arc<ResponseCache>, u128)>,
+    /// The shared cache, the entry's key there and its TTL.
+    shared: Option<(Arc<SharedCache>, String, Duration)>,
     semantic: Option<(Arc<SemanticCache>, SemanticKey)>,
     model: Arc<str>,
 }
@@ -332,6 +356,9 @@ impl Recorder {
                             });
                             if let Some((cache, key)) = sink.exact {
                                 cache.insert(key, value.clone());
+                            }
+                            if let Some((shared, key, ttl)) = sink.shared {
+                                shared.put_many(Kind::Response, vec![(key, codec::encode_response(&value))], ttl);
                             }
                             if let Some((cache, key)) = sink.semantic {
                                 cache.insert(key, value);

@@ -15,6 +15,7 @@ use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedd
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
 use crate::cache::semantic::SemanticCache;
+use crate::cache::shared::{Kind as SharedKind, SharedCache};
 use crate::cache::{CacheConfig, EmbeddingCache, ResponseCache};
 use crate::generation::Generator;
 use crate::threads::ThreadBudget;
@@ -27,6 +28,13 @@ pub use generate::{GenerateRequest, GenerationStream, Prompt};
 #[derive(Debug, Clone)]
 pub struct EngineLimits {
     pub max_client_batch_size: usize,
+}
+
+/// What an invalidation dropped.
+pub struct Invalidated {
+    pub what: String,
+    /// Keys deleted from the shared cache, or why that failed; `None` without one.
+    pub shared: Option<Result<u64, String>>,
 }
 
 /// A loaded model and what runs it.
@@ -97,6 +105,13 @@ pub struct ModelSummary {
     pub max_input_tokens: Option<usize>,
 }
 
+/// The Redis cache and the TTLs of what goes into it.
+struct Shared {
+    cache: Arc<SharedCache>,
+    embedding_ttl: Duration,
+    response_ttl: Duration,
+}
+
 pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
     /// `None` when `cache.embedding_mb` is 0.
@@ -105,6 +120,8 @@ pub struct Engine {
     response_cache: Option<Arc<ResponseCache>>,
     /// Semantic response caches of the generation models that configure one.
     semantic_caches: HashMap<String, Arc<SemanticCache>>,
+    /// The shared second level (Redis) of the embedding and exact response caches.
+    shared: Option<Shared>,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -112,13 +129,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine that will serve `configs`; call [`Engine::load_all`] to load them.
+    /// An engine that will serve `configs`; call [`Engine::load_all`] to load them. Fails on a bad
+    /// `cache.redis_url` (Redis itself is reached lazily).
     pub fn new(
         configs: Vec<ModelConfig>,
         limits: EngineLimits,
         budget: ThreadBudget,
         cache: &CacheConfig,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         let ttl = Duration::from_secs(cache.response_ttl_secs);
         let semantic_caches = configs
             .iter()
@@ -135,30 +153,29 @@ impl Engine {
         let response_cache = (cache.response_mb > 0).then(|| {
             Arc::new(ResponseCache::new(cache.response_mb * 1024 * 1024, Duration::from_secs(cache.response_ttl_secs)))
         });
-        Arc::new(Engine {
+        let shared = match &cache.redis_url {
+            Some(url) => Some(Shared {
+                cache: Arc::new(SharedCache::new(
+                    url,
+                    &cache.redis_prefix,
+                    Duration::from_millis(cache.redis_timeout_ms.max(1)),
+                    Duration::from_secs(cache.redis_retry_secs),
+                )?),
+                embedding_ttl: Duration::from_secs(cache.embedding_ttl_secs),
+                response_ttl: Duration::from_secs(cache.response_ttl_secs),
+            }),
+            None => None,
+        };
+        Ok(Arc::new(Engine {
             models: RwLock::new(models),
             embedding_cache,
             response_cache,
             semantic_caches,
+            shared,
             limits,
             budget,
             ready,
-        })
-    }
-
-    /// Drops cached responses (exact and semantic) of one model, or all.
-    pub fn invalidate_responses(&self, model: Option<&str>) {
-        if let Some(cache) = &self.response_cache {
-            match model {
-                Some(m) => cache.invalidate_model(m),
-                None => cache.invalidate_all(),
-            }
-        }
-        for (name, cache) in &self.semantic_caches {
-            if model.is_none_or(|m| m == name) {
-                cache.invalidate_all();
-            }
-        }
+        }))
     }
 
     /// Bytes and entries of each model's semantic cache (also exported as gauges).
@@ -184,31 +201,45 @@ impl Engine {
         Some(usage)
     }
 
-    /// Drops cached embeddings: of one text of one model, of one model, or all. Returns what was targeted.
-    pub fn invalidate_embeddings(
+    /// Drops cached entries: one text's embedding (`input`, needs `model`), everything of one model (its
+    /// embeddings, exact and semantic responses), or everything; locally and in the shared cache.
+    pub async fn invalidate(
         &self,
         model: Option<&str>,
         input: Option<(&str, bool)>,
-    ) -> Result<String, EngineError> {
-        let cache = self
-            .embedding_cache
-            .as_ref()
-            .ok_or_else(|| EngineError::InvalidInput("the embedding cache is off".into()))?;
-        Ok(match (model, input) {
+    ) -> Result<Invalidated, EngineError> {
+        let (what, entry) = match (model, input) {
             (Some(m), Some((text, truncate))) => {
-                cache.invalidate(EmbeddingCache::key(m, truncate, text));
-                format!("entry of model {m:?}")
-            }
-            (Some(m), None) => {
-                cache.invalidate_model(m);
-                format!("entries of model {m:?}")
-            }
-            (None, None) => {
-                cache.invalidate_all();
-                "all entries".to_string()
+                let key = EmbeddingCache::key(m, truncate, text);
+                if let Some(cache) = &self.embedding_cache {
+                    cache.invalidate(key);
+                }
+                (format!("embedding entry of model {m:?}"), Some(key))
             }
             (None, Some(_)) => return Err(EngineError::InvalidInput("an input needs its model".into())),
-        })
+            (model, None) => {
+                if let Some(cache) = &self.embedding_cache {
+                    model.map_or_else(|| cache.invalidate_all(), |m| cache.invalidate_model(m));
+                }
+                if let Some(cache) = &self.response_cache {
+                    model.map_or_else(|| cache.invalidate_all(), |m| cache.invalidate_model(m));
+                }
+                for (name, cache) in &self.semantic_caches {
+                    if model.is_none_or(|m| m == name) {
+                        cache.invalidate_all();
+                    }
+                }
+                (model.map_or("all entries".into(), |m| format!("entries of model {m:?}")), None)
+            }
+        };
+        let shared = match &self.shared {
+            None => None,
+            Some(s) => {
+                let kind = entry.map(|_| SharedKind::Embedding);
+                Some(s.cache.invalidate(kind, model, entry).await)
+            }
+        };
+        Ok(Invalidated { what, shared })
     }
 
     /// Bytes and entries in the embedding cache (also exported as gauges).

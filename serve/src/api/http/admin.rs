@@ -43,11 +43,16 @@ pub async fn invalidate(
         Err(e) => return OpenAiError::from(e).into_response(),
     };
     let input = req.input.as_deref().map(|t| (t, req.truncate));
-    if input.is_none() {
-        state.engine.invalidate_responses(req.model.as_deref());
-    }
-    match state.engine.invalidate_embeddings(req.model.as_deref(), input) {
-        Ok(what) => Json(json!({"invalidated": what})).into_response(),
+    match state.engine.invalidate(req.model.as_deref(), input).await {
+        Ok(done) => {
+            let mut body = json!({"invalidated": done.what});
+            match done.shared {
+                Some(Ok(n)) => body["shared_deleted"] = json!(n),
+                Some(Err(e)) => body["shared_error"] = json!(e),
+                None => {}
+            }
+            Json(body).into_response()
+        }
         Err(e) => OpenAiError::from(e).into_response(),
     }
 }
