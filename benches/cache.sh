@@ -2,7 +2,10 @@
 # The embedding cache on this machine, one run, appended to benches/RESULTS.md:
 #   1. hits: the same 800 sentences, cache warm, versus the cache skipped (x-ferroserve-cache: skip), at
 #      concurrency 1 and 32;
-#   2. the cost of a miss: every text unique (--unique), cache on versus cache off (embedding_mb = 0).
+#   2. the cost of a miss: every text unique (--unique), cache on versus cache off (embedding_mb = 0);
+#   3. the shared Redis cache (needs redis-server: tests/setup-redis.sh): a second server whose local cache is
+#      cold reads the 800 sentences another server wrote to Redis (every request an L2 hit), against the same
+#      server skipping the caches, at concurrency 1 and 32 (the server restarts for each level: a hit fills L1).
 # Usage: benches/cache.sh   (after `cargo build --release --bin ferroserve --bin loadgen`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,15 +17,16 @@ mkdir "$dir/repo"
 printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
   "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
 
-serve() { # embedding_mb -> starts the server, sets $server
-  printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = %s\n' "$1" > "$dir/config.toml"
+serve() { # embedding_mb [extra [cache] lines] -> starts the server, sets $server
+  printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = %s\n%s\n' "$1" "${2:-}" > "$dir/config.toml"
   "$bin" serve --config "$dir/config.toml" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-cache-bench.log 2>&1 &
   server=$!
   for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
   echo "server not ready" >&2; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
-trap 'kill $server 2>/dev/null || true' EXIT
+redis=
+trap 'kill $server $redis 2>/dev/null || true' EXIT
 run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --server-pid "$server" "$@"; }
 
 serve 256
@@ -36,3 +40,24 @@ stop
 serve 0
 run --concurrency 1,32 --unique --note "embedding cache off (embedding_mb = 0), every text new"
 stop
+
+if [ "${SKIP_REDIS:-}" != 1 ]; then
+  redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no > /dev/null &
+  redis=$!
+  sleep 0.5
+  shared='redis_url = "redis://127.0.0.1:16379/0"'
+  run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --server-pid "$server" "$@"; }
+  # Server A computes the 800 sentences and writes them to Redis.
+  serve 256 "$shared"
+  run --concurrency 32 --requests 800 --results "" > /dev/null
+  sleep 1
+  stop
+  for c in 1 32; do
+    serve 256 "$shared"
+    run --concurrency "$c" --requests 800 --warmup 0 --note "fresh server, local cache cold, every text in Redis (L2 hits)"
+    curl -s 127.0.0.1:18080/metrics | grep '^ferroserve_cache_l2_hits_total'
+    run --concurrency "$c" --requests 800 --cache skip --note "same server, caches skipped (computed)"
+    stop
+  done
+  kill "$redis"
+fi

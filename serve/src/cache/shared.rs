@@ -123,13 +123,13 @@ impl SharedCache {
     }
 
     /// Runs one Redis operation within `limit`, through the breaker; `None` on any failure (counted).
-    async fn run<T, F, Fut>(&self, kind: Kind, op: &'static str, limit: Duration, f: F) -> Option<T>
+    async fn run<T, F, Fut>(&self, kind: Kind, model: &str, op: &'static str, limit: Duration, f: F) -> Option<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if !self.breaker.allows() {
-            metrics::counter!("ferroserve_cache_l2_errors_total", "cache" => kind.as_str(), "op" => op, "reason" => "circuit_open")
+            metrics::counter!("ferroserve_cache_l2_errors_total", "cache" => kind.as_str(), "model" => model.to_string(), "op" => op, "reason" => "circuit_open")
                 .increment(1);
             return None;
         }
@@ -150,36 +150,43 @@ impl SharedCache {
         *self.connection.lock().await = None;
         self.breaker.failure(&error);
         tracing::debug!(op, error, "Redis cache operation failed");
-        metrics::counter!("ferroserve_cache_l2_errors_total", "cache" => kind.as_str(), "op" => op, "reason" => "failed")
+        metrics::counter!("ferroserve_cache_l2_errors_total", "cache" => kind.as_str(), "model" => model.to_string(), "op" => op, "reason" => "failed")
             .increment(1);
         None
     }
 
-    /// The values of `keys` (one `MGET`), `None` for absent ones; all `None` when Redis fails.
-    pub async fn get_many(&self, kind: Kind, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+    /// The values of `keys` of one model (one `MGET`), `None` for absent ones; all `None` when Redis fails.
+    pub async fn get_many(&self, kind: Kind, model: &str, keys: &[String]) -> Vec<Option<Vec<u8>>> {
         if keys.is_empty() {
             return Vec::new();
         }
         let keys_owned = keys.to_vec();
         let found: Option<Vec<Option<Vec<u8>>>> =
-            self.run(kind, "get", self.timeout, |mut c| async move { c.mget(keys_owned).await }).await;
+            self.run(kind, model, "get", self.timeout, |mut c| async move { c.mget(keys_owned).await }).await;
         let found = found.filter(|f| f.len() == keys.len()).unwrap_or_else(|| vec![None; keys.len()]);
         let hits = found.iter().filter(|v| v.is_some()).count() as u64;
-        metrics::counter!("ferroserve_cache_l2_hits_total", "cache" => kind.as_str()).increment(hits);
-        metrics::counter!("ferroserve_cache_l2_misses_total", "cache" => kind.as_str())
-            .increment(keys.len() as u64 - hits);
+        let labels = [("cache", kind.as_str().to_string()), ("model", model.to_string())];
+        metrics::counter!("ferroserve_cache_l2_hits_total", &labels).increment(hits);
+        metrics::counter!("ferroserve_cache_l2_misses_total", &labels).increment(keys.len() as u64 - hits);
         found
     }
 
-    /// Stores entries with a TTL, in the background (one pipeline); the caller does not wait.
-    pub fn put_many(self: &std::sync::Arc<Self>, kind: Kind, entries: Vec<(String, Vec<u8>)>, ttl: Duration) {
+    /// Stores entries of one model with a TTL, in the background (one pipeline); the caller does not wait.
+    pub fn put_many(
+        self: &std::sync::Arc<Self>,
+        kind: Kind,
+        model: &str,
+        entries: Vec<(String, Vec<u8>)>,
+        ttl: Duration,
+    ) {
         if entries.is_empty() {
             return;
         }
         let this = self.clone();
         let secs = ttl.as_secs().max(1);
+        let model = model.to_string();
         tokio::spawn(async move {
-            this.run(kind, "set", this.timeout, |mut c| async move {
+            this.run(kind, &model, "set", this.timeout, |mut c| async move {
                 let mut pipe = redis::pipe();
                 for (key, value) in entries {
                     pipe.set_ex(key, value, secs).ignore();
@@ -203,20 +210,26 @@ impl SharedCache {
             ),
         };
         let deleted = self
-            .run(Kind::Response, "invalidate", ADMIN_TIMEOUT, |mut c| async move {
-                let mut keys: Vec<String> = Vec::new();
-                {
-                    let mut iter = c.scan_match::<_, String>(&pattern).await?;
-                    while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                        keys.push(key?);
+            .run(
+                kind.unwrap_or(Kind::Response),
+                model.unwrap_or("*"),
+                "invalidate",
+                ADMIN_TIMEOUT,
+                |mut c| async move {
+                    let mut keys: Vec<String> = Vec::new();
+                    {
+                        let mut iter = c.scan_match::<_, String>(&pattern).await?;
+                        while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                            keys.push(key?);
+                        }
                     }
-                }
-                let mut deleted = 0u64;
-                for chunk in keys.chunks(512) {
-                    deleted += c.unlink::<_, u64>(chunk).await?;
-                }
-                Ok(deleted)
-            })
+                    let mut deleted = 0u64;
+                    for chunk in keys.chunks(512) {
+                        deleted += c.unlink::<_, u64>(chunk).await?;
+                    }
+                    Ok(deleted)
+                },
+            )
             .await;
         deleted.ok_or_else(|| "Redis did not answer; its entries expire with their TTL".to_string())
     }

@@ -128,7 +128,7 @@ impl Engine {
                     raw[i] = Some(value);
                 }
                 if let Some(shared) = shared {
-                    shared.cache.put_many(Kind::Embedding, to_share, shared.embedding_ttl);
+                    shared.cache.put_many(Kind::Embedding, &model.name, to_share, shared.embedding_ttl);
                 }
             }
             for (i, mut rx) in waits {
@@ -216,7 +216,7 @@ async fn from_shared(
         .iter()
         .map(|(_, g)| g.as_ref().map_or_else(String::new, |g| shared.key(Kind::Embedding, model, g.key())))
         .collect();
-    let found = shared.get_many(Kind::Embedding, &keys).await;
+    let found = shared.get_many(Kind::Embedding, model, &keys).await;
     let mut left = Vec::with_capacity(leads.len());
     let mut hits = 0;
     for ((i, guard), bytes) in leads.into_iter().zip(found) {

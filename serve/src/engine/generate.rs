@@ -88,7 +88,7 @@ impl Engine {
         }
         if let (Some(cache), Some(key), Some(shared), true) = (response_cache, key, &self.shared, req.cache.reads()) {
             let shared_key = shared.cache.key(Kind::Response, &model.name, key);
-            let found = shared.cache.get_many(Kind::Response, &[shared_key]).await.pop().flatten();
+            let found = shared.cache.get_many(Kind::Response, &model.name, &[shared_key]).await.pop().flatten();
             if let Some(hit) = found.and_then(|b| codec::decode_response(&b, model.name.as_str().into())) {
                 let generator = model.generator()?;
                 let hit = Arc::new(hit);
@@ -358,7 +358,12 @@ impl Recorder {
                                 cache.insert(key, value.clone());
                             }
                             if let Some((shared, key, ttl)) = sink.shared {
-                                shared.put_many(Kind::Response, vec![(key, codec::encode_response(&value))], ttl);
+                                shared.put_many(
+                                    Kind::Response,
+                                    &sink.model,
+                                    vec![(key, codec::encode_response(&value))],
+                                    ttl,
+                                );
                             }
                             if let Some((cache, key)) = sink.semantic {
                                 cache.insert(key, value);
