@@ -142,13 +142,18 @@ fn default_repo() -> String {
 pub fn repository_with(name: &str, batching: &str, lanes: &str) -> PathBuf {
     let dir = repo_root().join("target/e2e-repos").join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("repository dir");
-    let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
-    let toml = format!(
-        "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n\n[batching]\n{batching}\n\n{lanes}\n",
-        checkpoint.display().to_string()
-    );
+    let toml = format!("{}\n[batching]\n{batching}\n\n{lanes}\n", minilm_config());
     std::fs::write(dir.join("model.toml"), toml).expect("model config");
     dir
+}
+
+/// The config of MiniLM (Candle, F32) as [`MODEL`], without tables.
+fn minilm_config() -> String {
+    let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
+    format!(
+        "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n",
+        checkpoint.display().to_string()
+    )
 }
 
 /// Reads one sample of a Prometheus text exposition: the value of the line that starts with `prefix`.
@@ -199,12 +204,7 @@ pub fn llm_repository(name: &str, generation: &str) -> PathBuf {
 /// Like [`llm_repository`], plus MiniLM as [`MODEL`].
 pub fn llm_and_minilm_repository(name: &str) -> PathBuf {
     let dir = llm_repository(name, "");
-    let checkpoint = repo_root().join("assets/all-MiniLM-L6-v2");
-    let minilm = format!(
-        "name = \"{MODEL}\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = {:?}\n",
-        checkpoint.display().to_string()
-    );
-    std::fs::write(dir.join("minilm.toml"), minilm).expect("model config");
+    std::fs::write(dir.join("minilm.toml"), minilm_config()).expect("model config");
     dir
 }
 

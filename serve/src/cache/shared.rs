@@ -160,9 +160,8 @@ impl SharedCache {
         if keys.is_empty() {
             return Vec::new();
         }
-        let keys_owned = keys.to_vec();
         let found: Option<Vec<Option<Vec<u8>>>> =
-            self.run(kind, model, "get", self.timeout, |mut c| async move { c.mget(keys_owned).await }).await;
+            self.run(kind, model, "get", self.timeout, |mut c| async move { c.mget(keys).await }).await;
         let found = found.filter(|f| f.len() == keys.len()).unwrap_or_else(|| vec![None; keys.len()]);
         let hits = found.iter().filter(|v| v.is_some()).count() as u64;
         let labels = [("cache", kind.as_str().to_string()), ("model", model.to_string())];

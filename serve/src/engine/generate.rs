@@ -79,24 +79,15 @@ impl Engine {
             ResponseCache::key(&model.name, &req.prompt, &req.params, req.max_tokens, &req.stop, req.ignore_eos)
         });
         if let (Some(cache), Some(key), true) = (response_cache, key, req.cache.reads())
-            && let Some(hit) = cache.get(key)
+            && let Some(hit) = match cache.get(key) {
+                Some(hit) => Some(hit),
+                None => self.shared_response(cache, &model.name, key).await,
+            }
         {
             let generator = model.generator()?;
             count("ferroserve_cache_hits_total", "response", &model.name);
             let prompt_tokens = hit.usage.prompt_tokens;
             return Ok(replay(&model.name, generator.info.clone(), &hit, prompt_tokens, "HIT"));
-        }
-        if let (Some(cache), Some(key), Some(shared), true) = (response_cache, key, &self.shared, req.cache.reads()) {
-            let shared_key = shared.cache.key(Kind::Response, &model.name, key);
-            let found = shared.cache.get_many(Kind::Response, &model.name, &[shared_key]).await.pop().flatten();
-            if let Some(hit) = found.and_then(|b| codec::decode_response(&b, model.name.as_str().into())) {
-                let generator = model.generator()?;
-                let hit = Arc::new(hit);
-                cache.insert(key, hit.clone());
-                count("ferroserve_cache_hits_total", "response", &model.name);
-                let prompt_tokens = hit.usage.prompt_tokens;
-                return Ok(replay(&model.name, generator.info.clone(), &hit, prompt_tokens, "HIT"));
-            }
         }
         if response_cache.is_some() && key.is_some() {
             count("ferroserve_cache_misses_total", "response", &model.name);
@@ -107,6 +98,16 @@ impl Engine {
                 .increment(1);
         }
         result
+    }
+
+    /// An exact response from the shared cache (Redis), put into the local cache too.
+    async fn shared_response(&self, cache: &ResponseCache, model: &str, key: u128) -> Option<Arc<CachedResponse>> {
+        let shared = self.shared.as_ref()?;
+        let keys = [shared.cache.key(Kind::Response, model, key)];
+        let found = shared.cache.get_many(Kind::Response, model, &keys).await.pop().flatten()?;
+        let hit = Arc::new(codec::decode_response(&found, model.into())?);
+        cache.insert(key, hit.clone());
+        Some(hit)
     }
 
     async fn generate_uncached(
