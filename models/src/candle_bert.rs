@@ -10,8 +10,9 @@ use candle_transformers::models::bert::{BertEncoder, Config};
 
 use crate::quantized_bert::QuantizedEncoder;
 
+use crate::checkpoint::read_json;
 use crate::config::{DType, DeviceSpec, ModelConfig};
-use crate::embedder::{Embedder, Padded, pad_batch, read_json};
+use crate::embedder::{Embedder, Padded, pad_batch};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
 

@@ -1,4 +1,6 @@
-//! One model's configuration, as written in a model repository file (`<repository>/<name>.toml`).
+//! One model's configuration as the model layer sees it: the top-level keys of a model repository file
+//! (`<repository>/<name>.toml`). The file's tables (`[batching]`, `[[lanes]]`, `[generation]`,
+//! `[semantic_cache]`) are serving settings, read by the server crate.
 //!
 //! Paths inside a config are relative to the file that names them, so a repository folder can be moved
 //! as a whole. Everything that can be read from the checkpoint itself (pooling, normalization, the input
@@ -20,6 +22,16 @@ pub enum Task {
     Generation,
 }
 
+impl Task {
+    /// The name used in configs and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Embedding => "embedding",
+            Task::Generation => "generation",
+        }
+    }
+}
+
 /// Which inference library runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,6 +39,16 @@ pub enum Backend {
     Candle,
     /// ONNX Runtime; `weights` names the `.onnx` file (default `model.onnx`).
     Onnx,
+}
+
+impl Backend {
+    /// The name used in configs and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Candle => "candle",
+            Backend::Onnx => "onnx",
+        }
+    }
 }
 
 /// Numeric type of weights and compute.
@@ -83,57 +105,6 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
-/// Batching, queueing and scheduling of one model. Defaults suit a small CPU machine.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchingConfig {
-    /// Most sequences in one forward pass (a lane may set its own).
-    pub max_batch_size: usize,
-    /// Most padded tokens in one forward pass: longest sequence × sequences (a lane may set its own).
-    pub max_batch_tokens: usize,
-    /// How long a batch that is not full may wait for more requests, in milliseconds. 0: a free lane
-    /// takes what is queued at once (requests still batch while lanes are busy).
-    pub max_queue_delay_ms: u64,
-    /// Most sequences waiting; a request that does not fit is refused at once (429 / RESOURCE_EXHAUSTED).
-    /// A request larger than this is admitted only into an empty queue.
-    pub max_queue_size: usize,
-    /// Number of priority levels; requests say 0 (served first) to `priority_levels - 1`.
-    pub priority_levels: u8,
-    /// Priority of requests that do not say one.
-    pub default_priority: u8,
-    /// Deadline of requests that do not say one, in milliseconds; 0: none.
-    pub default_timeout_ms: u64,
-}
-
-impl Default for BatchingConfig {
-    fn default() -> Self {
-        BatchingConfig {
-            max_batch_size: 32,
-            max_batch_tokens: 16_384,
-            max_queue_delay_ms: 0,
-            max_queue_size: 1024,
-            priority_levels: 3,
-            default_priority: 1,
-            default_timeout_ms: 30_000,
-        }
-    }
-}
-
-/// One lane: a worker thread that owns a device and a copy of (or share in) the weights.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LaneConfig {
-    pub device: DeviceSpec,
-    /// CPU threads of this lane's forward passes; by default the cores are shared out between CPU lanes.
-    #[serde(default)]
-    pub threads: Option<usize>,
-    /// This lane's own batch limits (a GPU lane takes larger batches than a CPU lane).
-    #[serde(default)]
-    pub max_batch_size: Option<usize>,
-    #[serde(default)]
-    pub max_batch_tokens: Option<usize>,
-}
-
 /// A model as the repository describes it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,89 +129,23 @@ pub struct ModelConfig {
     /// Most tokens one input may have (special tokens included); from the checkpoint when absent.
     #[serde(default)]
     pub max_input_tokens: Option<usize>,
+    /// Cut inputs longer than `max_input_tokens` instead of refusing them, for requests that do not say
+    /// (TEI's `--auto-truncate`).
     #[serde(default)]
-    pub batching: BatchingConfig,
-    #[serde(default = "default_lanes")]
-    pub lanes: Vec<LaneConfig>,
-    /// Continuous batching, memory and prefix reuse of a generation model.
-    #[serde(default)]
-    pub generation: GenerationConfig,
-    /// Semantic response cache of a generation model (opt-in): similar conversations get a stored answer.
-    #[serde(default)]
-    pub semantic_cache: Option<SemanticCacheConfig>,
-}
-
-/// The semantic response cache of one generation model: a request whose conversation is similar enough to one
-/// already answered (same parameters) gets that answer without generating.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SemanticCacheConfig {
-    /// The embedding model (of the same repository) that embeds conversations.
-    pub embedding_model: String,
-    /// Least cosine similarity for a hit, both of the whole conversation and of its last message.
-    #[serde(default = "default_semantic_threshold")]
-    pub threshold: f32,
-    /// Most answers kept (oldest go first); they also expire after `cache.response_ttl_secs`.
-    #[serde(default = "default_semantic_entries")]
-    pub max_entries: usize,
-}
-
-fn default_semantic_threshold() -> f32 {
-    0.95
-}
-
-fn default_semantic_entries() -> usize {
-    4096
-}
-
-/// How a generation model schedules sequences and spends memory.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GenerationConfig {
-    /// Most sequences generating at once (each decode step runs them as one batch).
-    pub max_num_seqs: usize,
-    /// Most tokens one forward pass computes: decode tokens of running sequences plus prompt chunks. A long
-    /// prompt is prefilled over several steps so running streams keep getting tokens.
-    pub max_batch_tokens: usize,
-    /// Most prompt plus output tokens of one sequence (capped by the model's context length).
-    pub max_context_tokens: usize,
-    /// Memory for the KV caches of running sequences, MiB; a sequence is admitted only when its prompt plus
-    /// `max_tokens` fits.
-    pub kv_cache_mb: usize,
-    /// Memory for reusable prompt prefixes, MiB; 0 turns prefix reuse off.
-    pub prefix_cache_mb: usize,
-    /// Shortest prompt prefix worth caching or reusing, tokens.
-    pub prefix_min_tokens: usize,
-    /// Most requests waiting for a slot; beyond it requests get 429 / RESOURCE_EXHAUSTED at once.
-    pub max_waiting: usize,
-    /// `max_tokens` of requests that name none.
-    pub default_max_tokens: usize,
-}
-
-impl Default for GenerationConfig {
-    fn default() -> Self {
-        GenerationConfig {
-            max_num_seqs: 16,
-            max_batch_tokens: 256,
-            max_context_tokens: 4096,
-            kv_cache_mb: 1024,
-            prefix_cache_mb: 256,
-            prefix_min_tokens: 16,
-            max_waiting: 256,
-            default_max_tokens: 256,
-        }
-    }
-}
-
-fn default_lanes() -> Vec<LaneConfig> {
-    vec![LaneConfig { device: DeviceSpec::Cpu, threads: None, max_batch_size: None, max_batch_tokens: None }]
+    pub truncate: bool,
 }
 
 impl ModelConfig {
-    /// Reads a config file and resolves its relative paths against the file's folder.
+    /// Reads the model keys of a config file (see the module doc) and resolves its relative paths.
     pub fn from_file(file: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ModelError::io(file, e))?;
-        let mut config: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::config(file, e.to_string()))?;
+        let (keys, _tables) = split_tables(read_toml(file)?);
+        ModelConfig::from_keys(keys, file)
+    }
+
+    /// The config from the top-level keys of `file` (already read); unknown keys are errors.
+    pub fn from_keys(keys: toml::Table, file: &Path) -> Result<Self, ModelError> {
+        let mut config: ModelConfig =
+            toml::Value::Table(keys).try_into().map_err(|e: toml::de::Error| ModelError::config(file, e.message()))?;
         let base = file.parent().unwrap_or(Path::new("."));
         config.path = base.join(&config.path);
         config.validate().map_err(|m| ModelError::config(file, m))?;
@@ -251,59 +156,8 @@ impl ModelConfig {
         if self.name.is_empty() || self.name.contains(char::is_whitespace) {
             return Err(format!("name {:?} must be non-empty and without spaces", self.name));
         }
-        let b = &self.batching;
-        if b.max_batch_size == 0 || b.max_queue_size == 0 || b.max_batch_tokens == 0 {
-            return Err("batching.max_batch_size, max_batch_tokens and max_queue_size must be at least 1".into());
-        }
-        if b.priority_levels == 0 || b.default_priority >= b.priority_levels {
-            return Err(format!(
-                "batching.default_priority ({}) must be below batching.priority_levels ({})",
-                b.default_priority, b.priority_levels
-            ));
-        }
-        if self
-            .lanes
-            .iter()
-            .any(|l| l.threads == Some(0) || l.max_batch_size == Some(0) || l.max_batch_tokens == Some(0))
-        {
-            return Err("lane threads, max_batch_size and max_batch_tokens must be at least 1".into());
-        }
-        if self.lanes.is_empty() {
-            return Err("at least one lane is needed".into());
-        }
-        let g = &self.generation;
-        if g.max_num_seqs == 0 || g.max_batch_tokens == 0 || g.max_context_tokens == 0 || g.kv_cache_mb == 0 {
-            return Err(
-                "generation.max_num_seqs, max_batch_tokens, max_context_tokens and kv_cache_mb must be at least 1"
-                    .into(),
-            );
-        }
-        if g.max_batch_tokens < g.max_num_seqs {
-            return Err(format!(
-                "generation.max_batch_tokens ({}) must be at least max_num_seqs ({}): every running sequence \
-                 needs one token per step",
-                g.max_batch_tokens, g.max_num_seqs
-            ));
-        }
-        if g.default_max_tokens == 0 {
-            return Err("generation.default_max_tokens must be at least 1".into());
-        }
         if self.task == Task::Generation && self.backend != Backend::Candle {
             return Err("generation models run on the candle backend (a GGUF file in `weights`)".into());
-        }
-        if self.task == Task::Generation && self.lanes.iter().any(|l| l.device != DeviceSpec::Cpu) {
-            return Err("generation models run on one CPU lane for now".into());
-        }
-        if let Some(s) = &self.semantic_cache {
-            if self.task != Task::Generation {
-                return Err("semantic_cache is for generation models".into());
-            }
-            if !(s.threshold > 0.0 && s.threshold <= 1.0) {
-                return Err(format!("semantic_cache.threshold must be in (0, 1], got {}", s.threshold));
-            }
-            if s.max_entries == 0 {
-                return Err("semantic_cache.max_entries must be at least 1".into());
-            }
         }
         if self.max_input_tokens == Some(0) {
             return Err("max_input_tokens must be at least 1".into());
@@ -319,4 +173,21 @@ impl ModelConfig {
         };
         self.path.join(self.weights.as_deref().unwrap_or(Path::new(default)))
     }
+}
+
+/// Reads a TOML file as a table, naming the file in errors.
+pub fn read_toml(file: &Path) -> Result<toml::Table, ModelError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ModelError::io(file, e))?;
+    text.parse().map_err(|e: toml::de::Error| ModelError::config(file, e.message()))
+}
+
+/// Splits a config file's table into its plain keys (the model's) and its tables and arrays of tables
+/// (the server's).
+pub fn split_tables(table: toml::Table) -> (toml::Table, toml::Table) {
+    let is_table = |v: &toml::Value| match v {
+        toml::Value::Table(_) => true,
+        toml::Value::Array(items) => !items.is_empty() && items.iter().all(toml::Value::is_table),
+        _ => false,
+    };
+    table.into_iter().partition(|(_, v)| !is_table(v))
 }

@@ -1,22 +1,29 @@
-//! The model layer of ferroserve: model configs and the model repository, tokenizers, pooling, and the
-//! inference backends (Candle today; ONNX Runtime next). It knows nothing of HTTP, gRPC or queues: the
-//! server crate owns those and calls into this crate from its lane threads.
+//! The model layer of ferroserve: model configs, checkpoint reading, tokenizers, pooling, and the
+//! inference backends (Candle and ONNX Runtime for encoders, a GGUF Llama for generation), plus export and
+//! quantization. It knows nothing of HTTP, gRPC, queues or caches: the server crate owns those (and the
+//! serving settings of a model: batching, lanes, generation scheduling) and calls into this crate from its
+//! lane and scheduler threads.
+//!
+//! Encoders: [`Embedder`] is the trait lanes drive (`embedder`); `candle_bert` and `onnx` implement it;
+//! `load` picks the backend for a config and device. Generation: `llm`.
 
 pub mod candle_bert;
+pub mod checkpoint;
 pub mod config;
 pub mod embedder;
 pub mod error;
 pub mod export;
 pub mod llm;
+pub mod load;
 pub mod onnx;
 pub mod pooling;
 pub mod quantize;
 mod quantized_bert;
-pub mod repository;
 pub mod tokenizer;
 
-pub use config::{Backend, DType, DeviceSpec, ModelConfig, SemanticCacheConfig, Task};
-pub use embedder::{Embedder, EmbedderInfo, load_embedder};
+pub use config::{Backend, DType, DeviceSpec, ModelConfig, Task};
+pub use embedder::Embedder;
 pub use error::ModelError;
+pub use load::{EmbedderInfo, load_embedder};
 pub use pooling::Pooling;
 pub use tokenizer::{InputTooLong, TextTokenizer};

@@ -1,7 +1,5 @@
 //! Pooling of per-token hidden states into one vector per sequence, and L2 normalization.
 
-use std::path::Path;
-
 use candle_core::{DType, Tensor};
 use serde::Deserialize;
 
@@ -18,28 +16,6 @@ pub enum Pooling {
 }
 
 impl Pooling {
-    /// Reads a sentence-transformers `1_Pooling/config.json`; `None` when the file is absent.
-    pub fn from_sentence_transformers(model_dir: &Path) -> Result<Option<Self>, ModelError> {
-        let path = model_dir.join("1_Pooling").join("config.json");
-        if !path.exists() {
-            return Ok(None);
-        }
-        #[derive(Deserialize)]
-        struct St {
-            #[serde(default)]
-            pooling_mode_cls_token: bool,
-            #[serde(default)]
-            pooling_mode_mean_tokens: bool,
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let st: St = serde_json::from_str(&text).map_err(|e| ModelError::config(&path, e.to_string()))?;
-        match (st.pooling_mode_mean_tokens, st.pooling_mode_cls_token) {
-            (true, false) => Ok(Some(Pooling::Mean)),
-            (false, true) => Ok(Some(Pooling::Cls)),
-            _ => Err(ModelError::config(&path, "only mean or CLS pooling is supported")),
-        }
-    }
-
     /// Pools `hidden` (batch × seq × dim) under `mask` (batch × seq, 1 for real tokens) to batch × dim,
     /// in F32 whatever the compute dtype was.
     pub fn apply(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor, ModelError> {

@@ -1,5 +1,7 @@
 //! Rust types and tonic services generated from the `.proto` files in this folder.
 
+pub mod codec;
+
 /// The native ferroserve API, `ferroserve.v1`.
 pub mod ferroserve {
     pub mod v1 {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod export;
 pub mod generation;
+pub mod repository;
 pub mod server;
 pub mod telemetry;
 pub mod threads;

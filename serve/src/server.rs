@@ -5,18 +5,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use ferroserve_models::ModelConfig;
-use ferroserve_models::repository::read_repository;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{grpc, http};
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineLimits};
+use crate::repository::{ModelEntry, read_repository};
 use crate::telemetry;
 use crate::threads::ThreadBudget;
 
 /// Reads the model repository the config names; at least one model is needed.
-pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelConfig>> {
+pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelEntry>> {
     let dir = &config.model_repository;
     let models = read_repository(dir).with_context(|| format!("reading model repository {}", dir.display()))?;
     anyhow::ensure!(!models.is_empty(), "model repository {} has no *.toml model configs", dir.display());
@@ -24,7 +23,7 @@ pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelConfig>> {
 }
 
 /// Runs the server until a shutdown signal, then drains.
-pub async fn run(config: ServerConfig, models: Vec<ModelConfig>, budget: ThreadBudget) -> anyhow::Result<()> {
+pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBudget) -> anyhow::Result<()> {
     let limits = EngineLimits { max_client_batch_size: config.max_client_batch_size };
     let engine = Engine::new(models, limits, budget, &config.cache)?;
     let prometheus = telemetry::init_metrics();

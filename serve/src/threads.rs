@@ -5,8 +5,10 @@
 //! GPU lanes need one driving thread and no pool. The runtime gets one worker per four cores (at least
 //! one): it mostly waits on sockets. The start-up log shows the plan.
 
-use ferroserve_models::config::LaneConfig;
-use ferroserve_models::{DeviceSpec, ModelConfig};
+use ferroserve_models::DeviceSpec;
+
+use crate::batching::LaneConfig;
+use crate::repository::ModelEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadBudget {
@@ -20,7 +22,7 @@ pub struct ThreadBudget {
 }
 
 impl ThreadBudget {
-    pub fn plan(models: &[ModelConfig], io_threads: Option<usize>, cores: usize) -> Self {
+    pub fn plan(models: &[ModelEntry], io_threads: Option<usize>, cores: usize) -> Self {
         let cpu_lanes = || models.iter().flat_map(|m| &m.lanes).filter(|l| l.device == DeviceSpec::Cpu);
         let explicit: usize = cpu_lanes().filter_map(|l| l.threads).sum();
         let implicit = cpu_lanes().filter(|l| l.threads.is_none()).count();
@@ -59,9 +61,8 @@ impl ThreadBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferroserve_models::config::ModelConfig;
 
-    fn model(lanes: &str) -> ModelConfig {
+    fn model(lanes: &str) -> ModelEntry {
         let dir = std::env::temp_dir().join(format!("ferroserve-threads-{}-{}", std::process::id(), lanes.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("m.toml");
@@ -70,7 +71,7 @@ mod tests {
             format!("name = \"m\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = \".\"\n{lanes}"),
         )
         .unwrap();
-        ModelConfig::from_file(&file).unwrap()
+        ModelEntry::from_file(&file).unwrap()
     }
 
     #[test]

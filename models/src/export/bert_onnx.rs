@@ -10,7 +10,7 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use prost::Message;
 
 use super::graph::{Graph, float, int, ints, value_info};
-use crate::embedder::read_json;
+use crate::checkpoint::read_json;
 use crate::error::ModelError;
 use crate::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, tensor_proto};
 

@@ -11,6 +11,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use crate::error::ModelError;
+use crate::llm::step::{KvState, SeqStep, StepModel};
 
 /// Fewest query rows an attention product runs with (see `forward_inner`).
 const MIN_ATTENTION_ROWS: usize = 16;
@@ -77,23 +78,18 @@ pub struct KvCache {
     len: usize,
 }
 
-impl KvCache {
-    /// Tokens held.
-    pub fn len(&self) -> usize {
+impl KvState for KvCache {
+    fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Bytes allocated (capacity, not just `len`).
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.layers.iter().map(|(k, v)| (k.elem_count() + v.elem_count()) * 4).sum()
     }
 
     /// A copy of the first `len` tokens, with room for `len` tokens only.
-    pub fn prefix(&self, len: usize) -> Result<KvCache, ModelError> {
+    fn prefix(&self, len: usize) -> Result<KvCache, ModelError> {
         let len = len.min(self.len);
         let layers = self
             .layers
@@ -103,12 +99,9 @@ impl KvCache {
             .collect::<Result<Vec<_>, candle_core::Error>>()?;
         Ok(KvCache { layers, len })
     }
+}
 
-    /// Keeps only the first `len` tokens (the rest is overwritten by later appends).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
+impl KvCache {
     fn capacity(&self) -> usize {
         self.layers.first().map(|(k, _)| k.dim(1).unwrap_or(0)).unwrap_or(0)
     }
@@ -134,12 +127,16 @@ impl KvCache {
     }
 }
 
-/// One sequence's part of a forward pass: the tokens that follow what its cache holds.
-pub struct SeqStep<'a> {
-    pub tokens: &'a [u32],
-    pub cache: &'a mut KvCache,
-    /// Whether the logits after the last token are wanted (not for a prompt chunk that is not the last).
-    pub want_logits: bool,
+impl StepModel for Llama {
+    type Cache = KvCache;
+
+    fn new_cache(&self) -> KvCache {
+        Llama::new_cache(self)
+    }
+
+    fn forward(&self, batch: &mut [SeqStep<'_, KvCache>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        Llama::forward(self, batch)
+    }
 }
 
 fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value, ModelError> {
@@ -228,11 +225,11 @@ impl Llama {
 
     /// Runs one step for every sequence in `batch`: appends their tokens to their caches and returns, for
     /// each sequence that wants them, the logits after its last token (`vocab` floats), in order.
-    pub fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+    pub fn forward(&self, batch: &mut [SeqStep<'_, KvCache>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
         Ok(self.forward_inner(batch)?)
     }
 
-    fn forward_inner(&self, batch: &mut [SeqStep<'_>]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
+    fn forward_inner(&self, batch: &mut [SeqStep<'_, KvCache>]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
         let s = &self.shape;
         let mut ids = Vec::new();
         let mut positions = Vec::new();

@@ -6,6 +6,7 @@ pub mod chat_template;
 pub mod llama;
 pub mod prefix_cache;
 pub mod sampling;
+pub mod step;
 pub mod text_stream;
 pub mod tokenizer;
 
@@ -16,9 +17,10 @@ use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
 
 pub use chat_template::{ChatMessage, ChatTemplate};
-pub use llama::{KvCache, Llama, LlamaShape, SeqStep, WeightFormat};
+pub use llama::{KvCache, Llama, LlamaShape, WeightFormat};
 pub use prefix_cache::{PrefixCache, PrefixHit};
 pub use sampling::{Sampler, SamplingParams, TokenLogprobs};
+pub use step::{KvState, SeqStep, StepModel};
 pub use text_stream::{TextDelta, TextStream};
 pub use tokenizer::GgufTokenizer;
 
@@ -37,6 +39,29 @@ pub struct LanguageInfo {
     /// Most tokens of prompt plus output.
     pub context_length: usize,
     pub shape: LlamaShape,
+}
+
+impl LanguageInfo {
+    /// Prompt ids of a conversation rendered with the chat template: the template's control tokens are
+    /// parsed, the messages' contents are plain text (a control token written in a message cannot open
+    /// a turn). `None` without a chat template.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Option<Result<Vec<u32>, ChatPromptError>> {
+        let template = self.template.as_ref()?;
+        Some(match template.render_parts(messages, true) {
+            Ok(parts) => self.tokenizer.encode_parts(&parts).map_err(ChatPromptError::Tokenizer),
+            Err(reason) => Err(ChatPromptError::Template(reason)),
+        })
+    }
+}
+
+/// Why a conversation has no prompt.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatPromptError {
+    /// The template refused the conversation (roles out of order, ...): the request is at fault.
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error(transparent)]
+    Tokenizer(ModelError),
 }
 
 /// A loaded language model: the weights (owned by the scheduler thread) and the shared facts.

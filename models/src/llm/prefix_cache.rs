@@ -6,18 +6,18 @@
 //! tree would be to maintain. The cache belongs to one model's scheduler thread: no locks.
 
 use crate::error::ModelError;
-use crate::llm::llama::KvCache;
+use crate::llm::step::KvState;
 
-struct Entry {
+struct Entry<C> {
     tokens: Vec<u32>,
-    kv: KvCache,
+    kv: C,
     bytes: usize,
     last_used: u64,
 }
 
 /// Reusable prompt prefixes of one model.
-pub struct PrefixCache {
-    entries: Vec<Entry>,
+pub struct PrefixCache<C> {
+    entries: Vec<Entry<C>>,
     capacity_bytes: usize,
     used_bytes: usize,
     clock: u64,
@@ -26,12 +26,12 @@ pub struct PrefixCache {
 }
 
 /// A reusable prefix: its length in tokens and a private copy of its KV.
-pub struct PrefixHit {
+pub struct PrefixHit<C> {
     pub tokens: usize,
-    pub kv: KvCache,
+    pub kv: C,
 }
 
-impl PrefixCache {
+impl<C: KvState> PrefixCache<C> {
     pub fn new(capacity_bytes: usize, min_tokens: usize) -> Self {
         PrefixCache { entries: Vec::new(), capacity_bytes, used_bytes: 0, clock: 0, min_tokens: min_tokens.max(1) }
     }
@@ -40,17 +40,9 @@ impl PrefixCache {
         self.used_bytes
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The longest cached prefix of `prompt`, leaving at least one token to prefill (the model must see
     /// one to produce the next token's logits).
-    pub fn lookup(&mut self, prompt: &[u32]) -> Result<Option<PrefixHit>, ModelError> {
+    pub fn lookup(&mut self, prompt: &[u32]) -> Result<Option<PrefixHit<C>>, ModelError> {
         let limit = prompt.len().saturating_sub(1);
         let best = self
             .entries
@@ -72,7 +64,7 @@ impl PrefixCache {
 
     /// Keeps the KV of `tokens` (the first `tokens.len()` positions of `kv`). Entries that are prefixes of
     /// it are dropped; least recently used entries are evicted to make room.
-    pub fn insert(&mut self, tokens: &[u32], kv: &KvCache) -> Result<(), ModelError> {
+    pub fn insert(&mut self, tokens: &[u32], kv: &C) -> Result<(), ModelError> {
         if tokens.len() < self.min_tokens || kv.len() < tokens.len() {
             return Ok(());
         }
@@ -96,11 +88,5 @@ impl PrefixCache {
         self.used_bytes += bytes;
         self.entries.push(Entry { tokens: tokens.to_vec(), kv, bytes, last_used: self.clock });
         Ok(())
-    }
-
-    /// Drops every entry.
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.used_bytes = 0;
     }
 }

@@ -31,6 +31,8 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// Return the chosen token's log-probability and this many alternatives (None = no logprobs).
     pub logprobs: Option<usize>,
+    /// Added to these tokens' logits before sampling (OpenAI's `logit_bias`: -100 bans, 100 forces).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -45,6 +47,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             seed: None,
             logprobs: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -55,8 +58,16 @@ impl SamplingParams {
         self.temperature == 0.0 || self.seed.is_some()
     }
 
-    /// Checks ranges; the message names the field and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks ranges against a vocabulary of `vocab` tokens; the message names the field and what is allowed.
+    pub fn validate(&self, vocab: usize) -> Result<(), String> {
+        for &(token, bias) in &self.logit_bias {
+            if token as usize >= vocab {
+                return Err(format!("logit_bias: token {token} is not in the vocabulary (0 to {})", vocab - 1));
+            }
+            if !bias.is_finite() || !(-100.0..=100.0).contains(&bias) {
+                return Err(format!("logit_bias: the bias of token {token} must be between -100 and 100, got {bias}"));
+            }
+        }
         let finite = |v: f32| v.is_finite();
         if !finite(self.temperature) || !(0.0..=2.0).contains(&self.temperature) {
             return Err(format!("temperature must be between 0 and 2, got {}", self.temperature));
@@ -134,6 +145,11 @@ impl Sampler {
 
     fn apply_penalties(&self, logits: &mut [f32]) {
         let p = &self.params;
+        for &(token, bias) in &p.logit_bias {
+            if let Some(l) = logits.get_mut(token as usize) {
+                *l += bias;
+            }
+        }
         if p.repetition_penalty != 1.0 {
             for (l, _) in logits.iter_mut().zip(&self.seen).filter(|(_, s)| **s) {
                 *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
@@ -276,6 +292,15 @@ mod tests {
     }
 
     #[test]
+    fn logit_bias_bans_and_forces_tokens() {
+        let p = SamplingParams { temperature: 0.0, logit_bias: vec![(1, -100.0)], ..Default::default() };
+        assert_eq!(Sampler::new(p, &[], 5).sample(&mut logits()).0, 4, "the best token is banned");
+        let p = SamplingParams { temperature: 1.0, seed: Some(3), logit_bias: vec![(0, 100.0)], ..Default::default() };
+        let mut s = Sampler::new(p, &[], 5);
+        assert!((0..20).all(|_| s.sample(&mut logits()).0 == 0), "a +100 bias forces the token");
+    }
+
+    #[test]
     fn logprobs_are_normalized_and_ranked() {
         let p = SamplingParams { temperature: 0.0, logprobs: Some(3), ..Default::default() };
         let mut s = Sampler::new(p, &[], 5);
@@ -290,11 +315,15 @@ mod tests {
 
     #[test]
     fn invalid_values_are_named() {
+        let biased = SamplingParams { logit_bias: vec![(4, 101.0)], ..Default::default() };
+        assert!(biased.validate(5).unwrap_err().contains("between -100 and 100"));
+        let biased = SamplingParams { logit_bias: vec![(5, 1.0)], ..Default::default() };
+        assert!(biased.validate(5).unwrap_err().contains("not in the vocabulary"));
         let bad = SamplingParams { temperature: -1.0, ..Default::default() };
-        assert!(bad.validate().unwrap_err().contains("temperature"));
+        assert!(bad.validate(5).unwrap_err().contains("temperature"));
         let bad = SamplingParams { top_p: 0.0, ..Default::default() };
-        assert!(bad.validate().unwrap_err().contains("top_p"));
+        assert!(bad.validate(5).unwrap_err().contains("top_p"));
         let bad = SamplingParams { frequency_penalty: 3.0, ..Default::default() };
-        assert!(bad.validate().unwrap_err().contains("frequency_penalty"));
+        assert!(bad.validate(5).unwrap_err().contains("frequency_penalty"));
     }
 }

@@ -62,6 +62,22 @@ impl GgufTokenizer {
             Some(v) => v.to_vec()?.iter().map(|t| t.to_i32()).collect::<Result<_, _>>()?,
             None => vec![1; tokens.len()],
         };
+        let controls = tokens.iter().zip(&types).filter(|(_, t)| **t == CONTROL).map(|(s, _)| s.clone()).collect();
+        let mut tokenizer = GgufTokenizer::from_vocab(tokens, merges, controls)?;
+        tokenizer.bos_id = optional_u32(ct, "tokenizer.ggml.bos_token_id");
+        tokenizer.eos_id = optional_u32(ct, "tokenizer.ggml.eos_token_id");
+        tokenizer.add_bos =
+            ct.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false);
+        Ok(tokenizer)
+    }
+
+    /// A byte-level BPE tokenizer over `tokens` (byte-level forms, id = position) and `merges`, with
+    /// `controls` as special tokens; no BOS or EOS until set.
+    pub fn from_vocab(
+        tokens: Vec<String>,
+        merges: Vec<(String, String)>,
+        controls: Vec<String>,
+    ) -> Result<Self, ModelError> {
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
@@ -73,37 +89,34 @@ impl GgufTokenizer {
             PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
         ]))));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, t)| **t == CONTROL)
-            .map(|(s, _)| AddedToken::from(s.clone(), true))
-            .collect();
+        let specials: Vec<AddedToken> = controls.into_iter().map(|s| AddedToken::from(s, true)).collect();
         tokenizer.add_special_tokens(specials).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let mut plain = tokenizer.clone();
         plain.set_encode_special_tokens(true);
-        Ok(GgufTokenizer {
-            with_special: tokenizer,
-            plain,
-            tokens,
-            bos_id: optional_u32(ct, "tokenizer.ggml.bos_token_id"),
-            eos_id: optional_u32(ct, "tokenizer.ggml.eos_token_id"),
-            add_bos: ct.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false),
-        })
+        Ok(GgufTokenizer { with_special: tokenizer, plain, tokens, bos_id: None, eos_id: None, add_bos: false })
     }
 
     /// Token ids of `text`; `parse_special` reads control tokens written in it (for rendered prompts).
     /// Adds BOS when the model asks for it.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, ModelError> {
-        let tokenizer = if parse_special { &self.with_special } else { &self.plain };
-        let encoding = tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        self.encode_parts(&[(text, parse_special)])
+    }
+
+    /// Token ids of a text made of parts, each read with or without control tokens: a rendered chat
+    /// prompt has the template's markers parsed and the message contents plain, so a control token
+    /// written in a message stays text. Adds BOS when the model asks for it.
+    pub fn encode_parts<S: AsRef<str>>(&self, parts: &[(S, bool)]) -> Result<Vec<u32>, ModelError> {
+        let mut ids = Vec::new();
         if self.add_bos
             && let Some(bos) = self.bos_id
         {
             ids.push(bos);
         }
-        ids.extend_from_slice(encoding.get_ids());
+        for (text, parse_special) in parts {
+            let tokenizer = if *parse_special { &self.with_special } else { &self.plain };
+            let encoding = tokenizer.encode(text.as_ref(), false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+            ids.extend_from_slice(encoding.get_ids());
+        }
         Ok(ids)
     }
 

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use ferroserve_models::Embedder;
 
+use super::BatchError;
 use super::Shared;
 use super::queue::{BatchLimits, Item};
-use crate::engine::EngineError;
 
 pub(super) struct LaneWorker {
     /// Position among the model's lanes.
@@ -43,7 +43,7 @@ impl LaneWorker {
         metrics::histogram!("ferroserve_compute_time_seconds", &labels).record(elapsed.as_secs_f64());
         metrics::counter!("ferroserve_lane_busy_microseconds_total", &labels).increment(elapsed.as_micros() as u64);
         metrics::counter!("ferroserve_lane_sequences_total", &labels).increment(batch.len() as u64);
-        self.shared.record_batch(self.index, &self.name, batch.len(), elapsed);
+        self.shared.record_batch(self.index, batch.len(), elapsed);
 
         let failure = match result {
             Ok(Ok(vectors)) if vectors.len() == batch.len() => {
@@ -58,7 +58,7 @@ impl LaneWorker {
         };
         tracing::error!(model = %self.shared.model, lane = %self.name, error = %failure, "batch failed");
         for item in &batch {
-            item.request.fail(EngineError::Internal(failure.clone()));
+            item.request.fail(BatchError::LaneFailed(failure.clone()));
         }
     }
 }

@@ -7,22 +7,23 @@
 //! `max_queue_delay_ms` for a batch that is not yet full. Sequences whose deadline passed or whose caller
 //! went away are dropped before compute. Results are reassembled per request in input order.
 
+mod config;
+mod error;
 mod lane;
 mod pending;
 mod queue;
 mod speed;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::Embedder;
-use ferroserve_models::config::BatchingConfig;
 use tokio::sync::oneshot;
 
-use crate::engine::EngineError;
+pub use config::{BatchingConfig, LaneConfig};
+pub use error::BatchError;
 use lane::LaneWorker;
 use pending::Pending;
 use queue::{Item, Levels};
@@ -37,26 +38,12 @@ pub struct LaneSpec {
     pub embedder: Box<dyn Embedder>,
 }
 
-/// Counters of what happened to sequences, for tests and logs (metrics carry the same).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Sequences refused at admission because the queue was full.
-    pub rejected: u64,
-    /// Sequences dropped before compute because their deadline passed.
-    pub expired: u64,
-    /// Sequences dropped before compute because their caller went away.
-    pub cancelled: u64,
-    /// Sequences computed, per lane.
-    pub computed: HashMap<String, u64>,
-}
-
 /// The scheduling state every lane of a model shares.
 struct Shared {
     model: String,
     config: BatchingConfig,
     state: Mutex<State>,
     wake: Condvar,
-    stats: Mutex<QueueStats>,
     /// Each lane's recent seconds per sequence (an f64's bits; 0 until measured): for lanes of different
     /// speeds (see `speed`) and Retry-After hints.
     lane_speed: Vec<AtomicU64>,
@@ -80,7 +67,6 @@ impl BatchQueue {
             config: config.clone(),
             state: Mutex::new(State { levels: Levels::new(config.priority_levels), closed: false }),
             wake: Condvar::new(),
-            stats: Mutex::new(QueueStats::default()),
             lane_speed: lanes.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         for (index, lane) in lanes.into_iter().enumerate() {
@@ -101,14 +87,14 @@ impl BatchQueue {
         seqs: Vec<Vec<u32>>,
         priority: u8,
         deadline: Option<Instant>,
-    ) -> Result<impl Future<Output = Result<Embedded, EngineError>> + use<>, EngineError> {
+    ) -> Result<impl Future<Output = Result<Embedded, BatchError>> + use<>, BatchError> {
         let shared = &self.shared;
         if seqs.is_empty() {
             // Nothing would ever complete it.
-            return Err(EngineError::InvalidInput("a request needs at least one input".into()));
+            return Err(BatchError::InvalidInput("a request needs at least one input".into()));
         }
         if priority >= shared.config.priority_levels {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(BatchError::InvalidInput(format!(
                 "priority {priority} is out of range: model {:?} has levels 0 (first) to {}",
                 shared.model,
                 shared.config.priority_levels - 1
@@ -118,15 +104,14 @@ impl BatchQueue {
         let request = Arc::new(Pending::new(seqs.len(), deadline, reply));
         let mut state = shared.lock_state();
         if state.closed {
-            return Err(EngineError::ShuttingDown);
+            return Err(BatchError::ShuttingDown);
         }
         let waiting = state.levels.len();
         if waiting > 0 && waiting + seqs.len() > shared.config.max_queue_size {
             drop(state);
-            shared.lock_stats().rejected += seqs.len() as u64;
             metrics::counter!("ferroserve_rejected_total", "model" => shared.model.clone(), "reason" => "queue_full")
                 .increment(1);
-            return Err(EngineError::Overloaded {
+            return Err(BatchError::Overloaded {
                 model: shared.model.clone(),
                 retry_after: shared.retry_after(waiting),
             });
@@ -136,11 +121,7 @@ impl BatchQueue {
         shared.record_depth(state.levels.len());
         drop(state);
         shared.wake.notify_all();
-        Ok(async move { rx.await.map_err(|_| EngineError::Internal("the lane stopped before answering".into()))? })
-    }
-
-    pub fn stats(&self) -> QueueStats {
-        self.shared.lock_stats().clone()
+        Ok(async move { rx.await.map_err(|_| BatchError::LaneFailed("the lane stopped before answering".into()))? })
     }
 }
 
@@ -154,10 +135,6 @@ impl Drop for BatchQueue {
 impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_stats(&self) -> MutexGuard<'_, QueueStats> {
-        self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Blocks until a batch for lane `lane` with `limits` is ready; `None` once the queue is closed and empty.
@@ -213,11 +190,8 @@ impl Shared {
         let cancelled = purged.cancelled as u64;
         let expired = removed - cancelled;
         for request in purged.expired {
-            request.fail(EngineError::DeadlineExceeded);
+            request.fail(BatchError::DeadlineExceeded);
         }
-        let mut stats = self.lock_stats();
-        stats.expired += expired;
-        stats.cancelled += cancelled;
         for (reason, n) in [("expired", expired), ("cancelled", cancelled)] {
             if n > 0 {
                 metrics::counter!("ferroserve_dropped_total", "model" => self.model.clone(), "reason" => reason)
@@ -240,8 +214,7 @@ impl Shared {
         speed::hold_back(mine, &speeds, waiting, max_batch)
     }
 
-    fn record_batch(&self, lane: usize, name: &str, size: usize, elapsed: Duration) {
-        *self.lock_stats().computed.entry(name.to_string()).or_default() += size as u64;
+    fn record_batch(&self, lane: usize, size: usize, elapsed: Duration) {
         let per = elapsed.as_secs_f64() / size.max(1) as f64;
         if let Some(speed) = self.lane_speed.get(lane) {
             let old = f64::from_bits(speed.load(Ordering::Relaxed));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::engine::EngineError;
+use super::BatchError;
 
 /// What a request gets back: its vectors in input order, and where its time went.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Embedded {
     pub compute_time: Duration,
 }
 
-pub(super) type Reply = oneshot::Sender<Result<Embedded, EngineError>>;
+pub(super) type Reply = oneshot::Sender<Result<Embedded, BatchError>>;
 
 pub(super) struct Pending {
     pub deadline: Option<Instant>,
@@ -91,7 +91,7 @@ impl Pending {
     }
 
     /// Answers the caller with `error` (once); later results for this request are ignored.
-    pub fn fail(&self, error: EngineError) {
+    pub fn fail(&self, error: BatchError) {
         if let Some(reply) = self.lock().reply.take() {
             let _ = reply.send(Err(error));
         }

@@ -126,7 +126,7 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::oneshot;
 
-    type Rx = oneshot::Receiver<Result<super::super::Embedded, crate::engine::EngineError>>;
+    type Rx = oneshot::Receiver<Result<super::super::Embedded, super::super::BatchError>>;
 
     fn request(n: usize, deadline: Option<Instant>) -> (Arc<Pending>, Rx) {
         let (tx, rx) = oneshot::channel();

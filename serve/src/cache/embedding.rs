@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moka::notification::RemovalCause;
 use tokio::sync::watch;
 
 use super::key::KeyBuilder;
@@ -71,16 +70,7 @@ impl EmbeddingCache {
             .weigher(|_, v: &Arc<CachedVector>| (v.vector.len() * 4 + 48).try_into().unwrap_or(u32::MAX))
             .time_to_live(ttl)
             .support_invalidation_closures()
-            .eviction_listener(|_, _, cause| {
-                let cause = match cause {
-                    RemovalCause::Expired => "expired",
-                    RemovalCause::Size => "size",
-                    RemovalCause::Explicit => "invalidated",
-                    RemovalCause::Replaced => return,
-                };
-                metrics::counter!("ferroserve_cache_evictions_total", "cache" => "embedding", "cause" => cause)
-                    .increment(1);
-            })
+            .eviction_listener(|_, _, cause| super::count_eviction("embedding", cause))
             .build();
         EmbeddingCache { entries, inflight: Arc::new(Mutex::new(HashMap::new())) }
     }
@@ -88,10 +78,6 @@ impl EmbeddingCache {
     /// The key of one text for one model.
     pub fn key(model: &str, truncate: bool, text: &str) -> u128 {
         KeyBuilder::new("embedding").text(model).number(truncate as u64).text(text).finish()
-    }
-
-    pub fn get(&self, key: u128) -> Option<Arc<CachedVector>> {
-        self.entries.get(&key)
     }
 
     /// A hit, a computation to wait for, or the duty to compute (single-flight).
@@ -192,9 +178,9 @@ mod tests {
         let key = EmbeddingCache::key("m", false, "t");
         let Lookup::Lead(lead) = short.lookup(key, true) else { panic!() };
         short.complete(lead, vector(4), true);
-        assert!(short.get(key).is_some());
+        assert!(matches!(short.lookup(key, true), Lookup::Hit(_)));
         std::thread::sleep(Duration::from_millis(80));
-        assert!(short.get(key).is_none(), "expired after its TTL");
+        assert!(matches!(short.lookup(key, true), Lookup::Lead(_)), "expired after its TTL");
     }
 
     #[test]

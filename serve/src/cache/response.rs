@@ -11,8 +11,7 @@ use std::time::Duration;
 use ferroserve_models::llm::{SamplingParams, TokenLogprobs};
 
 use super::key::KeyBuilder;
-use crate::engine::Prompt;
-use crate::generation::{FinishReason, GenerationUsage};
+use crate::generation::{FinishReason, GenerationUsage, Prompt};
 
 /// One streamed piece of a cached response.
 #[derive(Debug, Clone)]
@@ -41,6 +40,16 @@ impl CachedResponse {
     }
 }
 
+/// What decides a generated answer besides the model's weights: a request as the response caches key it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub prompt: &'a Prompt,
+    pub params: &'a SamplingParams,
+    pub max_tokens: Option<usize>,
+    pub stop: &'a [String],
+    pub ignore_eos: bool,
+}
+
 pub struct ResponseCache {
     entries: moka::sync::Cache<u128, Arc<CachedResponse>>,
 }
@@ -52,24 +61,18 @@ impl ResponseCache {
             .weigher(|_, v: &Arc<CachedResponse>| v.weight())
             .time_to_live(ttl)
             .support_invalidation_closures()
+            .eviction_listener(|_, _, cause| super::count_eviction("response", cause))
             .build();
         ResponseCache { entries }
     }
 
     /// The key of a request, or `None` when its output is not deterministic (not cacheable).
-    pub fn key(
-        model: &str,
-        prompt: &Prompt,
-        params: &SamplingParams,
-        max_tokens: Option<usize>,
-        stop: &[String],
-        ignore_eos: bool,
-    ) -> Option<u128> {
-        if !params.is_deterministic() {
+    pub fn key(model: &str, asked: &Asked) -> Option<u128> {
+        if !asked.params.is_deterministic() {
             return None;
         }
         let mut k = KeyBuilder::new("response").text(model);
-        match prompt {
+        match asked.prompt {
             Prompt::Text(t) => k = k.text("text").text(t),
             Prompt::Chat(messages) => {
                 k = k.text("chat").number(messages.len() as u64);
@@ -78,7 +81,7 @@ impl ResponseCache {
                 }
             }
         }
-        Some(parameters(k, params, max_tokens, stop, ignore_eos).finish())
+        Some(parameters(k, asked).finish())
     }
 
     pub fn get(&self, key: u128) -> Option<Arc<CachedResponse>> {
@@ -107,13 +110,8 @@ impl ResponseCache {
 }
 
 /// Adds every parameter that changes a generated answer (besides the prompt) to a key.
-pub fn parameters(
-    mut k: KeyBuilder,
-    params: &SamplingParams,
-    max_tokens: Option<usize>,
-    stop: &[String],
-    ignore_eos: bool,
-) -> KeyBuilder {
+pub fn parameters(mut k: KeyBuilder, asked: &Asked) -> KeyBuilder {
+    let Asked { params, max_tokens, stop, ignore_eos, .. } = *asked;
     let f = |x: f32| u64::from(x.to_bits());
     k = k
         .number(f(params.temperature))
@@ -132,6 +130,10 @@ pub fn parameters(
     for s in stop {
         k = k.text(s);
     }
+    k = k.number(params.logit_bias.len() as u64);
+    for &(token, bias) in &params.logit_bias {
+        k = k.number(u64::from(token)).number(f(bias));
+    }
     k
 }
 
@@ -147,7 +149,15 @@ mod tests {
     #[test]
     fn whole_conversations_and_parameters_are_keyed() {
         let greedy = SamplingParams { temperature: 0.0, ..Default::default() };
-        let key = |p: &Prompt, s: &SamplingParams, max: usize| ResponseCache::key("m", p, s, Some(max), &[], false);
+        fn asked<'a>(
+            prompt: &'a Prompt,
+            params: &'a SamplingParams,
+            max: Option<usize>,
+            stop: &'a [String],
+        ) -> Asked<'a> {
+            Asked { prompt, params, max_tokens: max, stop, ignore_eos: false }
+        }
+        let key = |p: &Prompt, s: &SamplingParams, max: usize| ResponseCache::key("m", &asked(p, s, Some(max), &[]));
         let a = chat(&[("user", "Tell me about Rust."), ("assistant", "A language."), ("user", "Why?")]);
         let b = chat(&[("user", "Tell me about Go."), ("assistant", "A language."), ("user", "Why?")]);
         assert_ne!(key(&a, &greedy, 16), key(&b, &greedy, 16), "same last message, different conversations");
@@ -168,10 +178,13 @@ mod tests {
             key(&a, &SamplingParams { temperature: 0.7, ..Default::default() }, 16).is_none(),
             "random: not cached"
         );
+        let stop = ["x".to_string()];
         assert_ne!(
-            ResponseCache::key("m", &a, &greedy, Some(16), &["x".into()], false),
-            ResponseCache::key("m", &a, &greedy, Some(16), &[], false)
+            ResponseCache::key("m", &asked(&a, &greedy, Some(16), &stop)),
+            ResponseCache::key("m", &asked(&a, &greedy, Some(16), &[]))
         );
-        assert_ne!(key(&a, &greedy, 16), ResponseCache::key("m:q4", &a, &greedy, Some(16), &[], false));
+        assert_ne!(key(&a, &greedy, 16), ResponseCache::key("m:q4", &asked(&a, &greedy, Some(16), &[])));
+        let biased = SamplingParams { logit_bias: vec![(3, -100.0)], ..greedy.clone() };
+        assert_ne!(key(&a, &greedy, 16), key(&a, &biased, 16), "logit_bias changes the answer");
     }
 }

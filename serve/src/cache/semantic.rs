@@ -114,7 +114,11 @@ impl SemanticCache {
                 break;
             }
             index.order.pop_front();
-            index.entries.remove(&oldest);
+            if index.entries.remove(&oldest).is_some() {
+                let cause = if expired { "expired" } else { "size" };
+                metrics::counter!("ferroserve_cache_evictions_total", "cache" => "semantic", "cause" => cause)
+                    .increment(1);
+            }
         }
         let id = index.next_id;
         index.next_id += 1;

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferroserve_models::EmbedderInfo;
 use ferroserve_models::pooling::l2_normalize;
 
 use super::{Engine, EngineError, ServedModel};
-use crate::cache::codec;
-use crate::cache::embedding::{LeadGuard, Lookup};
-use crate::cache::shared::{Kind, SharedCache};
-use crate::cache::{CacheMode, CachedVector, EmbeddingCache};
+use crate::cache::{CacheMode, CachedVector, EmbeddingCache, LeadGuard, Lookup, count};
 
 /// Waits for `future` until `deadline` (if any); past it, the request fails with `DeadlineExceeded`.
 async fn until<F: std::future::Future>(deadline: Option<Instant>, future: F) -> Result<F::Output, EngineError> {
@@ -27,7 +25,8 @@ pub struct EmbedRequest {
     pub inputs: Vec<String>,
     /// `None`: the model's default.
     pub normalize: Option<bool>,
-    pub truncate: bool,
+    /// What to do with inputs longer than the model takes.
+    pub truncate: Truncate,
     /// Keep only the first N dimensions (Matryoshka-style), renormalizing when normalizing.
     pub dimensions: Option<usize>,
     /// 0 is served first; `None`: the model's default.
@@ -36,6 +35,21 @@ pub struct EmbedRequest {
     pub timeout: Option<Duration>,
     /// How this request uses the embedding cache.
     pub cache: CacheMode,
+}
+
+/// What to do with an input longer than the model takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Truncate {
+    /// The model's `truncate` setting.
+    #[default]
+    ModelDefault,
+    /// Refuse the request, naming the input.
+    Refuse,
+    /// Cut it to the model's limit.
+    ToLimit,
+    /// Cut it to at most this many tokens (vLLM's `truncate_prompt_tokens`); must be at least the model's
+    /// limit, as cutting shorter is not supported.
+    AtMost(usize),
 }
 
 /// Vectors in input order, and the tokens they cost.
@@ -51,6 +65,20 @@ pub struct EmbedOutput {
     pub cache_hits: usize,
 }
 
+impl EmbedOutput {
+    /// How the request was served, for headers and metadata.
+    pub fn meta(&self) -> super::ResponseMeta {
+        super::ResponseMeta {
+            model: self.model.clone(),
+            queue_time: Some(self.queue_time),
+            compute_time: Some(self.compute_time),
+            cache: if self.cache_hits == self.vectors.len() { "HIT" } else { "MISS" },
+            cache_hits: Some(self.cache_hits),
+            similarity: None,
+        }
+    }
+}
+
 impl Engine {
     /// Embeds every input of `req` with its model.
     pub async fn embed(&self, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
@@ -62,14 +90,10 @@ impl Engine {
 
     async fn embed_with(&self, model: &Arc<ServedModel>, req: EmbedRequest) -> Result<EmbedOutput, EngineError> {
         let (info, queue) = model.embedding()?;
-        self.validate(model, info.dimensions, &req)?;
-        let EmbedRequest { inputs, normalize, truncate, dimensions, priority, timeout, cache: mode, .. } = req;
-        let batching = &model.config.batching;
-        let timeout =
-            timeout.or((batching.default_timeout_ms > 0).then(|| Duration::from_millis(batching.default_timeout_ms)));
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let priority = priority.unwrap_or(batching.default_priority);
-        let cache = self.embedding_cache.as_ref().filter(|_| mode != CacheMode::Skip);
+        let plan = self.validate(model, info, &req)?;
+        let Plan { priority, deadline, truncate } = plan;
+        let EmbedRequest { inputs, normalize, dimensions, cache: mode, .. } = req;
+        let cache = self.caches.embeddings(mode);
         let model_name: Arc<str> = model.name.as_str().into();
 
         let mut raw: Vec<Option<Arc<CachedVector>>> = vec![None; inputs.len()];
@@ -94,11 +118,9 @@ impl Engine {
                     Lookup::Lead(guard) => leads.push((i, Some(guard))),
                 }
             }
-            if let (Some(cache), Some(shared), true) = (cache, &self.shared, mode.reads())
-                && !leads.is_empty()
-            {
+            if mode.reads() {
                 let found;
-                (leads, found) = from_shared(cache, &shared.cache, &model_name, info.dimensions, leads, &mut raw).await;
+                (leads, found) = self.caches.shared_vectors(&model_name, info.dimensions, leads, &mut raw).await;
                 hits += found;
             }
             if mode == CacheMode::Only && (!leads.is_empty() || !waits.is_empty()) {
@@ -114,22 +136,13 @@ impl Engine {
                 let embedded = until(deadline, pending).await??;
                 queue_time = queue_time.max(embedded.queue_time);
                 compute_time += embedded.compute_time;
-                let shared = self.shared.as_ref().filter(|_| cache.is_some() && mode.writes());
-                let mut to_share = Vec::new();
+                let mut computed = Vec::new();
                 for (((i, guard), vector), tokens) in leads.into_iter().zip(embedded.vectors).zip(tokens) {
                     let value = Arc::new(CachedVector { vector, tokens, model: model_name.clone() });
-                    if let (Some(cache), Some(guard)) = (cache, guard) {
-                        if let Some(shared) = shared {
-                            let key = shared.cache.key(Kind::Embedding, &model.name, guard.key());
-                            to_share.push((key, codec::encode_vector(&value)));
-                        }
-                        cache.complete(guard, value.clone(), mode.writes());
-                    }
+                    computed.extend(guard.map(|g| (g, value.clone())));
                     raw[i] = Some(value);
                 }
-                if let Some(shared) = shared {
-                    shared.cache.put_many(Kind::Embedding, &model.name, to_share, shared.embedding_ttl);
-                }
+                self.caches.fill_vectors(&model.name, computed, mode.writes());
             }
             for (i, mut rx) in waits {
                 match until(deadline, rx.wait_for(Option::is_some)).await? {
@@ -142,9 +155,8 @@ impl Engine {
             }
         }
         if cache.is_some() {
-            let labels = [("cache", "embedding".to_string()), ("model", model.name.clone())];
-            metrics::counter!("ferroserve_cache_hits_total", &labels).increment(hits as u64);
-            metrics::counter!("ferroserve_cache_misses_total", &labels).increment((inputs.len() - hits) as u64);
+            count("ferroserve_cache_hits_total", "embedding", &model.name, hits as u64);
+            count("ferroserve_cache_misses_total", "embedding", &model.name, (inputs.len() - hits) as u64);
         }
 
         let normalize = normalize.unwrap_or(info.normalize);
@@ -176,7 +188,10 @@ impl Engine {
         })
     }
 
-    fn validate(&self, model: &ServedModel, max_dimensions: usize, req: &EmbedRequest) -> Result<(), EngineError> {
+    /// Checks everything about `req` that can be wrong before any cache or queue sees it, and resolves the
+    /// model's defaults.
+    fn validate(&self, model: &ServedModel, info: &EmbedderInfo, req: &EmbedRequest) -> Result<Plan, EngineError> {
+        let (max_dimensions, limit) = (info.dimensions, info.tokenizer.limit());
         let invalid = |m: String| Err(EngineError::InvalidInput(m));
         if req.inputs.is_empty() {
             return invalid("input is empty: send at least one text".into());
@@ -197,42 +212,29 @@ impl Engine {
                 return invalid(format!("dimensions must be between 1 and {max} for model {:?}, got {d}", model.name));
             }
         }
-        Ok(())
+        let (priority, deadline) = model.schedule(req.priority, req.timeout)?;
+        let truncate = match req.truncate {
+            Truncate::ModelDefault => model.entry.model.truncate,
+            Truncate::Refuse => false,
+            Truncate::ToLimit => true,
+            Truncate::AtMost(n) if n >= limit => true,
+            Truncate::AtMost(n) => {
+                return invalid(format!(
+                    "truncate_prompt_tokens {n} is below model {:?}'s limit of {limit} tokens; cutting shorter is \
+                     not supported: send -1 to cut at the limit",
+                    model.name
+                ));
+            }
+        };
+        Ok(Plan { priority, deadline, truncate })
     }
 }
 
-/// Looks the leads up in the shared cache: found vectors fill the local cache (and wake waiters) and `raw`.
-/// Returns the leads still to compute and how many were found. A vector of another size than the model's
-/// (a changed model under the same name) is not taken.
-async fn from_shared(
-    cache: &EmbeddingCache,
-    shared: &SharedCache,
-    model: &Arc<str>,
-    dimensions: usize,
-    leads: Vec<(usize, Option<LeadGuard>)>,
-    raw: &mut [Option<Arc<CachedVector>>],
-) -> (Vec<(usize, Option<LeadGuard>)>, usize) {
-    let keys: Vec<String> = leads
-        .iter()
-        .map(|(_, g)| g.as_ref().map_or_else(String::new, |g| shared.key(Kind::Embedding, model, g.key())))
-        .collect();
-    let found = shared.get_many(Kind::Embedding, model, &keys).await;
-    let mut left = Vec::with_capacity(leads.len());
-    let mut hits = 0;
-    for ((i, guard), bytes) in leads.into_iter().zip(found) {
-        let value =
-            bytes.and_then(|b| codec::decode_vector(&b, model.clone())).filter(|v| v.vector.len() == dimensions);
-        match (value, guard) {
-            (Some(value), Some(guard)) => {
-                let value = Arc::new(value);
-                cache.complete(guard, value.clone(), true);
-                raw[i] = Some(value);
-                hits += 1;
-            }
-            (_, guard) => left.push((i, guard)),
-        }
-    }
-    (left, hits)
+/// A validated request's resolved scheduling and truncation.
+struct Plan {
+    priority: u8,
+    deadline: Option<Instant>,
+    truncate: bool,
 }
 
 /// Requests with more text than this are tokenized on a blocking thread, so they never stall the async

@@ -1,9 +1,13 @@
-//! Errors the engine returns to transports. Each transport maps them to its own status codes in one place
-//! (`api::http::error`, `api::grpc::status`).
+//! Errors the engine returns to transports. The layers below own their errors (`BatchError`,
+//! `GenerationError`) and convert with `From`; each transport maps these to its own status codes in one
+//! place (`api::http::error`, `api::grpc::status`).
 
 use std::time::Duration;
 
 use ferroserve_models::InputTooLong;
+
+use crate::batching::BatchError;
+use crate::generation::GenerationError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
@@ -17,7 +21,7 @@ pub enum EngineError {
     InvalidInput(String),
     #[error(transparent)]
     InputTooLong(#[from] InputTooLong),
-    #[error("model {model:?} is overloaded: its queue is full; retry after {}ms", retry_after.as_millis())]
+    #[error("model {model:?} is overloaded: its queue is full; retry after {}s", retry_after.as_secs().max(1))]
     Overloaded { model: String, retry_after: Duration },
     #[error("the request's deadline passed before it was served")]
     DeadlineExceeded,
@@ -43,6 +47,30 @@ impl EngineError {
             EngineError::CacheMiss => "cache_miss",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<BatchError> for EngineError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::InvalidInput(m) => EngineError::InvalidInput(m),
+            BatchError::Overloaded { model, retry_after } => EngineError::Overloaded { model, retry_after },
+            BatchError::DeadlineExceeded => EngineError::DeadlineExceeded,
+            BatchError::ShuttingDown => EngineError::ShuttingDown,
+            BatchError::LaneFailed(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl From<GenerationError> for EngineError {
+    fn from(e: GenerationError) -> Self {
+        match e {
+            GenerationError::InvalidInput(m) => EngineError::InvalidInput(m),
+            GenerationError::Overloaded { model, retry_after } => EngineError::Overloaded { model, retry_after },
+            GenerationError::DeadlineExceeded => EngineError::DeadlineExceeded,
+            GenerationError::ShuttingDown => EngineError::ShuttingDown,
+            GenerationError::Failed(m) => EngineError::Internal(m),
         }
     }
 }

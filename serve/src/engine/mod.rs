@@ -5,24 +5,25 @@
 mod embeddings;
 mod error;
 mod generate;
+mod meta;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::llm::load_language_model;
-use ferroserve_models::{EmbedderInfo, ModelConfig, ModelError, Task, load_embedder};
+use ferroserve_models::{EmbedderInfo, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
-use crate::cache::semantic::SemanticCache;
-use crate::cache::shared::{Kind as SharedKind, SharedCache};
-use crate::cache::{CacheConfig, EmbeddingCache, ResponseCache};
+use crate::cache::{CacheConfig, CacheUsage, Caches, Invalidated};
 use crate::generation::Generator;
+use crate::repository::ModelEntry;
 use crate::threads::ThreadBudget;
 
-pub use embeddings::{EmbedOutput, EmbedRequest};
+pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
 pub use error::EngineError;
-pub use generate::{GenerateRequest, GenerationStream, Prompt};
+pub use generate::{GenerateRequest, GenerationStream};
+pub use meta::ResponseMeta;
 
 /// Request limits that apply to every model.
 #[derive(Debug, Clone)]
@@ -30,17 +31,10 @@ pub struct EngineLimits {
     pub max_client_batch_size: usize,
 }
 
-/// What an invalidation dropped.
-pub struct Invalidated {
-    pub what: String,
-    /// Keys deleted from the shared cache, or why that failed; `None` without one.
-    pub shared: Option<Result<u64, String>>,
-}
-
 /// A loaded model and what runs it.
 pub struct ServedModel {
     pub name: String,
-    pub config: ModelConfig,
+    pub entry: ModelEntry,
     runtime: Runtime,
 }
 
@@ -72,6 +66,22 @@ impl ServedModel {
         }
     }
 
+    /// A request's priority and deadline: its own or the model's defaults, checked against the model's
+    /// priority levels.
+    fn schedule(&self, priority: Option<u8>, timeout: Option<Duration>) -> Result<(u8, Option<Instant>), EngineError> {
+        let batching = &self.entry.batching;
+        let priority = priority.unwrap_or(batching.default_priority);
+        if priority >= batching.priority_levels {
+            return Err(EngineError::InvalidInput(format!(
+                "priority {priority} is out of range: model {:?} has levels 0 (first) to {}",
+                self.name,
+                batching.priority_levels - 1
+            )));
+        }
+        let default = (batching.default_timeout_ms > 0).then(|| Duration::from_millis(batching.default_timeout_ms));
+        Ok((priority, timeout.or(default).map(|t| Instant::now() + t)))
+    }
+
     fn record_outcome<T>(&self, result: &Result<T, EngineError>) {
         let outcome = match result {
             Ok(_) => "ok",
@@ -95,7 +105,7 @@ pub enum ModelState {
 pub struct ModelSummary {
     pub name: String,
     pub task: Task,
-    pub backend: String,
+    pub backend: &'static str,
     pub ready: bool,
     /// `loading`, `ready` or `failed`.
     pub state: &'static str,
@@ -105,23 +115,9 @@ pub struct ModelSummary {
     pub max_input_tokens: Option<usize>,
 }
 
-/// The Redis cache and the TTLs of what goes into it.
-struct Shared {
-    cache: Arc<SharedCache>,
-    embedding_ttl: Duration,
-    response_ttl: Duration,
-}
-
 pub struct Engine {
-    models: RwLock<BTreeMap<String, (ModelConfig, ModelState)>>,
-    /// `None` when `cache.embedding_mb` is 0.
-    embedding_cache: Option<EmbeddingCache>,
-    /// `None` when `cache.response_mb` is 0.
-    response_cache: Option<Arc<ResponseCache>>,
-    /// Semantic response caches of the generation models that configure one.
-    semantic_caches: HashMap<String, Arc<SemanticCache>>,
-    /// The shared second level (Redis) of the embedding and exact response caches.
-    shared: Option<Shared>,
+    models: RwLock<BTreeMap<String, (ModelEntry, ModelState)>>,
+    caches: Caches,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -129,136 +125,49 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine that will serve `configs`; call [`Engine::load_all`] to load them. Fails on a bad
+    /// An engine that will serve `models`; call [`Engine::load_all`] to load them. Fails on a bad
     /// `cache.redis_url` (Redis itself is reached lazily).
     pub fn new(
-        configs: Vec<ModelConfig>,
+        models: Vec<ModelEntry>,
         limits: EngineLimits,
         budget: ThreadBudget,
         cache: &CacheConfig,
     ) -> anyhow::Result<Arc<Self>> {
-        let ttl = Duration::from_secs(cache.response_ttl_secs);
-        let semantic_caches = configs
-            .iter()
-            .filter_map(|c| {
-                let s = c.semantic_cache.as_ref()?;
-                Some((c.name.clone(), Arc::new(SemanticCache::new(s.threshold, s.max_entries, ttl))))
-            })
-            .collect();
-        let models = configs.into_iter().map(|c| (c.name.clone(), (c, ModelState::Loading))).collect();
-        let ready = tokio::sync::watch::Sender::new(false);
-        let embedding_cache = (cache.embedding_mb > 0).then(|| {
-            EmbeddingCache::new(cache.embedding_mb * 1024 * 1024, Duration::from_secs(cache.embedding_ttl_secs))
-        });
-        let response_cache = (cache.response_mb > 0).then(|| {
-            Arc::new(ResponseCache::new(cache.response_mb * 1024 * 1024, Duration::from_secs(cache.response_ttl_secs)))
-        });
-        let shared = match &cache.redis_url {
-            Some(url) => Some(Shared {
-                cache: Arc::new(SharedCache::new(
-                    url,
-                    &cache.redis_prefix,
-                    Duration::from_millis(cache.redis_timeout_ms.max(1)),
-                    Duration::from_secs(cache.redis_retry_secs),
-                )?),
-                embedding_ttl: Duration::from_secs(cache.embedding_ttl_secs),
-                response_ttl: Duration::from_secs(cache.response_ttl_secs),
-            }),
-            None => None,
-        };
+        let semantic = models.iter().filter_map(|m| Some((m.name(), m.semantic_cache.as_ref()?)));
+        let caches = Caches::new(cache, semantic)?;
+        let models = models.into_iter().map(|m| (m.name().to_string(), (m, ModelState::Loading))).collect();
         Ok(Arc::new(Engine {
             models: RwLock::new(models),
-            embedding_cache,
-            response_cache,
-            semantic_caches,
-            shared,
+            caches,
             limits,
             budget,
-            ready,
+            ready: tokio::sync::watch::Sender::new(false),
         }))
     }
 
-    /// Bytes and entries of each model's semantic cache (also exported as gauges).
-    pub fn semantic_cache_usage(&self) -> BTreeMap<String, (u64, u64)> {
-        self.semantic_caches
-            .iter()
-            .map(|(name, cache)| {
-                let usage = cache.usage();
-                metrics::gauge!("ferroserve_cache_bytes", "cache" => "semantic", "model" => name.clone())
-                    .set(usage.0 as f64);
-                metrics::gauge!("ferroserve_cache_entries", "cache" => "semantic", "model" => name.clone())
-                    .set(usage.1 as f64);
-                (name.clone(), usage)
-            })
-            .collect()
+    /// Bytes and entries of every cache.
+    pub fn cache_usage(&self) -> CacheUsage {
+        self.caches.usage()
     }
 
-    /// Bytes and entries in the response cache.
-    pub fn response_cache_usage(&self) -> Option<(u64, u64)> {
-        let usage = self.response_cache.as_ref().map(|c| c.usage())?;
-        metrics::gauge!("ferroserve_cache_bytes", "cache" => "response").set(usage.0 as f64);
-        metrics::gauge!("ferroserve_cache_entries", "cache" => "response").set(usage.1 as f64);
-        Some(usage)
-    }
-
-    /// Drops cached entries: one text's embedding (`input`, needs `model`), everything of one model (its
-    /// embeddings, exact and semantic responses), or everything; locally and in the shared cache.
+    /// Drops cached entries (see [`Caches::invalidate`]).
     pub async fn invalidate(
         &self,
         model: Option<&str>,
         input: Option<(&str, bool)>,
     ) -> Result<Invalidated, EngineError> {
-        let (what, entry) = match (model, input) {
-            (Some(m), Some((text, truncate))) => {
-                let key = EmbeddingCache::key(m, truncate, text);
-                if let Some(cache) = &self.embedding_cache {
-                    cache.invalidate(key);
-                }
-                (format!("embedding entry of model {m:?}"), Some(key))
-            }
-            (None, Some(_)) => return Err(EngineError::InvalidInput("an input needs its model".into())),
-            (model, None) => {
-                if let Some(cache) = &self.embedding_cache {
-                    model.map_or_else(|| cache.invalidate_all(), |m| cache.invalidate_model(m));
-                }
-                if let Some(cache) = &self.response_cache {
-                    model.map_or_else(|| cache.invalidate_all(), |m| cache.invalidate_model(m));
-                }
-                for (name, cache) in &self.semantic_caches {
-                    if model.is_none_or(|m| m == name) {
-                        cache.invalidate_all();
-                    }
-                }
-                (model.map_or("all entries".into(), |m| format!("entries of model {m:?}")), None)
-            }
-        };
-        let shared = match &self.shared {
-            None => None,
-            Some(s) => {
-                let kind = entry.map(|_| SharedKind::Embedding);
-                Some(s.cache.invalidate(kind, model, entry).await)
-            }
-        };
-        Ok(Invalidated { what, shared })
-    }
-
-    /// Bytes and entries in the embedding cache (also exported as gauges).
-    pub fn embedding_cache_usage(&self) -> Option<(u64, u64)> {
-        let usage = self.embedding_cache.as_ref().map(EmbeddingCache::usage)?;
-        metrics::gauge!("ferroserve_cache_bytes", "cache" => "embedding").set(usage.0 as f64);
-        metrics::gauge!("ferroserve_cache_entries", "cache" => "embedding").set(usage.1 as f64);
-        Some(usage)
+        self.caches.invalidate(model, input).await.map_err(EngineError::InvalidInput)
     }
 
     /// Loads every model, one after another, on blocking threads. A model that fails to load is marked
     /// failed (and logged); the others still serve.
     pub async fn load_all(self: &Arc<Self>) {
-        let configs: Vec<ModelConfig> = self.read().values().map(|(c, _)| c.clone()).collect();
-        for config in configs {
-            let name = config.name.clone();
+        let entries: Vec<ModelEntry> = self.read().values().map(|(c, _)| c.clone()).collect();
+        for entry in entries {
+            let name = entry.name().to_string();
             let started = Instant::now();
             let budget = self.budget.clone();
-            let loaded = tokio::task::spawn_blocking(move || load_model(config, &budget)).await;
+            let loaded = tokio::task::spawn_blocking(move || load_model(entry, &budget)).await;
             let state = match loaded {
                 Ok(Ok(model)) => {
                     tracing::info!(model = %name, secs = started.elapsed().as_secs_f32(), "model ready");
@@ -302,9 +211,9 @@ impl Engine {
                     _ => None,
                 };
                 ModelSummary {
-                    name: config.name.clone(),
-                    task: config.task,
-                    backend: format!("{:?}", config.backend).to_lowercase(),
+                    name: config.name().to_string(),
+                    task: config.model.task,
+                    backend: config.model.backend.as_str(),
                     ready: ready.is_some(),
                     state: match state {
                         ModelState::Loading => "loading",
@@ -327,7 +236,7 @@ impl Engine {
 
     /// The name of the first embedding model, for APIs whose requests may omit the model (TEI).
     pub fn default_embedding_model(&self) -> Option<String> {
-        self.read().values().find(|(c, _)| c.task == Task::Embedding).map(|(c, _)| c.name.clone())
+        self.read().values().find(|(c, _)| c.model.task == Task::Embedding).map(|(c, _)| c.name().to_string())
     }
 
     fn ready_model(&self, name: &str) -> Result<Arc<ServedModel>, EngineError> {
@@ -341,45 +250,48 @@ impl Engine {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (ModelConfig, ModelState)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (ModelEntry, ModelState)>> {
         self.models.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (ModelConfig, ModelState)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (ModelEntry, ModelState)>> {
         self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-fn load_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
-    match config.task {
-        Task::Embedding => load_embedding_model(config, budget),
-        Task::Generation => load_generation_model(config, budget),
+fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    match entry.model.task {
+        Task::Embedding => load_embedding_model(entry, budget),
+        Task::Generation => load_generation_model(entry, budget),
     }
 }
 
-fn load_generation_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
-    let lm = load_language_model(&config, config.generation.max_context_tokens)?;
-    let threads = config.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
-    tracing::info!(model = %config.name, threads, context = lm.info.context_length, "language model loaded");
-    let generator = Generator::start(&config.name, lm.model, Arc::new(lm.info), config.generation.clone(), threads)
+fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens)?;
+    let threads = entry.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
+    let name = entry.name().to_string();
+    tracing::info!(model = %name, threads, context = lm.info.context_length, "language model loaded");
+    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads)
         .map_err(|e| ModelError::Backend(e.to_string()))?;
-    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Generation(generator) })
+    Ok(ServedModel { name, entry, runtime: Runtime::Generation(generator) })
 }
 
-fn load_embedding_model(config: ModelConfig, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
-    let info = EmbedderInfo::load(&config)?;
-    let mut lanes = Vec::with_capacity(config.lanes.len());
-    for (i, lane) in config.lanes.iter().enumerate() {
+fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    let config = &entry.model;
+    let info = EmbedderInfo::load(config)?;
+    let mut lanes = Vec::with_capacity(entry.lanes.len());
+    for (i, lane) in entry.lanes.iter().enumerate() {
         let threads = budget.lane_threads(lane);
-        let embedder = load_embedder(&config, &info, &lane.device, threads)?;
+        let embedder = load_embedder(config, &info, &lane.device, threads)?;
         let limits = BatchLimits {
-            max_batch_size: lane.max_batch_size.unwrap_or(config.batching.max_batch_size),
-            max_batch_tokens: lane.max_batch_tokens.unwrap_or(config.batching.max_batch_tokens),
+            max_batch_size: lane.max_batch_size.unwrap_or(entry.batching.max_batch_size),
+            max_batch_tokens: lane.max_batch_tokens.unwrap_or(entry.batching.max_batch_tokens),
         };
         let name = format!("{}-{i}", lane.device);
         tracing::info!(model = %config.name, lane = %name, threads, ?limits, "lane loaded");
         lanes.push(LaneSpec { name, limits, embedder });
     }
-    let queue = BatchQueue::start(&config.name, &config.batching, lanes);
-    Ok(ServedModel { name: config.name.clone(), config, runtime: Runtime::Embedding { info: Box::new(info), queue } })
+    let queue = BatchQueue::start(&config.name, &entry.batching, lanes);
+    let name = config.name.clone();
+    Ok(ServedModel { name, entry, runtime: Runtime::Embedding { info: Box::new(info), queue } })
 }

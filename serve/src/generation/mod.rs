@@ -7,18 +7,34 @@
 //! when `max_num_seqs` sequences run or the KV budget is spent; beyond that they are refused at once.
 //! A request whose receiver is dropped (the client went away) is stopped and its slot freed at the next step.
 
+mod config;
+mod error;
+mod pace;
 mod scheduler;
 mod sequence;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ferroserve_models::config::GenerationConfig;
-use ferroserve_models::llm::{LanguageInfo, Llama, SamplingParams, TokenLogprobs};
+use ferroserve_models::llm::{ChatMessage, LanguageInfo, SamplingParams, StepModel, TokenLogprobs};
 use tokio::sync::mpsc;
 
-use crate::engine::EngineError;
+pub use config::GenerationConfig;
+pub use error::GenerationError;
+use pace::Pace;
+
+/// The text to continue.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Raw text, continued as is (`/v1/completions`). Control tokens written in it are parsed.
+    Text(String),
+    /// A conversation, rendered with the model's chat template (`/v1/chat/completions`); control tokens
+    /// written in its messages stay text.
+    Chat(Vec<ChatMessage>),
+}
 
 /// One generation request, tokenized and validated.
 pub struct GenerationJob {
@@ -76,7 +92,7 @@ pub enum GenerationEvent {
         text: String,
         usage: GenerationUsage,
     },
-    Failed(EngineError),
+    Failed(GenerationError),
 }
 
 /// A job on its way to the scheduler.
@@ -94,33 +110,37 @@ pub struct Generator {
     jobs: std::sync::mpsc::Sender<Submitted>,
     /// Requests submitted and not yet admitted to a slot.
     waiting: Arc<AtomicUsize>,
+    /// How fast sequences finish, for Retry-After.
+    pace: Arc<Pace>,
 }
 
 impl Generator {
     /// Starts the scheduler thread for `model` with a compute pool of `threads`.
-    pub fn start(
+    pub fn start<M: StepModel>(
         name: &str,
-        model: Llama,
+        model: M,
         info: Arc<LanguageInfo>,
         config: GenerationConfig,
         threads: usize,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Self, GenerationError> {
         let (jobs, rx) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
-        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, waiting.clone(), threads)?;
+        let pace = Arc::new(Pace::default());
+        let counters = scheduler::Counters { waiting: waiting.clone(), pace: pace.clone() };
+        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, counters, threads)?;
         std::thread::Builder::new()
             .name(format!("generate-{name}"))
             .spawn(move || scheduler.run(rx))
-            .map_err(|e| EngineError::Internal(format!("cannot start the scheduler thread: {e}")))?;
-        Ok(Generator { model: name.to_string(), info, config, jobs, waiting })
+            .map_err(|e| GenerationError::Failed(format!("cannot start the scheduler thread: {e}")))?;
+        Ok(Generator { model: name.to_string(), info, config, jobs, waiting, pace })
     }
 
     /// Queues `job`; events arrive on the returned receiver. Dropping the receiver cancels the request.
-    pub fn submit(&self, job: GenerationJob) -> Result<mpsc::UnboundedReceiver<GenerationEvent>, EngineError> {
+    pub fn submit(&self, job: GenerationJob) -> Result<mpsc::UnboundedReceiver<GenerationEvent>, GenerationError> {
         let reserve = job.prompt.len() + job.max_tokens;
         let budget_tokens = self.kv_budget_tokens();
         if reserve > budget_tokens {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(GenerationError::InvalidInput(format!(
                 "prompt ({} tokens) plus max_tokens ({}) needs more KV memory than model {:?} has \
                  ({budget_tokens} tokens, generation.kv_cache_mb); lower max_tokens",
                 job.prompt.len(),
@@ -132,12 +152,13 @@ impl Generator {
         if waiting >= self.config.max_waiting {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             metrics::counter!("ferroserve_generation_rejected_total", "model" => self.model.clone()).increment(1);
-            return Err(EngineError::Overloaded { model: self.model.clone(), retry_after: Duration::from_secs(1) });
+            let retry_after = self.pace.retry_after(waiting, self.config.max_num_seqs);
+            return Err(GenerationError::Overloaded { model: self.model.clone(), retry_after });
         }
         let (events, rx) = mpsc::unbounded_channel();
         self.jobs.send(Submitted { job, events, submitted: Instant::now() }).map_err(|_| {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            EngineError::ShuttingDown
+            GenerationError::ShuttingDown
         })?;
         Ok(rx)
     }

@@ -6,36 +6,43 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use ferroserve_models::config::GenerationConfig;
-use ferroserve_models::llm::{LanguageInfo, Llama, PrefixCache, SeqStep};
+use ferroserve_models::llm::{KvState, LanguageInfo, PrefixCache, SeqStep, StepModel};
 
+use super::pace::Pace;
 use super::sequence::{Outcome, Sequence, Work, plan};
-use super::{GenerationEvent, Submitted};
-use crate::engine::EngineError;
+use super::{GenerationConfig, GenerationError, GenerationEvent, Submitted};
 
-pub(super) struct Scheduler {
+/// What the scheduler shares with the [`super::Generator`] handle.
+pub(super) struct Counters {
+    /// Requests submitted and not yet admitted.
+    pub waiting: Arc<AtomicUsize>,
+    pub pace: Arc<Pace>,
+}
+
+pub(super) struct Scheduler<M: StepModel> {
     model_name: String,
-    model: Llama,
+    model: M,
     info: Arc<LanguageInfo>,
     pool: rayon::ThreadPool,
-    prefix: PrefixCache,
+    prefix: PrefixCache<M::Cache>,
     max_num_seqs: usize,
     max_batch_tokens: usize,
     budget_tokens: usize,
     waiting_count: Arc<AtomicUsize>,
+    pace: Arc<Pace>,
     waiting: Vec<Submitted>,
-    running: Vec<Sequence>,
+    running: Vec<Sequence<M::Cache>>,
 }
 
-impl Scheduler {
+impl<M: StepModel> Scheduler<M> {
     pub fn new(
         name: &str,
-        model: Llama,
+        model: M,
         info: Arc<LanguageInfo>,
         config: &GenerationConfig,
-        waiting_count: Arc<AtomicUsize>,
+        counters: Counters,
         threads: usize,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Self, GenerationError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name({
@@ -43,7 +50,7 @@ impl Scheduler {
                 move |i| format!("{name}-compute-{i}")
             })
             .build()
-            .map_err(|e| EngineError::Internal(format!("cannot build the compute pool: {e}")))?;
+            .map_err(|e| GenerationError::Failed(format!("cannot build the compute pool: {e}")))?;
         let budget_tokens = config.kv_cache_mb * 1024 * 1024 / info.shape.kv_bytes_per_token().max(1);
         Ok(Scheduler {
             model_name: name.to_string(),
@@ -54,7 +61,8 @@ impl Scheduler {
             max_num_seqs: config.max_num_seqs,
             max_batch_tokens: config.max_batch_tokens,
             budget_tokens,
-            waiting_count,
+            waiting_count: counters.waiting,
+            pace: counters.pace,
             waiting: Vec::new(),
             running: Vec::new(),
         })
@@ -101,7 +109,7 @@ impl Scheduler {
                 return false;
             }
             if s.job.deadline.is_some_and(|d| d <= now) {
-                let _ = s.events.send(GenerationEvent::Failed(EngineError::DeadlineExceeded));
+                let _ = s.events.send(GenerationEvent::Failed(GenerationError::DeadlineExceeded));
                 return false;
             }
             true
@@ -154,7 +162,7 @@ impl Scheduler {
         let (plan, step_tokens) = self.plan();
         let started = Instant::now();
         let result = {
-            let mut steps: Vec<SeqStep> = self
+            let mut steps: Vec<SeqStep<M::Cache>> = self
                 .running
                 .iter_mut()
                 .zip(&plan)
@@ -186,7 +194,7 @@ impl Scheduler {
                 tracing::error!(model = %self.model_name, error = %message, "generation step failed");
                 for (seq, work) in self.running.iter().zip(&plan) {
                     if work.is_some() {
-                        let _ = seq.events.send(GenerationEvent::Failed(EngineError::Internal(message.clone())));
+                        let _ = seq.events.send(GenerationEvent::Failed(GenerationError::Failed(message.clone())));
                     }
                 }
                 let mut plan = plan.iter();
@@ -225,6 +233,7 @@ impl Scheduler {
         self.running.retain_mut(|seq| match outcomes.next() {
             Some(Outcome::Finished(reason)) => {
                 seq.finish(reason);
+                self.pace.record(seq.admitted.elapsed());
                 false
             }
             Some(Outcome::Cancelled) => {

@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
-use ferroserve_models::llm::{KvCache, LanguageInfo, Sampler, TextStream};
+use ferroserve_models::llm::{KvState, LanguageInfo, Sampler, TextStream};
 use tokio::sync::mpsc;
 
-use super::{FinishReason, GenerationEvent, GenerationUsage, Submitted};
+use super::{FinishReason, GenerationError, GenerationEvent, GenerationUsage, Submitted};
 
 /// What a sequence contributes to the next forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +50,11 @@ pub(super) fn plan(seqs: impl Iterator<Item = (usize, usize)> + Clone, budget: u
     (plan, budget - left)
 }
 
-pub(super) struct Sequence {
+pub(super) struct Sequence<C> {
     pub prompt: Vec<u32>,
     /// Prompt tokens already in the cache (reused from the prefix cache or computed).
     pub prefilled: usize,
-    pub cache: KvCache,
+    pub cache: C,
     /// The token to feed at the next decode step.
     pub next: [u32; 1],
     pub sampler: Sampler,
@@ -67,6 +67,8 @@ pub(super) struct Sequence {
     pub reserved: usize,
     pub events: mpsc::UnboundedSender<GenerationEvent>,
     pub submitted: Instant,
+    /// When it got its slot.
+    pub admitted: Instant,
     pub first_token: Option<Instant>,
 }
 
@@ -78,8 +80,8 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
-impl Sequence {
-    pub fn new(s: Submitted, cache: KvCache, cached_tokens: usize, vocab: usize) -> Self {
+impl<C: KvState> Sequence<C> {
+    pub fn new(s: Submitted, cache: C, cached_tokens: usize, vocab: usize) -> Self {
         let Submitted { job, events, submitted } = s;
         let sampler = Sampler::new(job.params, &job.prompt, vocab);
         Sequence {
@@ -96,6 +98,7 @@ impl Sequence {
             cached_tokens,
             events,
             submitted,
+            admitted: Instant::now(),
             first_token: None,
         }
     }
@@ -117,7 +120,7 @@ impl Sequence {
         let delta = match self.text.push(&info.tokenizer, token) {
             Ok(d) => d,
             Err(e) => {
-                let _ = self.events.send(GenerationEvent::Failed(crate::engine::EngineError::Internal(e.to_string())));
+                let _ = self.events.send(GenerationEvent::Failed(GenerationError::Failed(e.to_string())));
                 return Outcome::Cancelled;
             }
         };

@@ -1,6 +1,7 @@
 //! The gRPC transport: the native `ferroserve.v1.Inference` service, the standard health service, and
 //! server reflection (so `grpcurl` works without the proto files).
 
+mod metrics;
 mod native;
 mod scheduling;
 mod status;
@@ -40,6 +41,7 @@ pub async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ferroserve_models::llm::{ChatMessage, SamplingParams};
 use ferroserve_proto::ferroserve::v1::{
@@ -12,10 +11,11 @@ use ferroserve_proto::ferroserve::v1::{
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::metrics::CallModel;
 use super::scheduling::CallOptions;
 use super::status::to_status;
-use crate::engine::{self, Engine, EngineError, Prompt};
-use crate::generation::GenerationEvent;
+use crate::engine::{self, Engine, EngineError, ResponseMeta, Truncate};
+use crate::generation::{GenerationEvent, Prompt};
 
 /// How many requests of one EmbedStream call run at once; responses still come back in order.
 const STREAM_CONCURRENCY: usize = 16;
@@ -30,26 +30,26 @@ impl NativeService {
         NativeService { engine }
     }
 
-    /// Runs one request; returns the response and its (queue, inference) times in milliseconds.
-    async fn embed_one(&self, req: EmbedRequest, call: &CallOptions) -> Result<(EmbedResponse, [f64; 2]), Status> {
-        let started = Instant::now();
-        let model = req.model.clone();
+    /// Runs one request; returns the response and how it was served.
+    async fn embed_one(&self, req: EmbedRequest, call: &CallOptions) -> Result<(EmbedResponse, ResponseMeta), Status> {
         let request_id = req.request_id.clone();
         let (priority, timeout) = call.for_message(req.priority, req.timeout_ms)?;
         let request = engine::EmbedRequest {
             model: req.model,
             inputs: req.inputs,
             normalize: req.normalize,
-            truncate: req.truncate,
+            truncate: match req.truncate {
+                None => Truncate::ModelDefault,
+                Some(true) => Truncate::ToLimit,
+                Some(false) => Truncate::Refuse,
+            },
             dimensions: req.dimensions.map(|d| d as usize),
             cache: call.cache,
             priority,
             timeout,
         };
-        let result = self.engine.embed(request).await;
-        self.observe("Embed", &model, &result, started);
-        let out = result.map_err(to_status)?;
-        let times = [out.queue_time.as_secs_f64() * 1000.0, out.compute_time.as_secs_f64() * 1000.0];
+        let out = self.engine.embed(request).await.map_err(to_status)?;
+        let meta = out.meta();
         let response = EmbedResponse {
             model: out.model,
             embeddings: out.vectors.into_iter().map(|values| pb::Embedding { values }).collect(),
@@ -57,20 +57,27 @@ impl NativeService {
             request_id,
             error: None,
         };
-        Ok((response, times))
+        Ok((response, meta))
     }
 
-    fn observe<T>(&self, method: &'static str, model: &str, result: &Result<T, EngineError>, started: Instant) {
-        let model = if self.engine.has_model(model) { model.to_string() } else { String::new() };
-        let code = match result {
-            Ok(_) => "OK".to_string(),
-            Err(e) => format!("{:?}", to_status(e.clone()).code()),
-        };
-        metrics::histogram!("ferroserve_grpc_request_duration_seconds", "method" => method, "model" => model.clone())
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("ferroserve_grpc_requests_total", "method" => method, "model" => model, "code" => code)
-            .increment(1);
+    /// Names the call's model in its metrics (only models this server has: labels stay bounded).
+    fn label<T>(&self, request: &Request<T>, model: &str) {
+        if self.engine.has_model(model)
+            && let Some(slot) = request.extensions().get::<CallModel>()
+        {
+            slot.set(model);
+        }
     }
+}
+
+/// Copies a response's [`ResponseMeta`] into its gRPC metadata.
+fn with_meta<T>(mut response: Response<T>, meta: &ResponseMeta) -> Response<T> {
+    for (key, value) in meta.pairs() {
+        if let Ok(value) = value.parse() {
+            response.metadata_mut().insert(key, value);
+        }
+    }
+    response
 }
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
@@ -101,6 +108,7 @@ fn generate_request(req: GenerateRequest, call: &CallOptions) -> Result<engine::
             presence_penalty: req.presence_penalty.unwrap_or(d.presence_penalty),
             seed: req.seed,
             logprobs: None,
+            logit_bias: Vec::new(),
         },
         max_tokens: req.max_tokens.map(|n| n as usize),
         stop: req.stop,
@@ -124,22 +132,17 @@ fn generate_response(event: GenerationEvent) -> Result<GenerateResponse, Status>
                 cached_tokens: usage.cached_tokens as u32,
             }),
         },
-        GenerationEvent::Failed(e) => return Err(to_status(e)),
+        GenerationEvent::Failed(e) => return Err(to_status(EngineError::from(e))),
     })
 }
 
 #[tonic::async_trait]
 impl Inference for NativeService {
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
+        self.label(&request, &request.get_ref().model);
         let call = CallOptions::from_metadata(request.metadata())?;
-        let (body, [queue_ms, inference_ms]) = self.embed_one(request.into_inner(), &call).await?;
-        let mut response = Response::new(body);
-        for (key, ms) in [("x-queue-time", queue_ms), ("x-inference-time", inference_ms)] {
-            if let Ok(value) = format!("{ms:.3}").parse() {
-                response.metadata_mut().insert(key, value);
-            }
-        }
-        Ok(response)
+        let (body, meta) = self.embed_one(request.into_inner(), &call).await?;
+        Ok(with_meta(Response::new(body), &meta))
     }
 
     type EmbedStreamStream = EmbedStreamOut;
@@ -177,24 +180,13 @@ impl Inference for NativeService {
     type GenerateStream = GenerateOut;
 
     async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<Self::GenerateStream>, Status> {
-        let started = Instant::now();
+        self.label(&request, &request.get_ref().model);
         let call = CallOptions::from_metadata(request.metadata())?;
-        let req = request.into_inner();
-        let model = req.model.clone();
-        let result = match generate_request(req, &call) {
-            Ok(r) => self.engine.generate(r).await,
-            Err(status) => return Err(status),
-        };
-        self.observe("Generate", &model, &result, started);
-        let generation = result.map_err(to_status)?;
-        let (cache, similarity) = (generation.cache, generation.similarity);
+        let req = generate_request(request.into_inner(), &call)?;
+        let generation = self.engine.generate(req).await.map_err(to_status)?;
+        let meta = generation.meta();
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).map(generate_response);
-        let mut response = Response::new(Box::pin(responses) as Self::GenerateStream);
-        response.metadata_mut().insert("x-cache", tonic::metadata::MetadataValue::from_static(cache));
-        if let Some(Ok(value)) = similarity.map(|s| format!("{s:.4}").parse()) {
-            response.metadata_mut().insert("x-cache-similarity", value);
-        }
-        Ok(response)
+        Ok(with_meta(Response::new(Box::pin(responses) as Self::GenerateStream), &meta))
     }
 
     async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
@@ -204,8 +196,8 @@ impl Inference for NativeService {
             .into_iter()
             .map(|m| pb::ModelInfo {
                 name: m.name,
-                task: format!("{:?}", m.task).to_lowercase(),
-                backend: m.backend,
+                task: m.task.as_str().to_string(),
+                backend: m.backend.to_string(),
                 ready: m.ready,
                 dimensions: m.dimensions.unwrap_or(0) as u32,
                 max_input_tokens: m.max_input_tokens.unwrap_or(0) as u32,

@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use super::error::OpenAiError;
+use super::extract::JsonBody;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,24 +24,19 @@ pub struct InvalidateRequest {
 }
 
 pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let usage = |u: Option<(u64, u64)>| u.map(|(bytes, entries)| json!({"bytes": bytes, "entries": entries}));
+    let usage = |(bytes, entries): (u64, u64)| json!({"bytes": bytes, "entries": entries});
+    let caches = state.engine.cache_usage();
     Json(json!({
-        "embedding": usage(state.engine.embedding_cache_usage()),
-        "response": usage(state.engine.response_cache_usage()),
-        "semantic": state.engine.semantic_cache_usage().into_iter()
-            .map(|(model, (bytes, entries))| (model, json!({"bytes": bytes, "entries": entries})))
-            .collect::<serde_json::Map<_, _>>(),
+        "embedding": caches.embedding.map(usage),
+        "response": caches.response.map(usage),
+        "semantic": caches.semantic.into_iter().map(|(model, u)| (model, usage(u))).collect::<serde_json::Map<_, _>>(),
     }))
 }
 
 pub async fn invalidate(
     State(state): State<AppState>,
-    body: Result<Json<InvalidateRequest>, JsonRejection>,
+    JsonBody(req, _): JsonBody<InvalidateRequest, OpenAiError>,
 ) -> Response {
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return OpenAiError::from(e).into_response(),
-    };
     let input = req.input.as_deref().map(|t| (t, req.truncate));
     match state.engine.invalidate(req.model.as_deref(), input).await {
         Ok(done) => {

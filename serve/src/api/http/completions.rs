@@ -5,10 +5,11 @@
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use ferroserve_models::llm::{ChatMessage, GgufTokenizer, SamplingParams, TokenLogprobs};
@@ -18,11 +19,12 @@ use serde_json::{Value, json};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::error::{ApiError, OpenAiError};
+use super::extract::{JsonBody, MetaHeaders};
 use super::scheduling::Scheduling;
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
-use crate::engine::{EngineError, GenerateRequest, GenerationStream, Prompt};
-use crate::generation::{GenerationEvent, GenerationUsage};
+use crate::engine::{EngineError, GenerateRequest, GenerationStream};
+use crate::generation::{GenerationEvent, GenerationUsage, Prompt};
 
 /// Sampling and control fields shared by both endpoints. Unknown fields are ignored, as OpenAI's
 /// clients send fields this server has no use for (`user`, `metadata`, ...).
@@ -54,6 +56,14 @@ pub struct CommonParams {
     timeout_ms: Option<u64>,
     /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
     cache: Option<CacheMode>,
+    /// Token id (as a string, OpenAI's form) → bias from -100 (ban) to 100 (force).
+    logit_bias: Option<HashMap<String, f32>>,
+    /// Not supported: refused with a 400 rather than ignored (see [`CommonParams::refuse_unsupported`]).
+    response_format: Option<Value>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    functions: Option<Value>,
+    function_call: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,10 +140,49 @@ fn stop_strings(stop: Option<Value>) -> Result<Vec<String>, OpenAiError> {
 }
 
 impl CommonParams {
+    /// Fields this server does not implement get a 400 that says so: a client that relies on them must
+    /// not get an answer that silently ignores them.
+    fn refuse_unsupported(&self) -> Result<(), OpenAiError> {
+        match self.response_format.as_ref().map(|f| f.get("type").and_then(Value::as_str)) {
+            None | Some(Some("text")) => {}
+            Some(kind) => {
+                return Err(invalid(format!(
+                    "response_format {} is not supported (only \"text\"): this server does not constrain output \
+                     to JSON",
+                    kind.unwrap_or("(without a type)")
+                )));
+            }
+        }
+        let tools = [
+            ("tools", &self.tools),
+            ("tool_choice", &self.tool_choice),
+            ("functions", &self.functions),
+            ("function_call", &self.function_call),
+        ];
+        match tools.iter().find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null())) {
+            Some((name, _)) => Err(invalid(format!("{name} is not supported: this server does not call tools"))),
+            None => Ok(()),
+        }
+    }
+
+    fn logit_bias(&self) -> Result<Vec<(u32, f32)>, OpenAiError> {
+        let Some(bias) = &self.logit_bias else { return Ok(Vec::new()) };
+        let mut out: Vec<(u32, f32)> = bias
+            .iter()
+            .map(|(token, &b)| match token.trim().parse::<u32>() {
+                Ok(id) => Ok((id, b)),
+                Err(_) => Err(invalid(format!("logit_bias: {token:?} is not a token id"))),
+            })
+            .collect::<Result<_, _>>()?;
+        out.sort_unstable_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
     fn sampling(&self, logprobs: Option<usize>) -> Result<SamplingParams, OpenAiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(invalid("only n = 1 is supported"));
         }
+        self.refuse_unsupported()?;
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => 0,
             Some(k) if k > 0 => k as usize,
@@ -150,6 +199,7 @@ impl CommonParams {
             presence_penalty: self.presence_penalty.unwrap_or(defaults.presence_penalty),
             seed: self.seed.map(|s| s as u64),
             logprobs,
+            logit_bias: self.logit_bias()?,
         })
     }
 
@@ -186,12 +236,8 @@ enum Kind {
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+    JsonBody(req, _): JsonBody<ChatCompletionRequest, OpenAiError>,
 ) -> Response {
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(OpenAiError::from(e))),
-    };
     let model = req.model.clone();
     let result = async {
         let messages = req
@@ -219,12 +265,8 @@ pub async fn chat_completions(
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CompletionRequest>, JsonRejection>,
+    JsonBody(req, _): JsonBody<CompletionRequest, OpenAiError>,
 ) -> Response {
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(OpenAiError::from(e))),
-    };
     let model = req.model.clone();
     let result = async {
         if req.echo {
@@ -264,13 +306,7 @@ async fn respond(
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         model: generation.model.clone(),
     };
-    let mut cache = HeaderMap::new();
-    cache.insert("x-cache", HeaderValue::from_static(generation.cache));
-    if let Some(similarity) = generation.similarity
-        && let Ok(value) = HeaderValue::from_str(&format!("{similarity:.4}"))
-    {
-        cache.insert("x-cache-similarity", value);
-    }
+    let cache = MetaHeaders(generation.meta());
     if common.stream {
         let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
         return Ok((cache, Sse::new(sse_events(shape, generation, include_usage))).into_response());
@@ -325,7 +361,7 @@ async fn collect(mut generation: GenerationStream) -> Result<Whole, OpenAiError>
                 whole.usage = usage;
                 return Ok(whole);
             }
-            GenerationEvent::Failed(e) => return Err(e.into()),
+            GenerationEvent::Failed(e) => return Err(EngineError::from(e).into()),
         }
     }
     Err(EngineError::Internal("generation ended without a result".into()).into())
@@ -473,7 +509,7 @@ fn sse_events(
                 out
             }
             GenerationEvent::Failed(e) => {
-                let e = ApiError::from(e);
+                let e = ApiError::from(EngineError::from(e));
                 vec![data(&json!({"error": {"message": e.message, "type": "server_error", "code": e.kind}}))]
             }
         };

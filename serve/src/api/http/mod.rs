@@ -3,6 +3,7 @@
 mod admin;
 mod completions;
 mod error;
+mod extract;
 mod openai;
 mod scheduling;
 mod tei;

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
@@ -10,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, OpenAiError};
-use super::scheduling::{Scheduling, Timed, timing_headers};
+use super::extract::{JsonBody, MetaHeaders};
+use super::scheduling::Scheduling;
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
-use crate::engine::{EmbedOutput, EmbedRequest};
+use crate::engine::{EmbedOutput, EmbedRequest, EngineError, Truncate};
 
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingsRequest {
@@ -32,6 +32,11 @@ pub struct EmbeddingsRequest {
     timeout_ms: Option<u64>,
     /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
     cache: Option<CacheMode>,
+    /// Extension (TEI): cut inputs longer than the model takes instead of refusing them; absent: the model's
+    /// `truncate` setting.
+    truncate: Option<bool>,
+    /// Extension (vLLM): -1 cuts inputs at the model's limit (a number at least that limit does the same).
+    truncate_prompt_tokens: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -65,7 +70,7 @@ struct Usage {
 
 /// Turns OpenAI's `input` (a string or an array of strings) into texts.
 fn texts(input: Value) -> Result<Vec<String>, ApiError> {
-    let invalid = |m: &str| ApiError::from(crate::engine::EngineError::InvalidInput(m.into()));
+    let invalid = |m: &str| ApiError::from(EngineError::InvalidInput(m.into()));
     match input {
         Value::String(s) => Ok(vec![s]),
         Value::Array(items) => items
@@ -85,23 +90,35 @@ fn texts(input: Value) -> Result<Vec<String>, ApiError> {
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<EmbeddingsRequest>, JsonRejection>,
+    JsonBody(req, _): JsonBody<EmbeddingsRequest, OpenAiError>,
 ) -> Response {
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(OpenAiError::from(e))),
-    };
     let model = req.model.clone();
     let result = embed(&state, &headers, req).await;
     labeled(&state.engine, &model, result)
+}
+
+/// The truncation an embeddings request asks for: `truncate_prompt_tokens` (vLLM), else `truncate`.
+fn truncation(truncate: Option<bool>, truncate_prompt_tokens: Option<i64>) -> Result<Truncate, ApiError> {
+    Ok(match (truncate_prompt_tokens, truncate) {
+        (Some(-1), _) => Truncate::ToLimit,
+        (Some(n), _) if n >= 1 => Truncate::AtMost(n as usize),
+        (Some(n), _) => {
+            let m = format!("truncate_prompt_tokens must be -1 (the model's limit) or a positive number, got {n}");
+            return Err(EngineError::InvalidInput(m).into());
+        }
+        (None, Some(true)) => Truncate::ToLimit,
+        (None, Some(false)) => Truncate::Refuse,
+        (None, None) => Truncate::ModelDefault,
+    })
 }
 
 async fn embed(
     state: &AppState,
     headers: &HeaderMap,
     req: EmbeddingsRequest,
-) -> Result<Timed<EmbeddingsResponse>, OpenAiError> {
+) -> Result<(MetaHeaders, Json<EmbeddingsResponse>), OpenAiError> {
     let scheduling = Scheduling::from_request(headers, req.priority, req.timeout_ms, req.cache)?;
+    let truncate = truncation(req.truncate, req.truncate_prompt_tokens)?;
     let inputs = texts(req.input)?;
     let out = state
         .engine
@@ -109,14 +126,14 @@ async fn embed(
             model: req.model,
             inputs,
             normalize: None,
-            truncate: false,
+            truncate,
             dimensions: req.dimensions,
             priority: scheduling.priority,
             timeout: scheduling.timeout,
             cache: scheduling.cache,
         })
         .await?;
-    Ok((timing_headers(&out), Json(to_response(out, req.encoding_format))))
+    Ok((MetaHeaders(out.meta()), Json(to_response(out, req.encoding_format))))
 }
 
 fn to_response(out: EmbedOutput, format: EncodingFormat) -> EmbeddingsResponse {
@@ -166,6 +183,16 @@ mod tests {
         let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
         let back: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(back, vec![1.0, -2.5]);
+    }
+
+    #[test]
+    fn truncation_fields() {
+        assert_eq!(truncation(None, None).unwrap(), Truncate::ModelDefault);
+        assert_eq!(truncation(Some(false), None).unwrap(), Truncate::Refuse);
+        assert_eq!(truncation(Some(true), None).unwrap(), Truncate::ToLimit);
+        assert_eq!(truncation(Some(false), Some(-1)).unwrap(), Truncate::ToLimit, "vLLM's field wins");
+        assert_eq!(truncation(None, Some(300)).unwrap(), Truncate::AtMost(300));
+        assert!(truncation(None, Some(0)).unwrap_err().message.contains("-1"));
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! Per-request scheduling over HTTP: priority and timeout from the body (`priority`, `timeout_ms`) or the
-//! headers `x-ferroserve-priority` and `x-ferroserve-timeout-ms` (the body wins), and the timing headers
-//! every embedding response carries (`x-queue-time`, `x-inference-time`, in milliseconds, as TEI does).
+//! headers `x-ferroserve-priority` and `x-ferroserve-timeout-ms` (the body wins), and the cache mode from
+//! the body's `cache` or the `x-ferroserve-cache` header.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use crate::cache::CacheMode;
-use crate::engine::{EmbedOutput, EngineError};
+use crate::engine::EngineError;
 
 pub const PRIORITY_HEADER: &str = "x-ferroserve-priority";
 pub const TIMEOUT_HEADER: &str = "x-ferroserve-timeout-ms";
@@ -56,27 +55,6 @@ fn header_number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Resul
     value.to_str().ok().and_then(|v| v.trim().parse().ok()).map(Some).ok_or_else(|| {
         EngineError::InvalidInput(format!("header {name} must be a non-negative integer, got {value:?}")).into()
     })
-}
-
-/// Milliseconds with microsecond precision.
-fn millis(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
-
-/// The timing and cache headers of a request.
-pub type TimingHeaders = [(&'static str, String); 4];
-
-/// A JSON body with the request's timing headers.
-pub type Timed<T> = (TimingHeaders, Json<T>);
-
-pub fn timing_headers(out: &EmbedOutput) -> TimingHeaders {
-    let cache = if out.cache_hits == out.vectors.len() { "HIT" } else { "MISS" };
-    [
-        ("x-queue-time", millis(out.queue_time)),
-        ("x-inference-time", millis(out.compute_time)),
-        ("x-cache", cache.to_string()),
-        ("x-cache-hits", out.cache_hits.to_string()),
-    ]
 }
 
 #[cfg(test)]

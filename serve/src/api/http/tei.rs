@@ -3,16 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::error::{ApiError, TeiError};
-use super::scheduling::{Scheduling, timing_headers};
+use super::extract::{JsonBody, MetaHeaders};
+use super::scheduling::Scheduling;
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
-use crate::engine::{EmbedRequest, EngineError};
+use crate::engine::{EmbedRequest, EngineError, Truncate};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -28,8 +28,9 @@ pub struct EmbedBody {
     model: Option<String>,
     #[serde(default = "yes")]
     normalize: bool,
+    /// Absent: the model's `truncate` setting.
     #[serde(default)]
-    truncate: bool,
+    truncate: Option<bool>,
     #[serde(default)]
     dimensions: Option<usize>,
     /// 0 is served first (also header `x-ferroserve-priority`).
@@ -50,12 +51,8 @@ fn yes() -> bool {
 pub async fn embed(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<EmbedBody>, JsonRejection>,
+    JsonBody(body, _): JsonBody<EmbedBody, TeiError>,
 ) -> Response {
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError::from(e))),
-    };
     let Some(model) = body.model.clone().or_else(|| state.engine.default_embedding_model()) else {
         let e = ApiError::from(EngineError::ModelNotFound("(default embedding model)".into()));
         return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError(e)));
@@ -72,13 +69,17 @@ pub async fn embed(
         model: model.clone(),
         inputs,
         normalize: Some(body.normalize),
-        truncate: body.truncate,
+        truncate: match body.truncate {
+            None => Truncate::ModelDefault,
+            Some(true) => Truncate::ToLimit,
+            Some(false) => Truncate::Refuse,
+        },
         dimensions: body.dimensions,
         priority: scheduling.priority,
         timeout: scheduling.timeout,
         cache: scheduling.cache,
     };
     let result =
-        state.engine.embed(req).await.map(|out| (timing_headers(&out), Json(out.vectors))).map_err(TeiError::from);
+        state.engine.embed(req).await.map(|out| (MetaHeaders(out.meta()), Json(out.vectors))).map_err(TeiError::from);
     labeled(&state.engine, &model, result)
 }

@@ -1,0 +1,63 @@
+//! The batching settings of an embedding model (`[batching]` of its repository file) and its lanes
+//! (`[[lanes]]`).
+
+use ferroserve_models::DeviceSpec;
+use serde::Deserialize;
+
+/// Batching, queueing and scheduling of one model. Defaults suit a small CPU machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Most sequences in one forward pass (a lane may set its own).
+    pub max_batch_size: usize,
+    /// Most padded tokens in one forward pass: longest sequence × sequences (a lane may set its own).
+    pub max_batch_tokens: usize,
+    /// How long a batch that is not full may wait for more requests, in milliseconds. 0: a free lane
+    /// takes what is queued at once (requests still batch while lanes are busy).
+    pub max_queue_delay_ms: u64,
+    /// Most sequences waiting; a request that does not fit is refused at once (429 / RESOURCE_EXHAUSTED).
+    /// A request larger than this is admitted only into an empty queue.
+    pub max_queue_size: usize,
+    /// Number of priority levels; requests say 0 (served first) to `priority_levels - 1`.
+    pub priority_levels: u8,
+    /// Priority of requests that do not say one.
+    pub default_priority: u8,
+    /// Deadline of requests that do not say one, in milliseconds; 0: none.
+    pub default_timeout_ms: u64,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            max_batch_size: 32,
+            max_batch_tokens: 16_384,
+            max_queue_delay_ms: 0,
+            max_queue_size: 1024,
+            priority_levels: 3,
+            default_priority: 1,
+            default_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// One lane: a worker thread that owns a device and a copy of (or share in) the weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneConfig {
+    pub device: DeviceSpec,
+    /// CPU threads of this lane's forward passes; by default the cores are shared out between CPU lanes.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// This lane's own batch limits (a GPU lane takes larger batches than a CPU lane).
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
+    #[serde(default)]
+    pub max_batch_tokens: Option<usize>,
+}
+
+impl LaneConfig {
+    /// One CPU lane with the default thread share: what a model without `[[lanes]]` gets.
+    pub fn cpu() -> Self {
+        LaneConfig { device: DeviceSpec::Cpu, threads: None, max_batch_size: None, max_batch_tokens: None }
+    }
+}
