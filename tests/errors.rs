@@ -39,9 +39,16 @@ async fn bad_rest_requests_get_clear_errors() {
     let long = "word ".repeat(400);
     openai_error(
         &server,
-        &format!(r#"{{"model":"{m}","input":["ok","{long}"]}}"#),
+        &format!(r#"{{"model":"{m}","input":["ok","{long}"],"truncate":false}}"#),
         StatusCode::BAD_REQUEST,
         "limit of 256",
+    )
+    .await;
+    openai_error(
+        &server,
+        &format!(r#"{{"model":"{m}","input":"{long}","truncate_prompt_tokens":100}}"#),
+        StatusCode::BAD_REQUEST,
+        "send -1",
     )
     .await;
     openai_error(&server, &format!(r#"{{"model":"{m}","input":"x""#), StatusCode::BAD_REQUEST, "EOF").await;
@@ -109,7 +116,11 @@ async fn bad_grpc_requests_get_clear_statuses() {
         (req("nope", vec!["x".into()]), tonic::Code::NotFound, "\"nope\""),
         (req(MODEL, vec![]), tonic::Code::InvalidArgument, "at least one"),
         (req(MODEL, vec!["".into()]), tonic::Code::InvalidArgument, "empty"),
-        (req(MODEL, vec!["word ".repeat(400)]), tonic::Code::InvalidArgument, "limit of 256"),
+        (
+            EmbedRequest { truncate: Some(false), ..req(MODEL, vec!["word ".repeat(400)]) },
+            tonic::Code::InvalidArgument,
+            "limit of 256",
+        ),
         (req(MODEL, vec!["x".into(); 65]), tonic::Code::InvalidArgument, "limit is 64"),
         (
             EmbedRequest { dimensions: Some(0), ..req(MODEL, vec!["x".into()]) },

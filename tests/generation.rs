@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferroserve_e2e::{LLM, Server, llm_repository, metric, post_ok, semantic_repository, sse_data};
+use ferroserve_e2e::{LLM, Server, llm_repository, metric, post_ok, semantic_repository, sse_data, wait_for_metric};
 use ferroserve_proto::ferroserve::v1::inference_client::InferenceClient;
 use ferroserve_proto::ferroserve::v1::{ChatMessage, GenerateRequest};
 use serde_json::{Value, json};
@@ -204,7 +204,7 @@ async fn a_disconnected_stream_frees_its_slot_and_overload_is_refused() {
         let (client, url, body) = (client.clone(), format!("{}/v1/completions", server.http), long.clone());
         async move { client.post(url).json(&body).send().await.unwrap().text().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_metric(&server, "ferroserve_generation_waiting", |w| w >= 1.0).await;
     let started = Instant::now();
     let refused = client.post(format!("{}/v1/completions", server.http)).json(&long).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 429);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferroserve_e2e::{MODEL, Server};
+use ferroserve_e2e::{MODEL, Server, wait_for_metric};
 use serde_json::json;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -75,7 +75,8 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let url = format!("{}/v1/embeddings", server.http);
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&json!({"model": MODEL, "input": inputs})).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight: its sequences are queued behind the batch the lane is computing.
+    wait_for_metric(&server, &format!("ferroserve_queue_depth{{model=\"{MODEL}\"}}"), |d| d > 0.0).await;
     server.terminate();
     let response = in_flight.await.unwrap().expect("in-flight request completes");
     assert_eq!(response.status(), 200);

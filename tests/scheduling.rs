@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferroserve_e2e::{MODEL, Server, metric, repository_with};
+use ferroserve_e2e::{MODEL, Server, metric, repository_with, wait_for_metric};
 use ferroserve_proto::ferroserve::v1::{EmbedRequest, inference_client::InferenceClient};
 use serde_json::{Value, json};
 
@@ -25,7 +25,9 @@ async fn full_queue_gets_429_at_once_while_admitted_requests_complete() {
         let (client, url) = (client.clone(), format!("{}/v1/embeddings", server.http));
         async move { client.post(url).json(&json!({"model": MODEL, "input": sentences(400)})).send().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The queue is full once the lane has taken its first batch of 8 from the 400.
+    let depth = format!("ferroserve_queue_depth{{model=\"{MODEL}\"}}");
+    wait_for_metric(&server, &depth, |d| d >= 16.0).await;
     let started = Instant::now();
     let refused = embed(&client, &server, json!({"model": MODEL, "input": "one more"})).await;
     let waited = started.elapsed();
@@ -63,16 +65,18 @@ async fn deadlines_and_timing_headers() {
     // Timing headers on every embedding response.
     let ok = embed(&client, &server, json!({"model": MODEL, "input": "timed"})).await;
     assert_eq!(ok.status(), 200);
-    for h in ["x-queue-time", "x-inference-time"] {
-        let ms: f64 = ok.headers()[h].to_str().unwrap().parse().unwrap();
-        assert!(ms >= 0.0, "{h}");
-    }
+    let ms = |h: &str| -> f64 { ok.headers()[h].to_str().unwrap().parse().unwrap() };
+    // The only request on an idle server: it waited far less than it computed (a forward pass of MiniLM).
+    assert!(ms("x-inference-time") > 0.0, "a forward pass takes time");
+    assert!(ms("x-queue-time") < ms("x-inference-time") + 50.0, "{} ms queued", ms("x-queue-time"));
+    assert_eq!(ok.headers()["x-ferroserve-model"], MODEL);
     // Keep the lane busy, then ask for answers within 30 ms: body field, header, and gRPC deadline.
     let big = tokio::spawn({
         let (client, url) = (client.clone(), format!("{}/v1/embeddings", server.http));
         async move { client.post(url).json(&json!({"model": MODEL, "input": sentences(400)})).send().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lane is busy and sequences wait behind it.
+    wait_for_metric(&server, &format!("ferroserve_queue_depth{{model=\"{MODEL}\"}}"), |d| d > 0.0).await;
     let late = embed(&client, &server, json!({"model": MODEL, "input": "late", "timeout_ms": 30})).await;
     assert_eq!(late.status(), 504);
     let body: Value = late.json().await.unwrap();

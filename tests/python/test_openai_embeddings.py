@@ -55,5 +55,31 @@ def test_errors_surface_as_client_exceptions(client):
         client.embeddings.create(model="no-such-model", input="x")
     assert "no-such-model" in str(e.value)
     with pytest.raises(openai.BadRequestError) as e:
-        client.embeddings.create(model=MODEL, input="word " * 400)
+        client.embeddings.create(model=MODEL, input="word " * 400, extra_body={"truncate": False})
     assert "256" in str(e.value)
+
+
+LONG = "word " * 600  # about 600 tokens: more than MiniLM's 256
+
+
+def test_long_texts_are_cut_at_the_model_limit(client):
+    # What the cut keeps: [CLS], the first 254 words, [SEP].
+    head = client.embeddings.create(model=MODEL, input="word " * 254, extra_body={"truncate": False})
+    # The default repository's MiniLM says truncate = true: the long text is cut, not refused.
+    cut = client.embeddings.create(model=MODEL, input=LONG, encoding_format="float")
+    assert cut.usage.prompt_tokens == 256
+    assert cosine(cut.data[0].embedding, head.data[0].embedding) > 0.9999
+    vllm = client.embeddings.create(model=MODEL, input=LONG, extra_body={"truncate_prompt_tokens": -1})
+    assert cosine(vllm.data[0].embedding, head.data[0].embedding) > 0.9999
+
+
+def test_langchain_embeddings_of_a_long_chunk(server, client):
+    from langchain_openai import OpenAIEmbeddings
+
+    embeddings = OpenAIEmbeddings(
+        model=MODEL, base_url=f"{server.http}/v1", api_key="unused", check_embedding_ctx_length=False
+    )
+    [vector] = embeddings.embed_documents([LONG])
+    head = client.embeddings.create(model=MODEL, input="word " * 254, encoding_format="float").data[0].embedding
+    assert len(vector) == 384
+    assert cosine(vector, head) > 0.9999

@@ -281,3 +281,17 @@ impl Drop for Redis {
 pub fn sse_data(body: &str) -> Vec<String> {
     body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
 }
+
+/// Waits (up to 30 s) until the server's metric sample starting with `prefix` satisfies `ready`, and
+/// returns it: for tests that need the server in a state (a lane busy, a request waiting) before they act.
+pub async fn wait_for_metric(server: &Server, prefix: &str, ready: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", server.http)).await.expect("metrics").text().await.unwrap();
+        if let Some(v) = metric(&text, prefix).filter(|v| ready(*v)) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{prefix} never reached the awaited value; log: {}", server.log.display());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
