@@ -168,10 +168,10 @@ async fn undecodable_grpc_messages_are_invalid_arguments_and_every_outcome_is_co
 
     let m = metrics(&server).await;
     for (method, model, code) in [
-        ("Embed", "", "InvalidArgument"),
-        ("unknown", "", "Unimplemented"),
-        ("Embed", "", "OutOfRange"),
-        ("Embed", MODEL, "Ok"),
+        ("Embed", "", "INVALID_ARGUMENT"),
+        ("unknown", "", "UNIMPLEMENTED"),
+        ("Embed", "", "OUT_OF_RANGE"),
+        ("Embed", MODEL, "OK"),
     ] {
         let sample = format!("ferroserve_grpc_requests_total{{method=\"{method}\",model=\"{model}\",code=\"{code}\"}}");
         assert_eq!(metric(&m, &sample), Some(1.0), "{sample} in\n{m}");

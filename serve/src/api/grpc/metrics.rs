@@ -106,12 +106,34 @@ impl Call {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let (method, model) = (self.method, self.model.get());
-        let code = format!("{code:?}");
+        let (method, model, code) = (self.method, self.model.get(), code_name(code));
         metrics::histogram!("ferroserve_grpc_request_duration_seconds", "method" => method, "model" => model.clone())
             .record(self.started.elapsed().as_secs_f64());
         metrics::counter!("ferroserve_grpc_requests_total", "method" => method, "model" => model, "code" => code)
             .increment(1);
+    }
+}
+
+/// The canonical name of a status code, as the gRPC specification writes it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
