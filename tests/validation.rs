@@ -148,7 +148,7 @@ async fn raw_call(server: &Server, path: &'static str, bytes: Vec<u8>) -> tonic:
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let call = grpc.unary(tonic::Request::new(bytes), PathAndQuery::from_static(path), Raw).await;
-    call.err().expect("the call fails")
+    call.expect_err("the call fails")
 }
 
 #[tokio::test]
