@@ -13,22 +13,19 @@ requests=${REQUESTS:-1000}
 repo=$(mktemp -d)
 ckpt=$(realpath assets/all-MiniLM-L6-v2)
 
+source benches/lib.sh
+
 serve() { # max_batch_size max_queue_size -> starts the server, sets $server
   printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n[batching]\nmax_batch_size = %s\nmax_queue_size = %s\n' \
     "$ckpt" "$1" "$2" > "$repo/minilm.toml"
-  "$bin" serve --model-repository "$repo" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-bench.log 2>&1 &
-  server=$!
-  for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
-  echo "server not ready" >&2; exit 1
+  start_server /tmp/ferroserve-bench.log --model-repository "$repo"
 }
-stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
-trap 'kill $server 2>/dev/null || true' EXIT
 
 for size in 32 1; do
   serve "$size" 1024
-  "$loadgen" --http http://127.0.0.1:18080 --protocol http --concurrency 1,4,16,64 --requests "$requests" \
+  "$loadgen" --http "$BENCH_URL" --protocol http --concurrency 1,4,16,64 --requests "$requests" \
     --server-pid "$server" --note "max_batch_size $size, 1 CPU lane" | tee /tmp/ferroserve-bench-$size.txt
-  stop
+  stop_server
 done
 
 # Capacity: the best throughput with batching on; overload at ten times it.
@@ -36,7 +33,7 @@ capacity=$(awk -F'|' '/^\| Http/ {if ($7 + 0 > m) m = $7 + 0} END {print m}' /tm
 rate=$(awk -v c="$capacity" 'BEGIN {printf "%.0f", c * 10}')
 for queue in 1024 128; do
   serve 32 "$queue"
-  "$loadgen" --http http://127.0.0.1:18080 --protocol http --rate "$rate" --duration 10 --server-pid "$server" \
+  "$loadgen" --http "$BENCH_URL" --protocol http --rate "$rate" --duration 10 --server-pid "$server" \
     --note "10x overload (capacity ${capacity} req/s), max_batch_size 32, max_queue_size $queue"
-  stop
+  stop_server
 done

@@ -14,50 +14,47 @@ loadgen=target/release/loadgen
 requests=${REQUESTS:-1000}
 dir=$(mktemp -d)
 mkdir "$dir/repo"
+source benches/lib.sh
 printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
   "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
 
 serve() { # embedding_mb [extra [cache] lines] -> starts the server, sets $server
   printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = %s\n%s\n' "$1" "${2:-}" > "$dir/config.toml"
-  "$bin" serve --config "$dir/config.toml" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-cache-bench.log 2>&1 &
-  server=$!
-  for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
-  echo "server not ready" >&2; exit 1
+  start_server /tmp/ferroserve-cache-bench.log --config "$dir/config.toml"
 }
-stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
 redis=
-trap 'kill $server $redis 2>/dev/null || true' EXIT
-run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --server-pid "$server" "$@"; }
+trap 'stop_server; kill $redis 2>/dev/null || true' EXIT
+run() { "$loadgen" --http "$BENCH_URL" --protocol http --server-pid "$server" "$@"; }
 
 serve 256
 # Warm the cache with the 800 sentences, then measure hits; then the same requests skipping the cache.
 run --concurrency 32 --warmup 800 --requests 800 --results "" > /dev/null
-run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --requests "$requests" --server-pid "$server" "$@"; }
+run() { "$loadgen" --http "$BENCH_URL" --protocol http --requests "$requests" --server-pid "$server" "$@"; }
 run --concurrency 1,32 --note "embedding cache on, all hits"
 run --concurrency 1,32 --cache skip --note "cache skipped (x-ferroserve-cache: skip)"
 run --concurrency 1,32 --unique --note "embedding cache on, every text new (all misses)"
-stop
+stop_server
 serve 0
 run --concurrency 1,32 --unique --note "embedding cache off (embedding_mb = 0), every text new"
-stop
+stop_server
 
 if [ "${SKIP_REDIS:-}" != 1 ]; then
   redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no > /dev/null &
   redis=$!
   sleep 0.5
   shared='redis_url = "redis://127.0.0.1:16379/0"'
-  run() { "$loadgen" --http http://127.0.0.1:18080 --protocol http --server-pid "$server" "$@"; }
+  run() { "$loadgen" --http "$BENCH_URL" --protocol http --server-pid "$server" "$@"; }
   # Server A computes the 800 sentences and writes them to Redis.
   serve 256 "$shared"
   run --concurrency 32 --requests 800 --results "" > /dev/null
   sleep 1
-  stop
+  stop_server
   for c in 1 32; do
     serve 256 "$shared"
     run --concurrency "$c" --requests 800 --warmup 0 --note "fresh server, local cache cold, every text in Redis (L2 hits)"
     curl -s 127.0.0.1:18080/metrics | grep '^ferroserve_cache_l2_hits_total'
     run --concurrency "$c" --requests 800 --cache skip --note "same server, caches skipped (computed)"
-    stop
+    stop_server
   done
   kill "$redis"
 fi

@@ -12,25 +12,22 @@ bin=target/release/ferroserve
 repo=$(mktemp -d)
 gguf=$(realpath assets/SmolLM2-135M-Instruct)
 
+source benches/lib.sh
+
 serve() { # prefix_cache_mb max_num_seqs -> starts the server, sets $server
   printf 'name = "SmolLM2-135M-Instruct"\ntask = "generation"\nbackend = "candle"\npath = "%s"\nweights = "SmolLM2-135M-Instruct.Q4_1.gguf"\ndtype = "q8_0"\n[generation]\nmax_num_seqs = %s\nprefix_cache_mb = %s\n[[lanes]]\ndevice = "cpu"\nthreads = 2\n' \
     "$gguf" "$2" "$1" > "$repo/smollm2.toml"
-  "$bin" serve --model-repository "$repo" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-genbench.log 2>&1 &
-  server=$!
-  for _ in $(seq 600); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
-  echo "server not ready" >&2; exit 1
+  start_server /tmp/ferroserve-genbench.log --model-repository "$repo"
 }
-stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
-trap 'kill $server 2>/dev/null || true' EXIT
 
 serve 256 16
-target/release/genbench --http http://127.0.0.1:18080 --streams 1,2,4,8,16 --max-tokens 64 --note "Q8_0, 2 threads, prefix cache on"
-stop
+target/release/genbench --http "$BENCH_URL" --streams 1,2,4,8,16 --max-tokens 64 --note "Q8_0, 2 threads, prefix cache on"
+stop_server
 # Baselines: prefix reuse off (TTFT), and continuous batching off (one sequence at a time: serial).
 serve 0 16
-target/release/genbench --http http://127.0.0.1:18080 --streams 1 --max-tokens 64 --note "Q8_0, 2 threads, prefix cache off"
-stop
+target/release/genbench --http "$BENCH_URL" --streams 1 --max-tokens 64 --note "Q8_0, 2 threads, prefix cache off"
+stop_server
 serve 256 1
-target/release/genbench --http http://127.0.0.1:18080 --streams 16 --max-tokens 64 --note "Q8_0, 2 threads, max_num_seqs 1 (no batching)"
-stop
+target/release/genbench --http "$BENCH_URL" --streams 16 --max-tokens 64 --note "Q8_0, 2 threads, max_num_seqs 1 (no batching)"
+stop_server
 target/release/llm-variants --prompts 20 --max-tokens 32 --threads 2

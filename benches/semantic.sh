@@ -12,14 +12,12 @@ cd "$(dirname "$0")/.."
 bin=target/release/ferroserve
 dir=$(mktemp -d)
 mkdir "$dir/repo"
+source benches/lib.sh
 printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
   "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
 printf 'name = "llm"\ntask = "generation"\nbackend = "candle"\npath = "%s"\nweights = "SmolLM2-135M-Instruct.Q4_1.gguf"\ndtype = "q8_0"\n[generation]\nprefix_cache_mb = 0\n[[lanes]]\ndevice = "cpu"\nthreads = 2\n[semantic_cache]\nembedding_model = "all-MiniLM-L6-v2"\n' \
   "$(realpath assets/SmolLM2-135M-Instruct)" > "$dir/repo/llm.toml"
-"$bin" serve --model-repository "$dir/repo" --http-addr 127.0.0.1:18090 --grpc-addr 127.0.0.1:15090 > /tmp/ferroserve-semantic-bench.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 600); do curl -sf 127.0.0.1:18090/ready > /dev/null && break; sleep 0.1; done
+start_server /tmp/ferroserve-semantic-bench.log --model-repository "$dir/repo"
 
 pairs=(
   "What is the capital of France?|What's the capital of France?"
@@ -37,7 +35,7 @@ ask() { # question cache-mode -> "seconds x-cache"
   local body
   body=$(printf '{"model":"llm","temperature":0,"max_tokens":32,"cache":"%s","messages":[{"role":"user","content":"%s"}]}' "$2" "$1")
   curl -s -o /dev/null -D "$dir/h" -w '%{time_total}' -H 'content-type: application/json' -d "$body" \
-    127.0.0.1:18090/v1/chat/completions
+    127.0.0.1:$BENCH_HTTP_PORT/v1/chat/completions
   printf ' %s\n' "$(grep -i '^x-cache:' "$dir/h" | tr -d '\r' | cut -d' ' -f2)"
 }
 ask "Warm up." skip > /dev/null
@@ -50,7 +48,7 @@ for pair in "${pairs[@]}"; do
   if [ "$c" = SEMANTIC ]; then hit+=("$t"); else missed+=("\"$p\""); fi
 done
 stats() { [ $# -gt 0 ] || { printf -- '- | - | -'; return; }; printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1*1000; s+=$1*1000} END {printf "%.1f | %.1f | %.1f", s/NR, a[int((NR+1)/2)], a[NR]}'; }
-machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576+0.5}' /proc/meminfo)"
+machine="$(machine)"
 {
   echo
   echo "| date | machine | requests | n | mean ms | p50 ms | max ms |"

@@ -10,23 +10,21 @@ seconds=${SECONDS_PER_ROW:-8}
 repo=$(mktemp -d)
 assets=$(realpath assets)
 
+source benches/lib.sh
+
 serve() { # name backend path dtype
   rm -f "$repo"/*.toml
   printf 'name = "%s"\ntask = "embedding"\nbackend = "%s"\npath = "%s"\ndtype = "%s"\n' "$1" "$2" "$3" "$4" > "$repo/m.toml"
-  "$bin" serve --model-repository "$repo" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:15051 > /tmp/ferroserve-variants.log 2>&1 &
-  server=$!
-  for _ in $(seq 300); do curl -sf 127.0.0.1:18080/ready > /dev/null && return; sleep 0.1; done
-  echo "server not ready" >&2; cat /tmp/ferroserve-variants.log >&2; exit 1
+  start_server /tmp/ferroserve-variants.log --model-repository "$repo"
 }
-trap 'kill $server 2>/dev/null || true' EXIT
 
 while read -r name backend path dtype; do
   serve "$name" "$backend" "$assets/$path" "$dtype"
   for batch in 1 8 32; do
-    "$loadgen" --http http://127.0.0.1:18080 --protocol http --model "$name" --batch "$batch" --concurrency 4 \
+    "$loadgen" --http "$BENCH_URL" --protocol http --model "$name" --batch "$batch" --concurrency 4 \
       --duration "$seconds" --warmup 10 --server-pid "$server" --note "variant $name, $batch texts/request" | grep '^| Http'
   done
-  kill "$server"; wait "$server" 2>/dev/null || true
+  stop_server
 done <<'LIST'
 candle-f32 candle all-MiniLM-L6-v2 f32
 candle-f16 candle all-MiniLM-L6-v2 f16

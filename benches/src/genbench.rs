@@ -87,34 +87,12 @@ async fn stream(client: &reqwest::Client, args: &Args, prompt: &str, max_tokens:
     })
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB")
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = reqwest::Client::new();
-    let date = std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let head = format!("| {date} | {} | {} | {} |", machine(), args.model, args.note);
+    let (date, machine) = (ferroserve_bench::machine::today(), ferroserve_bench::machine::describe());
+    let head = format!("| {date} | {machine} | {} | {} |", args.model, args.note);
     let mut rows = Vec::new();
     // Warm up (first-call allocations, page faults of the weights).
     stream(&client, &args, "Hello", 8).await?;
@@ -128,11 +106,12 @@ async fn main() -> anyhow::Result<()> {
         let timings = futures_join(runs).await?;
         let wall = started.elapsed().as_secs_f64();
         let tokens: usize = timings.iter().map(|t| t.completion_tokens).sum();
-        let per_stream: f64 = timings
-            .iter()
-            .map(|t| (t.completion_tokens.saturating_sub(1)) as f64 / (t.total - t.first_token).as_secs_f64())
-            .sum::<f64>()
-            / n as f64;
+        // Each stream's tokens over its whole request time (what its client sees): a stream can never be
+        // faster than all streams together. Timing from the first chunk on instead gave impossible rates
+        // when a stream's chunks arrived in one burst (its first and last chunk a moment apart).
+        let per_stream: f64 =
+            timings.iter().map(|t| t.completion_tokens as f64 / t.total.as_secs_f64().max(1e-9)).sum::<f64>()
+                / n as f64;
         let ttft_ms = timings.iter().map(|t| t.first_token.as_secs_f64() * 1000.0).sum::<f64>() / n as f64;
         let line = format!(
             "{head} streams {n} x {} tokens | {:.1} tok/s aggregate | {per_stream:.1} tok/s per stream | TTFT {ttft_ms:.0} ms |",

@@ -104,17 +104,7 @@ fn main() -> anyhow::Result<()> {
         runs.push(Run { dtype, load, prompt_tokens, prefill, decode_tokens, decode, outputs });
     }
     let reference = &runs[0].outputs;
-    let date = std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let (date, cpu) = (ferroserve_bench::machine::today(), ferroserve_bench::machine::describe());
     let mut table = format!(
         "\n{date}, {cpu}, {} threads: {} greedy, {} prompts, up to {} new tokens each (`llm-variants`)\n\n\
          | format | load s | prompt tok/s | decode tok/s | prompts identical to F32 | tokens agreeing with F32 |\n|---|---|---|---|---|---|\n",

@@ -253,51 +253,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// CPU model, cores and memory, read from /proc.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
-    let gpu = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
-        .filter(|name| !name.is_empty())
-        .map(|name| format!(", GPU {name}"))
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB{gpu}")
-}
-
-/// Today's UTC date as YYYY-MM-DD (civil-from-days, no date crate needed).
-fn today() -> String {
-    let days =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
-            as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -309,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
     let texts: Arc<Vec<String>> =
         Arc::new(text.lines().filter(|l| !l.is_empty()).take(args.first).map(String::from).collect());
     anyhow::ensure!(!texts.is_empty(), "no sentences in {}", args.sentences.display());
-    let (machine, date) = (machine(), today());
+    let (machine, date) = (ferroserve_bench::machine::describe(), ferroserve_bench::machine::today());
     println!("machine: {machine}; date: {date}; model: {}; texts/request: {}", args.model, args.batch);
     println!(
         "| protocol | concurrency | ok | errors | rejected | req/s | texts/s | p50 ms | p90 ms | p99 ms | peak RSS |"

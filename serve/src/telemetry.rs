@@ -53,14 +53,21 @@ fn describe() {
     describe_counter!("ferroserve_http_requests_total", "HTTP requests by route, model and status");
     describe_counter!("ferroserve_http_errors_total", "HTTP requests answered with 4xx/5xx");
     describe_histogram!("ferroserve_http_request_duration_seconds", Unit::Seconds, "HTTP request latency");
-    describe_counter!("ferroserve_grpc_requests_total", "gRPC calls by method, model and code");
+    describe_counter!(
+        "ferroserve_grpc_requests_total",
+        "gRPC calls by method, model and status code (every outcome, also calls that never reached a handler)"
+    );
     describe_histogram!("ferroserve_grpc_request_duration_seconds", Unit::Seconds, "gRPC call latency");
-    describe_counter!("ferroserve_model_requests_total", "Engine requests by model and outcome");
+    describe_counter!(
+        "ferroserve_model_requests_total",
+        "Engine requests by model and outcome (ok: answered, or for generation accepted and streaming)"
+    );
     describe_counter!("ferroserve_input_tokens_total", "Input tokens embedded, by model");
-    describe_gauge!("ferroserve_queue_depth", "Batches waiting for a lane, by model");
-    describe_histogram!("ferroserve_queue_time_seconds", Unit::Seconds, "Time a batch waited for a lane");
+    describe_gauge!("ferroserve_queue_depth", "Sequences (inputs) waiting for a lane, by model");
+    describe_histogram!("ferroserve_queue_time_seconds", Unit::Seconds, "Time a sequence waited for a lane");
     describe_histogram!("ferroserve_compute_time_seconds", Unit::Seconds, "Forward-pass time per batch");
     describe_histogram!("ferroserve_batch_size", "Sequences per forward pass");
     describe_counter!("ferroserve_rejected_total", "Requests refused at admission, by reason");
+    describe_counter!("ferroserve_cache_evictions_total", "Cache entries that left a cache, by cache and cause");
     describe_counter!("ferroserve_dropped_total", "Queued work dropped before compute, by reason");
 }
