@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// Shared Redis cache, e.g. redis://127.0.0.1:6379/0 (overrides `cache.redis_url` of the config file).
     #[arg(long, env = "FERROSERVE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Folder of the vector collections (overrides `vectors.path`) [default: data/collections].
+    #[arg(long, env = "FERROSERVE_VECTORS_PATH")]
+    pub vectors_path: Option<PathBuf>,
     /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

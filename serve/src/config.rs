@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::vectors::VectorsConfig;
 
 /// Everything `serve` needs to start, after merging file, environment and flags.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +27,9 @@ pub struct ServerConfig {
     /// The `[cache]` table of the file.
     #[serde(skip)]
     pub cache: CacheConfig,
+    /// The `[vectors]` table of the file (collections).
+    #[serde(skip)]
+    pub vectors: VectorsConfig,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             io_threads: None,
             cache: CacheConfig::default(),
+            vectors: VectorsConfig::default(),
         }
     }
 }
@@ -51,6 +56,8 @@ struct ConfigFile {
     server: ServerConfig,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    vectors: VectorsConfig,
 }
 
 impl ServerConfig {
@@ -72,6 +79,7 @@ impl ServerConfig {
             log_format,
             io_threads,
             redis_url,
+            vectors_path,
         } = args.clone();
         override_with(&mut config.http_addr, http_addr);
         override_with(&mut config.grpc_addr, grpc_addr);
@@ -86,6 +94,7 @@ impl ServerConfig {
         if redis_url.is_some() {
             config.cache.redis_url = redis_url;
         }
+        override_with(&mut config.vectors.path, vectors_path);
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
         anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
@@ -97,9 +106,12 @@ impl ServerConfig {
         let file: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         let mut config = file.server;
         config.cache = file.cache;
-        if config.model_repository.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            config.model_repository = base.join(&config.model_repository);
+        config.vectors = file.vectors;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for relative in [&mut config.model_repository, &mut config.vectors.path] {
+            if relative.is_relative() {
+                *relative = base.join(&*relative);
+            }
         }
         Ok(config)
     }

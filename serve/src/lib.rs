@@ -16,3 +16,4 @@ pub mod repository;
 pub mod server;
 pub mod telemetry;
 pub mod threads;
+pub mod vectors;

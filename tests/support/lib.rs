@@ -69,6 +69,13 @@ impl Server {
             } else {
                 vec!["--model-repository".to_string(), default_repo()]
             })
+            .args(if extra.contains(&"--vectors-path") {
+                vec![]
+            } else {
+                let data = logs.join(format!("collections-{http_port}"));
+                let _ = std::fs::remove_dir_all(&data);
+                vec!["--vectors-path".to_string(), data.display().to_string()]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

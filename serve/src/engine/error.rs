@@ -13,6 +13,11 @@ use crate::generation::GenerationError;
 pub enum EngineError {
     #[error("model {0:?} is not served here; GET /v1/models lists the models")]
     ModelNotFound(String),
+    #[error("collection {0:?} does not exist; GET /collections lists the collections")]
+    CollectionNotFound(String),
+    /// The request contradicts what exists (a collection that already exists).
+    #[error("{0}")]
+    Conflict(String),
     #[error("model {model:?} is still loading; retry shortly")]
     ModelLoading { model: String },
     #[error("model {model:?} failed to load: {reason}")]
@@ -38,6 +43,8 @@ impl EngineError {
     pub fn kind(&self) -> &'static str {
         match self {
             EngineError::ModelNotFound(_) => "model_not_found",
+            EngineError::CollectionNotFound(_) => "collection_not_found",
+            EngineError::Conflict(_) => "conflict",
             EngineError::ModelLoading { .. } => "model_loading",
             EngineError::ModelFailed { .. } => "model_failed",
             EngineError::InvalidInput(_) => "invalid_input",

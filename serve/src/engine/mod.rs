@@ -6,6 +6,7 @@ mod embeddings;
 mod error;
 mod generate;
 mod meta;
+mod vectors;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -19,11 +20,13 @@ use crate::cache::{CacheConfig, CacheUsage, Caches, Invalidated};
 use crate::generation::Generator;
 use crate::repository::ModelEntry;
 use crate::threads::ThreadBudget;
+use crate::vectors::{Collections, VectorsConfig};
 
 pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
 pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
+pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 
 /// Request limits that apply to every model.
 #[derive(Debug, Clone)]
@@ -118,6 +121,7 @@ pub struct ModelSummary {
 pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelEntry, ModelState)>>,
     caches: Caches,
+    collections: Collections,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -132,13 +136,16 @@ impl Engine {
         limits: EngineLimits,
         budget: ThreadBudget,
         cache: &CacheConfig,
+        vectors: VectorsConfig,
     ) -> anyhow::Result<Arc<Self>> {
+        let collections = Collections::open(vectors)?;
         let semantic = models.iter().filter_map(|m| Some((m.name(), m.semantic_cache.as_ref()?)));
         let caches = Caches::new(cache, semantic)?;
         let models = models.into_iter().map(|m| (m.name().to_string(), (m, ModelState::Loading))).collect();
         Ok(Arc::new(Engine {
             models: RwLock::new(models),
             caches,
+            collections,
             limits,
             budget,
             ready: tokio::sync::watch::Sender::new(false),

@@ -6,7 +6,8 @@ use crate::engine::EngineError;
 
 pub fn to_status(e: EngineError) -> Status {
     let code = match &e {
-        EngineError::ModelNotFound(_) | EngineError::CacheMiss => Code::NotFound,
+        EngineError::ModelNotFound(_) | EngineError::CollectionNotFound(_) | EngineError::CacheMiss => Code::NotFound,
+        EngineError::Conflict(_) => Code::AlreadyExists,
         EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => Code::InvalidArgument,
         EngineError::Overloaded { .. } => Code::ResourceExhausted,
         EngineError::DeadlineExceeded => Code::DeadlineExceeded,

@@ -35,7 +35,10 @@ impl ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::ModelNotFound(_) | EngineError::CacheMiss => StatusCode::NOT_FOUND,
+            EngineError::ModelNotFound(_) | EngineError::CollectionNotFound(_) | EngineError::CacheMiss => {
+                StatusCode::NOT_FOUND
+            }
+            EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             EngineError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,

@@ -5,6 +5,7 @@ mod completions;
 mod error;
 mod extract;
 mod openai;
+mod qdrant;
 mod scheduling;
 mod tei;
 
@@ -15,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -46,6 +47,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/embed", post(tei::embed))
         .route("/admin/cache", get(admin::usage))
         .route("/admin/cache/invalidate", post(admin::invalidate))
+        .route("/", get(qdrant::root))
+        .route("/collections", get(qdrant::list_collections))
+        .route(
+            "/collections/{name}",
+            put(qdrant::create_collection).get(qdrant::get_collection).delete(qdrant::delete_collection),
+        )
+        .route("/collections/{name}/exists", get(qdrant::collection_exists))
+        .route("/collections/{name}/points", put(qdrant::upsert_points).post(qdrant::get_points))
+        .route("/collections/{name}/points/delete", post(qdrant::delete_points))
+        .route("/collections/{name}/points/payload", post(qdrant::set_payload).put(qdrant::overwrite_payload))
+        .route("/collections/{name}/points/scroll", post(qdrant::scroll))
+        .route("/collections/{name}/points/count", post(qdrant::count))
+        .route("/collections/{name}/points/query", post(qdrant::query))
+        .route("/collections/{name}/points/query/batch", post(qdrant::query_batch))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_metrics))

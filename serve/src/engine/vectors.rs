@@ -1,0 +1,294 @@
+//! Vector collections through the engine: texts in points and queries become vectors with the engine's own
+//! embedding path (so batching, deadlines and the embedding cache apply), payloads are checked, and the
+//! vectors layer does the rest. Transports (the Qdrant API) call only these.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{EmbedRequest, Engine, EngineError, Truncate};
+use crate::cache::CacheMode;
+use crate::vectors::{
+    CollectionConfig, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record, Scored, Search,
+    StoredCollection, VectorError,
+};
+
+/// A vector, or a text for the engine to embed (Qdrant's `Document`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorInput {
+    Vector(Vec<f32>),
+    /// `model`: an embedding model of this server; `None`: the collection's `embedding_model`.
+    Text {
+        text: String,
+        model: Option<String>,
+    },
+}
+
+/// A point to write.
+#[derive(Debug, Clone)]
+pub struct PointWrite {
+    pub id: PointId,
+    pub vector: VectorInput,
+    pub payload: Payload,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CollectionSpec {
+    /// `None`: the embedding model's dimensions.
+    pub size: Option<usize>,
+    pub distance: Distance,
+    pub hnsw: HnswParams,
+    pub embedding_model: Option<String>,
+}
+
+/// A query: the nearest points to a vector, a text, or an existing point.
+#[derive(Debug, Clone)]
+pub enum QueryInput {
+    Vector(VectorInput),
+    /// The nearest points to this point's vector, itself excluded.
+    Point(PointId),
+}
+
+impl From<VectorError> for EngineError {
+    fn from(e: VectorError) -> Self {
+        match e {
+            VectorError::NotFound(name) => EngineError::CollectionNotFound(name),
+            VectorError::AlreadyExists(name) => EngineError::Conflict(format!("collection {name:?} already exists")),
+            VectorError::Invalid(m) => EngineError::InvalidInput(m),
+            VectorError::Storage(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl Engine {
+    pub fn collection(&self, name: &str) -> Result<Arc<StoredCollection>, EngineError> {
+        Ok(self.collections.get(name)?)
+    }
+
+    pub fn vectors_config(&self) -> &crate::vectors::VectorsConfig {
+        self.collections.config()
+    }
+
+    pub fn collection_names(&self) -> Vec<String> {
+        self.collections.names()
+    }
+
+    /// Creates a collection; an `embedding_model` must be an embedding model of this server, and gives the
+    /// size when none is said (a different size is refused).
+    pub async fn create_collection(&self, name: &str, spec: CollectionSpec) -> Result<(), EngineError> {
+        let size = match &spec.embedding_model {
+            Some(model) => {
+                let dims = self.embedding_dimensions(model)?;
+                match spec.size {
+                    Some(size) if size != dims => {
+                        return Err(EngineError::InvalidInput(format!(
+                            "vector size {size} does not match embedding model {model:?}, which makes {dims} dimensions"
+                        )));
+                    }
+                    _ => dims,
+                }
+            }
+            None => spec.size.ok_or_else(|| EngineError::InvalidInput("vectors.size is missing".into()))?,
+        };
+        let config =
+            CollectionConfig { size, distance: spec.distance, hnsw: spec.hnsw, embedding_model: spec.embedding_model };
+        self.collections.create(name, config).await?;
+        metrics::counter!("ferroserve_vector_collections_created_total").increment(1);
+        Ok(())
+    }
+
+    pub async fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.collections.delete(name).await?)
+    }
+
+    /// Writes points (all or none): texts are embedded first, every vector and payload is checked.
+    pub async fn upsert_points(&self, name: &str, points: Vec<PointWrite>) -> Result<u64, EngineError> {
+        let collection = self.collection(name)?;
+        let max_payload = self.collections.config().max_payload_bytes;
+        for p in &points {
+            let bytes = serde_json::to_string(&p.payload).map_or(0, |s| s.len());
+            if bytes > max_payload {
+                return Err(EngineError::InvalidInput(format!(
+                    "point {}: the payload has {bytes} bytes; the limit is {max_payload} (vectors.max_payload_bytes)",
+                    p.id
+                )));
+            }
+        }
+        let inputs: Vec<(String, VectorInput)> =
+            points.iter().map(|p| (format!("point {}", p.id), p.vector.clone())).collect();
+        let vectors = self.resolve(&collection, inputs).await?;
+        let points = points
+            .into_iter()
+            .zip(vectors)
+            .map(|(p, vector)| PointInput { id: p.id, vector, payload: p.payload })
+            .collect::<Vec<_>>();
+        let n = points.len() as u64;
+        let version = self.timed(name, "upsert", collection.write(Op::Upsert(points))).await?;
+        metrics::counter!("ferroserve_vector_points_written_total", "collection" => name.to_string()).increment(n);
+        Ok(version)
+    }
+
+    /// Deletes points by id, or every point a filter keeps.
+    pub async fn delete_points(
+        &self,
+        name: &str,
+        ids: Option<Vec<PointId>>,
+        filter: Option<Filter>,
+    ) -> Result<u64, EngineError> {
+        let collection = self.collection(name)?;
+        let ids = self.selection(&collection, ids, filter)?;
+        Ok(self.timed(name, "delete", collection.write(Op::Delete(ids))).await?)
+    }
+
+    /// Merges `payload` into points' payloads (or replaces them with it when `overwrite`).
+    pub async fn set_payload(
+        &self,
+        name: &str,
+        ids: Option<Vec<PointId>>,
+        filter: Option<Filter>,
+        payload: Payload,
+        overwrite: bool,
+    ) -> Result<u64, EngineError> {
+        let collection = self.collection(name)?;
+        let ids = self.selection(&collection, ids, filter)?;
+        Ok(self.timed(name, "set_payload", collection.write(Op::SetPayload { ids, payload, overwrite })).await?)
+    }
+
+    /// The nearest points to `query`: `search.vector` is filled from it.
+    pub async fn query_points(
+        &self,
+        name: &str,
+        query: QueryInput,
+        mut search: Search,
+    ) -> Result<Vec<Scored>, EngineError> {
+        let collection = self.collection(name)?;
+        let exclude = match query {
+            QueryInput::Vector(v) => {
+                search.vector = self.resolve(&collection, vec![("query".into(), v)]).await?.remove(0);
+                None
+            }
+            QueryInput::Point(id) => {
+                let found = collection.collection.get(std::slice::from_ref(&id), false, true);
+                let vector = found.into_iter().next().and_then(|r| r.vector);
+                search.vector =
+                    vector.ok_or_else(|| EngineError::InvalidInput(format!("query: point {id} does not exist")))?;
+                search.limit += 1;
+                Some(id)
+            }
+        };
+        let started = Instant::now();
+        let c = collection.clone();
+        let mut hits = tokio::task::spawn_blocking(move || c.collection.search(&search).map(|h| (h, search.limit)))
+            .await
+            .map_err(|e| EngineError::Internal(format!("search task failed: {e}")))??;
+        metrics::histogram!("ferroserve_vector_search_seconds", "collection" => name.to_string())
+            .record(started.elapsed().as_secs_f64());
+        if let Some(id) = exclude {
+            hits.0.retain(|h| h.record.id != id);
+            hits.0.truncate(hits.1 - 1);
+        }
+        Ok(hits.0)
+    }
+
+    pub fn get_points(
+        &self,
+        name: &str,
+        ids: &[PointId],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Record>, EngineError> {
+        Ok(self.collection(name)?.collection.get(ids, with_payload, with_vector))
+    }
+
+    /// Ids of the points to change: those named, or those `filter` keeps.
+    fn selection(
+        &self,
+        collection: &StoredCollection,
+        ids: Option<Vec<PointId>>,
+        filter: Option<Filter>,
+    ) -> Result<Vec<PointId>, EngineError> {
+        match (ids, filter) {
+            (Some(ids), None) => Ok(ids),
+            (None, Some(filter)) => Ok(collection.collection.select(&filter)),
+            (Some(_), Some(_)) => Err(EngineError::InvalidInput("give points or a filter, not both".into())),
+            (None, None) => Err(EngineError::InvalidInput("give the points (ids) or a filter".into())),
+        }
+    }
+
+    /// Vectors for `inputs` (labelled for errors): texts are embedded, grouped by model, in one request each.
+    async fn resolve(
+        &self,
+        collection: &StoredCollection,
+        inputs: Vec<(String, VectorInput)>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let mut texts: std::collections::BTreeMap<String, Vec<(usize, String)>> = Default::default();
+        for (i, (label, input)) in inputs.into_iter().enumerate() {
+            match input {
+                VectorInput::Vector(v) => {
+                    collection.collection.check_vector(&v, &label)?;
+                    out[i] = Some(v);
+                }
+                VectorInput::Text { text, model } => {
+                    let model = model.or_else(|| collection.collection.config.embedding_model.clone()).ok_or_else(|| {
+                        EngineError::InvalidInput(format!(
+                            "{label}: a text needs a model: collection {:?} has no embedding_model and the document names none",
+                            collection.collection.name
+                        ))
+                    })?;
+                    texts.entry(model).or_default().push((i, text));
+                }
+            }
+        }
+        for (model, items) in texts {
+            let dims = self.embedding_dimensions(&model)?;
+            if dims != collection.collection.config.size {
+                return Err(EngineError::InvalidInput(format!(
+                    "model {model:?} makes {dims}-dimensional vectors; collection {:?} takes {}",
+                    collection.collection.name, collection.collection.config.size
+                )));
+            }
+            let (slots, inputs): (Vec<usize>, Vec<String>) = items.into_iter().unzip();
+            let embedded = self
+                .embed(EmbedRequest {
+                    model,
+                    inputs,
+                    normalize: None,
+                    truncate: Truncate::ModelDefault,
+                    dimensions: None,
+                    priority: None,
+                    timeout: None,
+                    cache: CacheMode::Default,
+                })
+                .await?;
+            for (slot, vector) in slots.into_iter().zip(embedded.vectors) {
+                out[slot] = Some(vector);
+            }
+        }
+        out.into_iter()
+            .map(|v| v.ok_or_else(|| EngineError::Internal("an input was left without a vector".into())))
+            .collect()
+    }
+
+    /// Dimensions of a ready embedding model.
+    fn embedding_dimensions(&self, model: &str) -> Result<usize, EngineError> {
+        let served = self.ready_model(model)?;
+        Ok(served.embedding()?.0.dimensions)
+    }
+
+    async fn timed<T>(
+        &self,
+        collection: &str,
+        op: &'static str,
+        work: impl std::future::Future<Output = Result<T, VectorError>>,
+    ) -> Result<T, VectorError> {
+        let started = Instant::now();
+        let result = work.await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("ferroserve_vector_write_seconds", "collection" => collection.to_string(), "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("ferroserve_vector_writes_total", "collection" => collection.to_string(), "op" => op, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+}

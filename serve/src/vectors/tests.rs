@@ -1,0 +1,262 @@
+//! Collections against brute force: filtered search, count and scroll on random payloads and random
+//! filters; HNSW recall; tombstones and rebuilds; and the same answers after a restart, with or without a
+//! snapshot.
+
+use serde_json::{Value, json};
+
+use super::collection::Collection;
+use super::*;
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f32 {
+        (self.below(2_000_001) as f32 / 1_000_000.0) - 1.0
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.unit()).collect()
+    }
+}
+
+const CITIES: [&str; 5] = ["Oslo", "Lima", "Pune", "Kyiv", "Rome"];
+
+fn random_payload(rng: &mut Rng) -> Payload {
+    let mut p = json!({
+        "city": CITIES[rng.below(5) as usize],
+        "price": rng.below(1000) as f64 / 10.0,
+        "tags": (0..rng.below(3)).map(|i| format!("t{}", (rng.next() + i) % 4)).collect::<Vec<_>>(),
+    });
+    if rng.below(4) == 0 {
+        p["note"] = Value::Null;
+    }
+    p.as_object().unwrap().clone()
+}
+
+fn random_condition(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 0 { 7 } else { 6 }) {
+        0 => json!({"key": "city", "match": {"value": CITIES[rng.below(5) as usize]}}),
+        1 => json!({"key": "city", "match": {"any": [CITIES[rng.below(5) as usize], CITIES[rng.below(5) as usize]]}}),
+        2 => json!({"key": "city", "match": {"except": [CITIES[rng.below(5) as usize]]}}),
+        3 => json!({"key": "price", "range": {"gte": rng.below(100), "lt": 20 + rng.below(100)}}),
+        4 => json!({"key": "tags", "match": {"value": format!("t{}", rng.below(4))}}),
+        5 => json!({"is_empty": {"key": if rng.below(2) == 0 { "tags" } else { "note" }}}),
+        _ => random_filter(rng, depth - 1),
+    }
+}
+
+fn random_filter(rng: &mut Rng, depth: u32) -> Value {
+    let mut f = serde_json::Map::new();
+    for clause in ["must", "should", "must_not"] {
+        let n = rng.below(3);
+        if n > 0 {
+            f.insert(clause.into(), Value::Array((0..n).map(|_| random_condition(rng, depth)).collect()));
+        }
+    }
+    Value::Object(f)
+}
+
+fn config(size: usize, distance: Distance, full_scan_threshold: usize) -> CollectionConfig {
+    CollectionConfig {
+        size,
+        distance,
+        hnsw: HnswParams { m: 16, ef_construct: 100, full_scan_threshold },
+        embedding_model: None,
+    }
+}
+
+fn search(vector: Vec<f32>, limit: usize, filter: Option<Filter>, exact: bool) -> Search {
+    Search {
+        vector,
+        limit,
+        offset: 0,
+        filter,
+        score_threshold: None,
+        ef: Some(128),
+        exact,
+        with_payload: false,
+        with_vector: false,
+    }
+}
+
+fn ids(hits: &[Scored]) -> Vec<PointId> {
+    hits.iter().map(|h| h.record.id.clone()).collect()
+}
+
+/// Points with random vectors and payloads; every id divisible by 7 deleted afterwards.
+fn filled(n: u64, dim: usize, threshold: usize, rng: &mut Rng) -> (Collection, Vec<(PointId, Vec<f32>, Payload)>) {
+    let c = Collection::new("t", config(dim, Distance::Cosine, threshold));
+    let points: Vec<_> = (0..n).map(|i| (PointId::Num(i), rng.vector(dim), random_payload(rng))).collect();
+    let inputs = points.iter().map(|(id, v, p)| PointInput { id: id.clone(), vector: v.clone(), payload: p.clone() });
+    c.upsert(inputs.collect()).unwrap();
+    let gone: Vec<PointId> = (0..n).filter(|i| i % 7 == 0).map(PointId::Num).collect();
+    c.delete(&gone);
+    let live = points.into_iter().filter(|(id, ..)| !gone.contains(id)).collect();
+    (c, live)
+}
+
+#[test]
+fn filters_agree_with_brute_force_on_random_payloads() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for threshold in [0, 10_000] {
+        // threshold 0: filtered HNSW traversal for every filter; 10,000: exact scans.
+        let (c, live) = filled(600, 16, threshold, &mut rng);
+        for round in 0..150 {
+            let raw = random_filter(&mut rng, 1);
+            let filter = Filter::parse(&raw).unwrap().unwrap();
+            let expected: Vec<&(PointId, Vec<f32>, Payload)> =
+                live.iter().filter(|(id, _, p)| filter.matches(id, p)).collect();
+            assert_eq!(c.count(Some(&filter)), expected.len(), "count, filter {raw}");
+            let selected = c.select(&filter);
+            assert_eq!(selected, expected.iter().map(|(id, ..)| id.clone()).collect::<Vec<_>>(), "select, {raw}");
+            let (page, next) = c.scroll(None, 10, Some(&filter), false, false);
+            assert_eq!(
+                page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+                selected.iter().take(10).cloned().collect::<Vec<_>>()
+            );
+            assert_eq!(next, selected.get(10).cloned(), "scroll cursor, {raw}");
+            let query = rng.vector(16);
+            let exact = c.search(&search(query.clone(), 10, Some(filter.clone()), true)).unwrap();
+            let mut reference: Vec<(f32, PointId)> = expected
+                .iter()
+                .map(|(id, v, _)| {
+                    (
+                        Distance::Cosine
+                            .score(&Distance::Cosine.prepare(query.clone()), &Distance::Cosine.prepare(v.clone())),
+                        id.clone(),
+                    )
+                })
+                .collect();
+            reference.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let want: Vec<PointId> = reference.iter().take(10).map(|r| r.1.clone()).collect();
+            assert_eq!(ids(&exact), want, "exact search, {raw}");
+            let planned = c.search(&search(query, 10, Some(filter), false)).unwrap();
+            assert!(
+                planned.iter().all(|h| expected.iter().any(|(id, ..)| *id == h.record.id)),
+                "only points the filter keeps"
+            );
+            if threshold > 0 {
+                assert_eq!(ids(&planned), want, "round {round}: few points, exact scan");
+            } else {
+                let found = ids(&planned).iter().filter(|id| want.contains(id)).count();
+                assert!(
+                    found * 10 >= want.len() * 7,
+                    "round {round}: filtered HNSW found {found} of {} ({raw})",
+                    want.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hnsw_recall_against_exact_search() {
+    let mut rng = Rng(42);
+    let (c, _) = filled(4000, 32, 0, &mut rng);
+    let (mut found, mut total) = (0, 0);
+    for _ in 0..100 {
+        let q = rng.vector(32);
+        let exact = ids(&c.search(&search(q.clone(), 10, None, true)).unwrap());
+        let approx = ids(&c.search(&search(q, 10, None, false)).unwrap());
+        found += approx.iter().filter(|id| exact.contains(id)).count();
+        total += exact.len();
+    }
+    let recall = found as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+}
+
+#[test]
+fn deleted_and_replaced_points_never_come_back_and_the_graph_is_rebuilt() {
+    let mut rng = Rng(7);
+    let c = Collection::new("t", config(8, Distance::Euclid, 0));
+    let points = |rng: &mut Rng, range: std::ops::Range<u64>| {
+        range
+            .map(|i| PointInput { id: PointId::Num(i), vector: rng.vector(8), payload: Payload::new() })
+            .collect::<Vec<_>>()
+    };
+    c.upsert(points(&mut rng, 0..2000)).unwrap();
+    let gone: Vec<PointId> = (0..1000).map(PointId::Num).collect();
+    c.delete(&gone);
+    // Replace half of the rest: the old vectors must not answer.
+    let replaced = points(&mut rng, 1000..1500);
+    c.upsert(replaced.clone()).unwrap();
+    for p in replaced.iter().take(20) {
+        let hits = c.search(&search(p.vector.clone(), 1, None, false)).unwrap();
+        assert_eq!(hits[0].record.id, p.id);
+        assert!(hits[0].score < 1e-3, "the new vector answers");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.is_rebuilding() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    c.rebuild_now();
+    assert_eq!(c.counts(), Counts { points: 1000, graph_points: 1000, bytes: c.counts().bytes });
+    for _ in 0..20 {
+        let hits = c.search(&search(rng.vector(8), 50, None, false)).unwrap();
+        assert!(hits.iter().all(|h| !gone.contains(&h.record.id)));
+    }
+}
+
+#[tokio::test]
+async fn restarts_and_snapshots_give_the_same_answers() {
+    let root = std::env::temp_dir().join(format!("ferroserve-collections-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let vectors = VectorsConfig { path: root.clone(), snapshot_wal_mb: 0, ..Default::default() };
+    let mut rng = Rng(99);
+    let queries: Vec<Vec<f32>> = (0..10).map(|_| rng.vector(16)).collect();
+    let answers = |c: &Collection| -> Vec<Vec<PointId>> {
+        queries.iter().map(|q| ids(&c.search(&search(q.clone(), 5, None, true)).unwrap())).collect()
+    };
+    let before = {
+        let all = Collections::open(vectors.clone()).unwrap();
+        let c = all.create("docs", config(16, Distance::Dot, 100)).await.unwrap();
+        for batch in 0..4u64 {
+            let points = (batch * 50..batch * 50 + 50)
+                .map(|i| PointInput {
+                    id: PointId::Num(i),
+                    vector: rng.vector(16),
+                    payload: json!({"b": batch}).as_object().unwrap().clone(),
+                })
+                .collect();
+            c.write(Op::Upsert(points)).await.unwrap();
+            if batch == 1 {
+                c.snapshot().await.unwrap();
+            }
+        }
+        c.write(Op::Delete(vec![PointId::Num(3), PointId::Num(120)])).await.unwrap();
+        let patch = json!({"seen": true}).as_object().unwrap().clone();
+        c.write(Op::SetPayload { ids: vec![PointId::Num(4)], payload: patch, overwrite: false }).await.unwrap();
+        assert!(all.create("docs", config(16, Distance::Dot, 100)).await.is_err(), "names are unique");
+        assert!(all.create("../x", config(16, Distance::Dot, 100)).await.is_err(), "names are folder-safe");
+        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true), c.collection.count(None))
+    };
+    // Reopened: snapshot (batches 0-1) plus the log (the rest).
+    let all = Collections::open(vectors.clone()).unwrap();
+    let c = all.get("docs").unwrap();
+    assert_eq!(
+        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true), c.collection.count(None)),
+        before
+    );
+    assert_eq!(before.2, 198);
+    assert_eq!(before.1[0].payload.as_ref().unwrap()["seen"], json!(true));
+    // A snapshot of everything, an empty log, and the same answers again.
+    c.snapshot().await.unwrap();
+    drop((c, all));
+    assert_eq!(std::fs::metadata(root.join("docs/wal.log")).unwrap().len(), 0);
+    let all = Collections::open(vectors.clone()).unwrap();
+    assert_eq!(answers(&all.get("docs").unwrap().collection), before.0);
+    assert!(all.delete("docs").await.unwrap());
+    assert!(!root.join("docs").exists());
+    assert!(Collections::open(vectors).unwrap().names().is_empty());
+    std::fs::remove_dir_all(&root).unwrap();
+}
