@@ -1,0 +1,125 @@
+"""The official `qdrant-client` works unchanged against ferroserve's Qdrant-compatible collections API:
+collections, upserts, filtered queries, scroll, count, payload updates and deletes over REST, and
+server-side embedding of `Document`s (`cloud_inference=True`) with the server's own MiniLM."""
+
+import math
+import uuid
+
+import pytest
+from conftest import MODEL
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+CITIES = ["Oslo", "Lima", "Pune"]
+
+
+@pytest.fixture
+def client(server):
+    return QdrantClient(url=server.http, timeout=30)
+
+
+def vector(i):
+    return [math.sin(i + k) for k in range(4)]
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+def test_collections_points_filters_and_deletes(client):
+    name = "plain-" + uuid.uuid4().hex[:8]
+    client.create_collection(name, vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT))
+    assert client.collection_exists(name)
+    assert name in [c.name for c in client.get_collections().collections]
+    the_uuid = str(uuid.uuid4())
+    points = [models.PointStruct(id=i, vector=vector(i), payload={"city": CITIES[i % 3], "n": i}) for i in range(30)]
+    points.append(models.PointStruct(id=the_uuid, vector=vector(99), payload={"city": "Oslo", "n": 99}))
+    client.upsert(name, points=points, wait=True)
+    info = client.get_collection(name)
+    assert info.points_count == 31
+    assert info.config.params.vectors.size == 4
+
+    # Filtered query: exactly the brute-force answer.
+    query = [0.3, -0.2, 0.9, 0.1]
+    oslo = models.Filter(must=[models.FieldCondition(key="city", match=models.MatchValue(value="Oslo"))])
+    hits = client.query_points(name, query=query, query_filter=oslo, limit=5, with_payload=True).points
+    expected = sorted(
+        [(dot(query, p.vector), p.id) for p in points if p.payload["city"] == "Oslo"], key=lambda t: -t[0]
+    )[:5]
+    assert [h.id for h in hits] == [i for _, i in expected]
+    assert all(h.payload["city"] == "Oslo" for h in hits)
+    assert hits[0].score == pytest.approx(expected[0][0], rel=1e-5)
+
+    cheap = models.Filter(must=[models.FieldCondition(key="n", range=models.Range(gte=5, lt=15))])
+    assert client.count(name, count_filter=cheap).count == 10
+    page, next_offset = client.scroll(name, scroll_filter=cheap, limit=4, with_payload=True)
+    assert [p.id for p in page] == [5, 6, 7, 8] and next_offset == 9
+    page, next_offset = client.scroll(name, scroll_filter=cheap, limit=10, offset=next_offset)
+    assert [p.id for p in page] == list(range(9, 15)) and next_offset is None
+
+    # Payload: merge, then overwrite; retrieve with vectors.
+    client.set_payload(name, payload={"seen": True}, points=[1, 2], wait=True)
+    client.overwrite_payload(name, payload={"only": 1}, points=[3], wait=True)
+    got = {p.id: p for p in client.retrieve(name, ids=[1, 3, the_uuid], with_vectors=True)}
+    assert got[1].payload == {"city": "Lima", "n": 1, "seen": True}
+    assert got[3].payload == {"only": 1}
+    assert got[the_uuid].vector == pytest.approx(vector(99), rel=1e-6)
+
+    # A batch of queries.
+    batch = client.query_batch_points(
+        name, requests=[models.QueryRequest(query=query, limit=2), models.QueryRequest(query=vector(7), limit=1)]
+    )
+    best = max(points, key=lambda p: dot(vector(7), p.vector))
+    assert len(batch) == 2 and [h.id for h in batch[0].points] == [i for _, i in sorted(
+        [(dot(query, p.vector), p.id) for p in points], key=lambda t: -t[0])[:2]]
+    assert batch[1].points[0].id == best.id
+
+    # Deletes by id and by filter.
+    client.delete(name, points_selector=models.PointIdsList(points=[0, the_uuid]), wait=True)
+    client.delete(name, points_selector=models.FilterSelector(filter=oslo), wait=True)
+    assert client.count(name).count == 31 - 2 - 8  # point 3 lost its city when its payload was overwritten
+    assert client.count(name, count_filter=oslo).count == 0
+
+    # Bad input: a clear 4xx naming what is wrong; the batch is all or nothing.
+    with pytest.raises(UnexpectedResponse) as e:
+        client.upsert(name, points=[models.PointStruct(id=500, vector=[1.0, 2.0, 3.0, 4.0]),
+                                    models.PointStruct(id=501, vector=[1.0, 2.0])])
+    assert e.value.status_code == 400 and "point 501" in str(e.value) and "dimensions" in str(e.value)
+    assert client.retrieve(name, ids=[500]) == []
+    with pytest.raises(UnexpectedResponse) as e:
+        client.query_points("no-such-collection", query=query)
+    assert e.value.status_code == 404
+    client.delete_collection(name)
+    assert not client.collection_exists(name)
+
+
+def test_documents_are_embedded_by_the_server(server):
+    client = QdrantClient(url=server.http, cloud_inference=True, timeout=60)
+    name = "docs-" + uuid.uuid4().hex[:8]
+    client.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    texts = [
+        "a fast and small web server for static files",
+        "an image editor for raster graphics",
+        "a compiler for the C programming language",
+        "a command line tool to download files over HTTP",
+    ]
+    client.upsert(
+        name,
+        points=[
+            models.PointStruct(id=i, vector=models.Document(text=t, model=MODEL), payload={"text": t})
+            for i, t in enumerate(texts)
+        ],
+        wait=True,
+    )
+    hits = client.query_points(
+        name, query=models.Document(text="program that edits photos", model=MODEL), limit=2, with_payload=True
+    ).points
+    assert hits[0].id == 1, hits
+    hits = client.query_points(
+        name, query=models.Document(text="fetch a URL from the terminal", model=MODEL), limit=1
+    ).points
+    assert hits[0].id == 3, hits
+    with pytest.raises(UnexpectedResponse) as e:
+        client.query_points(name, query=models.Document(text="x", model="no-such-model"))
+    assert e.value.status_code == 404 and "no-such-model" in str(e.value)
+    client.delete_collection(name)
