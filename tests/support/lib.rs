@@ -110,6 +110,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Kills it at once (SIGKILL: no chance to flush or clean up) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");

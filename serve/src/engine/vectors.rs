@@ -97,6 +97,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes a snapshot of a collection now (and empties its log); returns the snapshot's size in bytes.
+    pub async fn snapshot_collection(&self, name: &str) -> Result<u64, EngineError> {
+        let collection = self.collection(name)?;
+        collection.snapshot().await?;
+        Ok(std::fs::metadata(collection.dir().join("snapshot.bin")).map(|m| m.len()).unwrap_or(0))
+    }
+
     pub async fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
         Ok(self.collections.delete(name).await?)
     }

@@ -203,10 +203,18 @@ impl Collection {
         self.read().version
     }
 
-    /// Loads a snapshot's points into this (new) collection as of operation `version`.
-    pub fn restore(&self, points: Vec<PointInput>, version: u64) -> Result<(), VectorError> {
+    /// Loads a snapshot's points (each with the operation that last wrote it) into this new collection, as
+    /// of operation `version`.
+    pub fn restore(&self, points: Vec<(PointInput, u64)>, version: u64) -> Result<(), VectorError> {
+        let (points, versions): (Vec<PointInput>, Vec<u64>) = points.into_iter().unzip();
         self.upsert(points)?;
-        self.write().version = version;
+        let mut state = self.write();
+        state.version = version;
+        for (slot, v) in state.slots.iter_mut().zip(versions) {
+            if let Some(s) = slot {
+                s.version = v;
+            }
+        }
         Ok(())
     }
 
@@ -313,14 +321,15 @@ impl Collection {
         Counts { points: state.ids.len(), graph_points: state.index.len(), bytes }
     }
 
-    /// Every live point, for a snapshot, and the operation number it reflects.
-    pub fn dump(&self) -> (Vec<PointInput>, u64) {
+    /// Every live point with the operation that last wrote it, for a snapshot, and the operation number
+    /// the snapshot reflects.
+    pub fn dump(&self) -> (Vec<(PointInput, u64)>, u64) {
         let state = self.read();
         let points = state
             .ids
             .values()
             .filter_map(|&slot| live(&state, slot))
-            .map(|s| PointInput { id: s.id.clone(), vector: s.vector.clone(), payload: s.payload.clone() })
+            .map(|s| (PointInput { id: s.id.clone(), vector: s.vector.clone(), payload: s.payload.clone() }, s.version))
             .collect();
         (points, state.version)
     }

@@ -120,7 +120,11 @@ impl StoredCollection {
             let (points, version) = self.collection.dump();
             let mut bytes = SNAPSHOT_MAGIC.to_vec();
             bytes.extend_from_slice(&version.to_le_bytes());
-            codec::encode(&Op::Upsert(points), &mut bytes);
+            bytes.extend_from_slice(&(points.len() as u64).to_le_bytes());
+            for (_, v) in &points {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            codec::encode(&Op::Upsert(points.into_iter().map(|(p, _)| p).collect()), &mut bytes);
             let sum = xxhash_rust::xxh3::xxh3_64(&bytes);
             bytes.extend_from_slice(&sum.to_le_bytes());
             let tmp = self.dir.join("snapshot.tmp");
@@ -150,7 +154,8 @@ fn apply(collection: &Collection, op: Op) -> Result<u64, VectorError> {
     })
 }
 
-type Snapshot = (Vec<super::collection::PointInput>, u64);
+/// A snapshot's points with their versions, and the operation number it reflects.
+type Snapshot = (Vec<(super::collection::PointInput, u64)>, u64);
 
 fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, VectorError> {
     let bytes = match std::fs::read(path) {
@@ -166,9 +171,14 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, VectorError> {
     if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
         return Err(bad("checksum mismatch"));
     }
-    let version = u64::from_le_bytes(body[8..16].try_into().map_err(|_| bad("short header"))?);
-    match codec::decode(&body[16..]).map_err(|e| bad(&e))? {
-        Op::Upsert(points) => Ok(Some((points, version))),
+    let word = |at: usize| -> Result<u64, VectorError> {
+        let b = body.get(at..at + 8).ok_or_else(|| bad("short header"))?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| bad("short header"))?))
+    };
+    let (version, n) = (word(8)?, word(16)? as usize);
+    let versions = (0..n).map(|i| word(24 + 8 * i)).collect::<Result<Vec<u64>, _>>()?;
+    match codec::decode(&body[24 + 8 * n..]).map_err(|e| bad(&e))? {
+        Op::Upsert(points) if points.len() == n => Ok(Some((points.into_iter().zip(versions).collect(), version))),
         _ => Err(bad("unexpected content")),
     }
 }

@@ -54,6 +54,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             put(qdrant::create_collection).get(qdrant::get_collection).delete(qdrant::delete_collection),
         )
         .route("/collections/{name}/exists", get(qdrant::collection_exists))
+        .route("/collections/{name}/snapshots", post(qdrant::create_snapshot))
         .route("/collections/{name}/points", put(qdrant::upsert_points).post(qdrant::get_points))
         .route("/collections/{name}/points/delete", post(qdrant::delete_points))
         .route("/collections/{name}/points/payload", post(qdrant::set_payload).put(qdrant::overwrite_payload))
