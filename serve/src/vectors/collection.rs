@@ -344,39 +344,33 @@ impl Collection {
             return Ok(Vec::new());
         }
         let state = self.read();
-        let keeps = |id: &PointId, s: &Slot| search.filter.as_ref().is_none_or(|f| f.matches(id, &s.payload));
-        // The planner: score exactly when few points can be answers, else walk the graph.
-        let candidates: Option<Vec<usize>> = match &search.filter {
-            _ if search.exact || state.ids.len() <= self.config.hnsw.full_scan_threshold => Some(
-                state
-                    .ids
-                    .iter()
-                    .filter(|(id, slot)| live(&state, **slot).is_some_and(|s| keeps(id, s)))
-                    .map(|(_, s)| *s)
-                    .collect(),
-            ),
-            Some(_) => {
+        let small = search.exact || state.ids.len() <= self.config.hnsw.full_scan_threshold;
+        // The planner: score exactly when few points can be answers, else walk the graph (with the filter
+        // applied during traversal).
+        let slots = match &search.filter {
+            None if small => state.ids.values().copied().collect(),
+            None => {
+                let ef = search.ef.unwrap_or(64).max(wanted);
+                let is_live = |slot: &usize| state.slots.get(*slot).is_some_and(Option::is_some);
+                state.index.search(&query, wanted, ef, &is_live)
+            }
+            Some(filter) => {
                 let kept: Vec<usize> = state
                     .ids
                     .iter()
-                    .filter(|(id, slot)| live(&state, **slot).is_some_and(|s| keeps(id, s)))
-                    .map(|(_, s)| *s)
+                    .filter(|(id, slot)| live(&state, **slot).is_some_and(|s| filter.matches(id, &s.payload)))
+                    .map(|(_, slot)| *slot)
                     .collect();
-                (kept.len() <= self.config.hnsw.full_scan_threshold).then_some(kept)
-            }
-            None => None,
-        };
-        let slots = match candidates {
-            Some(slots) => slots,
-            None => {
-                let mut allowed = vec![false; state.slots.len()];
-                for (id, &slot) in &state.ids {
-                    if live(&state, slot).is_some_and(|s| keeps(id, s)) {
+                if small || kept.len() <= self.config.hnsw.full_scan_threshold {
+                    kept
+                } else {
+                    let mut allowed = vec![false; state.slots.len()];
+                    for slot in kept {
                         allowed[slot] = true;
                     }
+                    let ef = search.ef.unwrap_or(64).max(wanted);
+                    state.index.search(&query, wanted, ef, &|slot: &usize| allowed.get(*slot).copied().unwrap_or(false))
                 }
-                let ef = search.ef.unwrap_or(64).max(wanted);
-                state.index.search(&query, wanted, ef, &|slot: &usize| allowed.get(*slot).copied().unwrap_or(false))
             }
         };
         let mut scored: Vec<(f32, &Slot)> = slots

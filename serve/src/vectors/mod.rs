@@ -24,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use serde::Deserialize;
 
 pub use codec::Op;
-pub use collection::{CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
+pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
 pub use distance::Distance;
 pub use filter::Filter;
 pub use point::{Payload, PointId};
