@@ -31,9 +31,11 @@ def main():
     sweep = []
     for ef in efs:
         index.set_ef(max(ef, k))
-        started = time.perf_counter()
-        found = [index.knn_query(q, k=k, num_threads=1)[0][0] for q in queries]
-        qps = len(queries) / (time.perf_counter() - started)
+        qps = 0.0
+        for _ in range(3):  # best of three passes, as vectors-bench does
+            started = time.perf_counter()
+            found = [index.knn_query(q, k=k, num_threads=1)[0][0] for q in queries]
+            qps = max(qps, len(queries) / (time.perf_counter() - started))
         hits = sum(len(set(f.tolist()) & set(t)) for f, t in zip(found, exact))
         sweep.append({"ef": ef, "recall": hits / sum(len(t) for t in exact), "qps": qps})
     print(json.dumps({"build_secs": build_secs, "sweep": sweep, "version": getattr(hnswlib, "__version__", "0.8.0")}))

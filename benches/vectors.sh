@@ -2,7 +2,7 @@
 # Vector search on this machine, one run, appended to benches/RESULTS.md: ferroserve's collections and hnswlib
 # on the same 20,000 MiniLM vectors of Debian package descriptions (`apt-cache dumpavail`), same M and
 # ef_construction, both single-threaded; recall@10 against exact search and queries/s per ef, build time, and
-# the recall of filtered searches keeping 1% and 50% of the points.
+# the recall of filtered searches keeping 1% and 50% of the points. Queries/s: the best of three passes.
 # Usage: benches/vectors.sh   (needs Debian's apt-cache, a C++ compiler for hnswlib, and the fetched assets;
 #                              ONNX variants made by deploy/make-variants.sh)
 set -euo pipefail

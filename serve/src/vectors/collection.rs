@@ -131,7 +131,7 @@ pub struct Collection {
 
 impl Collection {
     pub fn new(name: &str, config: CollectionConfig) -> Self {
-        let index = Index::new(config.distance, config.hnsw.m, config.hnsw.ef_construct, 0);
+        let index = Index::new(config.distance, config.size, config.hnsw.m, config.hnsw.ef_construct, 0);
         let state =
             State { slots: Vec::new(), ids: BTreeMap::new(), index: Arc::new(index), pending: None, version: 0 };
         Collection {
@@ -440,7 +440,7 @@ fn rebuild(state: &RwLock<State>, config: &CollectionConfig) {
         s.pending = Some(Vec::new());
         s.ids.values().filter_map(|&slot| Some((slot, s.slots.get(slot)?.as_ref()?.vector.clone()))).collect()
     };
-    let index = Index::new(config.distance, config.hnsw.m, config.hnsw.ef_construct, live.len());
+    let index = Index::new(config.distance, config.size, config.hnsw.m, config.hnsw.ef_construct, live.len());
     for (slot, vector) in &live {
         index.insert(vector, *slot);
     }

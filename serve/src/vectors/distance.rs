@@ -1,7 +1,7 @@
 //! Vector distances, as Qdrant scores them: `Cosine` (vectors normalized when stored, score = dot product),
 //! `Dot` (score = dot product) and `Euclid` (score = L2 distance, smaller is closer). The dot product and the
-//! squared L2 distance run on the widest SIMD the CPU has (AVX2 + FMA, chosen at run time) or on portable
-//! code; both paths are tested against a plain reference.
+//! squared L2 distance run on the widest SIMD the CPU has (AVX-512, or AVX2 + FMA, chosen at run time) or on
+//! portable code; every path the machine has is tested against a plain reference.
 
 use std::sync::OnceLock;
 
@@ -63,11 +63,41 @@ fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if x86::has_avx512() {
+            return Kernels { dot: x86::dot512, l2: x86::l2_squared512 };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_avx2() {
             return Kernels { dot: x86::dot, l2: x86::l2_squared };
         }
         Kernels { dot: portable::dot, l2: portable::l2_squared }
     })
+}
+
+/// The graph's distance for `distance` (smaller is closer: `1 − dot` for unit vectors, `−dot`, squared
+/// L2), bound to the best kernel this CPU has once, so the graph's inner loop calls it directly.
+pub fn graph_distance(distance: Distance) -> fn(&[f32], &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() {
+        return match distance {
+            Distance::Cosine => |a, b| 1.0 - x86::dot512(a, b),
+            Distance::Dot => |a, b| -x86::dot512(a, b),
+            Distance::Euclid => x86::l2_squared512,
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        return match distance {
+            Distance::Cosine => |a, b| 1.0 - x86::dot(a, b),
+            Distance::Dot => |a, b| -x86::dot(a, b),
+            Distance::Euclid => x86::l2_squared,
+        };
+    }
+    match distance {
+        Distance::Cosine => |a, b| 1.0 - portable::dot(a, b),
+        Distance::Dot => |a, b| -portable::dot(a, b),
+        Distance::Euclid => portable::l2_squared,
+    }
 }
 
 /// Dot product of two vectors of the same length.
@@ -80,15 +110,16 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     (kernels().l2)(a, b)
 }
 
-/// Eight independent sums, which compilers vectorize; the same code is compiled for each CPU level.
+/// `LANES` independent sums, which compilers vectorize; the same code is compiled for each CPU level (8 lanes
+/// fill an AVX2 register, 16 an AVX-512 one).
 mod portable {
     #[inline(always)]
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    pub fn dot_lanes<const LANES: usize>(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
         let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
         for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
+            for i in 0..LANES {
                 acc[i] = x[i].mul_add(y[i], acc[i]);
             }
         }
@@ -96,24 +127,42 @@ mod portable {
     }
 
     #[inline(always)]
-    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    pub fn l2_lanes<const LANES: usize>(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
         let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
         for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
+            for i in 0..LANES {
                 let d = x[i] - y[i];
                 acc[i] = d.mul_add(d, acc[i]);
             }
         }
         acc.iter().sum::<f32>() + tail
     }
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_lanes::<8>(a, b)
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        l2_lanes::<8>(a, b)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::portable::{dot_lanes, l2_lanes};
+
+    pub fn has_avx2() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+
+    pub fn has_avx512() -> bool {
+        std::is_x86_feature_detected!("avx512f") && has_avx2()
+    }
+
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: chosen only when the CPU reports AVX2 and FMA (see `kernels`).
+        // SAFETY: chosen only when `has_avx2` (see `kernels` and `graph_distance`).
         unsafe { dot_avx2(a, b) }
     }
 
@@ -122,14 +171,34 @@ mod x86 {
         unsafe { l2_avx2(a, b) }
     }
 
+    pub fn dot512(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: chosen only when `has_avx512`.
+        unsafe { dot_avx512(a, b) }
+    }
+
+    pub fn l2_squared512(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { l2_avx512(a, b) }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        super::portable::dot(a, b)
+        dot_lanes::<8>(a, b)
     }
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
-        super::portable::l2_squared(a, b)
+        l2_lanes::<8>(a, b)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        dot_lanes::<16>(a, b)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn l2_avx512(a: &[f32], b: &[f32]) -> f32 {
+        l2_lanes::<16>(a, b)
     }
 }
 
@@ -153,8 +222,12 @@ mod tests {
     fn kernels_agree_with_the_reference_on_every_path() {
         let mut paths: Vec<(&str, Kernel, Kernel)> = vec![("portable", portable::dot, portable::l2_squared)];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if x86::has_avx2() {
             paths.push(("avx2", x86::dot, x86::l2_squared));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_avx512() {
+            paths.push(("avx512", x86::dot512, x86::l2_squared512));
         }
         for n in [0, 1, 7, 8, 9, 384, 1000] {
             let (a, b) = (vectors(n, 1), vectors(n, 7));

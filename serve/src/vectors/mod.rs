@@ -4,7 +4,7 @@
 //! module only sees vectors.
 //!
 //! `point` (ids, payloads), `filter` (Qdrant's filter language), `distance` (SIMD kernels and scores),
-//! `index` (the HNSW graph), `collection` (one collection in memory: writes, search planning, tombstones and
+//! `hnsw` (the graph), `index` (the graph of a collection, by slot), `collection` (one collection in memory: writes, search planning, tombstones and
 //! rebuilds), `codec` (operations as bytes), `wal` (the log), `storage` (one collection on disk), and
 //! [`Collections`] (all of them, by name).
 
@@ -12,6 +12,7 @@ mod codec;
 mod collection;
 mod distance;
 mod filter;
+mod hnsw;
 mod index;
 mod point;
 mod storage;
