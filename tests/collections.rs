@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferroserve_e2e::{Server, repo_root, repository_with};
+use ferroserve_e2e::{Server, metric, repo_root, repository_with};
 use serde_json::{Value, json};
 
 const DIM: usize = 8;
@@ -144,6 +144,17 @@ async fn acknowledged_writes_survive_kill_9() {
             assert!(hits.contains(id), "round {round}: point {id} not found by its own vector: {hits:?}");
         }
     }
+
+    // The collection's size is a gauge, read at the scrape (writes applied but not yet acknowledged when a
+    // kill came may be there too, so: at least the acknowledged ones, and what count says).
+    let acked = acknowledged.lock().unwrap().len() as f64;
+    let (_, count) =
+        call(&client, reqwest::Method::POST, format!("{}/collections/crash/points/count", server.http), json!({}))
+            .await;
+    let count = count["result"]["count"].as_f64().unwrap();
+    let text = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&text, "ferroserve_vector_points{collection=\"crash\"}"), Some(count), "{text}");
+    assert!(count >= acked);
 
     // A snapshot, a clean stop, and the same answers after the restart.
     let queries: Vec<Vec<f32>> = (0..10).map(|i| vector_of(10_000_000 + i)).collect();

@@ -68,6 +68,9 @@ fn describe() {
     describe_histogram!("ferroserve_compute_time_seconds", Unit::Seconds, "Forward-pass time per batch");
     describe_histogram!("ferroserve_batch_size", "Sequences per forward pass");
     describe_counter!("ferroserve_rejected_total", "Requests refused at admission, by reason");
+    describe_gauge!("ferroserve_vector_points", "Points of a vector collection");
+    describe_gauge!("ferroserve_vector_graph_points", "Nodes of a collection's HNSW graph, tombstones included");
+    describe_gauge!("ferroserve_vector_memory_bytes", "Bytes of vectors and payloads a collection holds");
     describe_counter!("ferroserve_cache_evictions_total", "Cache entries that left a cache, by cache and cause");
     describe_counter!("ferroserve_dropped_total", "Queued work dropped before compute, by reason");
 }

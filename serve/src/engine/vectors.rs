@@ -69,6 +69,18 @@ impl Engine {
         self.collections.config()
     }
 
+    /// Sets the per-collection gauges (points, points in the graph, bytes held).
+    pub fn collection_gauges(&self) {
+        for name in self.collections.names() {
+            let Ok(stored) = self.collections.get(&name) else { continue };
+            let counts = stored.collection.counts();
+            let label = [("collection", name)];
+            metrics::gauge!("ferroserve_vector_points", &label).set(counts.points as f64);
+            metrics::gauge!("ferroserve_vector_graph_points", &label).set(counts.graph_points as f64);
+            metrics::gauge!("ferroserve_vector_memory_bytes", &label).set(counts.bytes as f64);
+        }
+    }
+
     pub fn collection_names(&self) -> Vec<String> {
         self.collections.names()
     }

@@ -122,6 +122,9 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    // Gauges of state (cache and collection sizes) are read now, so every scrape sees current values.
+    state.engine.cache_usage();
+    state.engine.collection_gauges();
     match &state.prometheus {
         Some(handle) => ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response(),
