@@ -74,6 +74,11 @@ def test_collections_points_filters_and_deletes(client):
         [(dot(query, p.vector), p.id) for p in points], key=lambda t: -t[0])[:2]]
     assert batch[1].points[0].id == best.id
 
+    # A point's neighbours (by its id): itself left out.
+    near = client.query_points(name, query=7, limit=3).points
+    want = sorted([(dot(vector(7), p.vector), p.id) for p in points if p.id != 7], key=lambda t: -t[0])[:3]
+    assert [h.id for h in near] == [i for _, i in want]
+
     # Deletes by id and by filter.
     client.delete(name, points_selector=models.PointIdsList(points=[0, the_uuid]), wait=True)
     client.delete(name, points_selector=models.FilterSelector(filter=oslo), wait=True)

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::{EmbedRequest, Engine, EngineError, Truncate};
 use crate::cache::CacheMode;
 use crate::vectors::{
-    CollectionConfig, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record, Scored, Search,
-    StoredCollection, VectorError,
+    CollectionConfig, Condition, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record, Scored,
+    Search, StoredCollection, VectorError,
 };
 
 /// A vector, or a text for the engine to embed (Qdrant's `Document`).
@@ -181,32 +181,30 @@ impl Engine {
         mut search: Search,
     ) -> Result<Vec<Scored>, EngineError> {
         let collection = self.collection(name)?;
-        let exclude = match query {
+        match query {
             QueryInput::Vector(v) => {
                 search.vector = self.resolve(&collection, vec![("query".into(), v)]).await?.remove(0);
-                None
             }
             QueryInput::Point(id) => {
                 let found = collection.collection.get(std::slice::from_ref(&id), false, true);
                 let vector = found.into_iter().next().and_then(|r| r.vector);
                 search.vector =
                     vector.ok_or_else(|| EngineError::InvalidInput(format!("query: point {id} does not exist")))?;
-                search.limit += 1;
-                Some(id)
+                // Its neighbours, not itself.
+                let within = search.filter.take().map(|f| Condition::Nested(Box::new(f)));
+                let without = Condition::HasId(std::iter::once(id).collect());
+                search.filter =
+                    Some(Filter { must: within.into_iter().collect(), must_not: vec![without], ..Default::default() });
             }
-        };
+        }
         let started = Instant::now();
         let c = collection.clone();
-        let mut hits = tokio::task::spawn_blocking(move || c.collection.search(&search).map(|h| (h, search.limit)))
+        let hits = tokio::task::spawn_blocking(move || c.collection.search(&search))
             .await
             .map_err(|e| EngineError::Internal(format!("search task failed: {e}")))??;
         metrics::histogram!("ferroserve_vector_search_seconds", "collection" => name.to_string())
             .record(started.elapsed().as_secs_f64());
-        if let Some(id) = exclude {
-            hits.0.retain(|h| h.record.id != id);
-            hits.0.truncate(hits.1 - 1);
-        }
-        Ok(hits.0)
+        Ok(hits)
     }
 
     pub fn get_points(

@@ -19,7 +19,7 @@ mod storage;
 mod wal;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
@@ -27,7 +27,7 @@ use serde::Deserialize;
 pub use codec::Op;
 pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
 pub use distance::Distance;
-pub use filter::Filter;
+pub use filter::{Condition, Filter};
 pub use point::{Payload, PointId};
 pub use storage::StoredCollection;
 pub use wal::Durability;
@@ -160,10 +160,6 @@ impl Collections {
         let _ = storage::sync_dir(&self.config.path);
         let _ = std::fs::remove_dir_all(&gone);
         Ok(true)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.config.path
     }
 }
 
