@@ -302,11 +302,7 @@ impl Collection {
         let state = self.read();
         match filter {
             None => state.ids.len(),
-            Some(f) => state
-                .ids
-                .iter()
-                .filter(|(id, slot)| live(&state, **slot).is_some_and(|s| f.matches(id, &s.payload)))
-                .count(),
+            Some(f) => state.slots.iter().flatten().filter(|s| f.matches(&s.id, &s.payload)).count(),
         }
     }
 
@@ -355,11 +351,13 @@ impl Collection {
                 state.index.search(&query, wanted, ef, &is_live)
             }
             Some(filter) => {
+                // Slot order (a flat array) is faster to scan than id order; results are sorted by score.
                 let kept: Vec<usize> = state
-                    .ids
+                    .slots
                     .iter()
-                    .filter(|(id, slot)| live(&state, **slot).is_some_and(|s| filter.matches(id, &s.payload)))
-                    .map(|(_, slot)| *slot)
+                    .enumerate()
+                    .filter(|(_, s)| s.as_ref().is_some_and(|s| filter.matches(&s.id, &s.payload)))
+                    .map(|(slot, _)| slot)
                     .collect();
                 if small || kept.len() <= self.config.hnsw.full_scan_threshold {
                     kept

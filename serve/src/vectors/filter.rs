@@ -19,12 +19,22 @@ pub struct Filter {
     pub must_not: Vec<Condition>,
 }
 
+/// A dotted payload key, split once when the filter is parsed (`a.b[]` → `["a", "b"]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key(Vec<String>);
+
+impl Key {
+    fn parse(key: &str) -> Self {
+        Key(key.split('.').map(|p| p.trim_end_matches("[]").to_string()).collect())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
-    Match { key: String, rule: MatchRule },
-    Range { key: String, range: Range },
-    IsEmpty(String),
-    IsNull(String),
+    Match { key: Key, rule: MatchRule },
+    Range { key: Key, range: Range },
+    IsEmpty(Key),
+    IsNull(Key),
     HasId(HashSet<PointId>),
     Nested(Box<Filter>),
 }
@@ -78,24 +88,29 @@ impl Filter {
 impl Condition {
     fn holds(&self, id: &PointId, payload: &Payload) -> bool {
         match self {
-            Condition::Match { key, rule } => {
-                let values = values_at(payload, key);
-                match rule {
-                    MatchRule::Value(want) => values.iter().any(|v| same(v, want)),
-                    MatchRule::Any(set) => values.iter().any(|v| set.iter().any(|w| same(v, w))),
-                    // Qdrant: a point without the key matches `except`.
-                    MatchRule::Except(set) => values.iter().all(|v| !set.iter().any(|w| same(v, w))),
-                    MatchRule::Text(t) => values.iter().any(|v| v.as_str().is_some_and(|s| s.contains(t.as_str()))),
+            Condition::Match { key, rule } => match rule {
+                MatchRule::Value(want) => any_value(payload, key, &mut |v| same(v, want)),
+                MatchRule::Any(set) => any_value(payload, key, &mut |v| set.iter().any(|w| same(v, w))),
+                // Qdrant: a point without the key matches `except`.
+                MatchRule::Except(set) => !any_value(payload, key, &mut |v| set.iter().any(|w| same(v, w))),
+                MatchRule::Text(t) => {
+                    any_value(payload, key, &mut |v| v.as_str().is_some_and(|s| s.contains(t.as_str())))
                 }
-            }
+            },
             Condition::Range { key, range } => {
-                values_at(payload, key).iter().any(|v| v.as_f64().is_some_and(|x| range.contains(x)))
+                any_value(payload, key, &mut |v| v.as_f64().is_some_and(|x| range.contains(x)))
             }
-            Condition::IsEmpty(key) => values_at(payload, key).iter().all(|v| v.is_null()),
+            Condition::IsEmpty(key) => !any_value(payload, key, &mut |v| !v.is_null()),
             Condition::IsNull(key) => {
-                let mut at = lookup(payload, key);
-                at.retain(|v| !v.is_array());
-                !at.is_empty() && at.iter().all(|v| v.is_null())
+                let (mut seen, mut all_null) = (false, true);
+                reached(payload, key, &mut |v| {
+                    if !v.is_array() {
+                        seen = true;
+                        all_null &= v.is_null();
+                    }
+                    false
+                });
+                seen && all_null
             }
             Condition::HasId(ids) => ids.contains(id),
             Condition::Nested(filter) => filter.matches(id, payload),
@@ -111,36 +126,28 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The values found at a dotted `key` (array elements flattened); empty when the path is missing.
-fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
-    let mut out = Vec::new();
-    for v in lookup(payload, key) {
-        match v {
-            Value::Array(items) => out.extend(items.iter()),
-            v => out.push(v),
-        }
-    }
-    out
+/// Whether `test` holds for any value at `key`, array elements counted one by one (stops at the first).
+fn any_value(payload: &Payload, key: &Key, test: &mut dyn FnMut(&Value) -> bool) -> bool {
+    reached(payload, key, &mut |v| match v {
+        Value::Array(items) => items.iter().any(&mut *test),
+        v => test(v),
+    })
 }
 
-/// The values a dotted path reaches, walking into arrays of objects; arrays at the end are kept whole.
-fn lookup<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
-    let mut parts = key.split('.');
-    let first = parts.next().unwrap_or_default().trim_end_matches("[]");
-    let mut current: Vec<&Value> = payload.get(first).into_iter().collect();
-    for part in parts {
-        let part = part.trim_end_matches("[]");
-        let mut next = Vec::new();
-        for v in current {
-            match v {
-                Value::Object(o) => next.extend(o.get(part)),
-                Value::Array(items) => next.extend(items.iter().filter_map(|i| i.get(part))),
-                _ => {}
-            }
-        }
-        current = next;
+/// Calls `visit` on each value the path reaches, walking into arrays of objects on the way (arrays at the end
+/// are passed whole), until it returns true; returns whether it did.
+fn reached(payload: &Payload, key: &Key, visit: &mut dyn FnMut(&Value) -> bool) -> bool {
+    let Some((first, rest)) = key.0.split_first() else { return false };
+    payload.get(first).is_some_and(|v| walk(v, rest, visit))
+}
+
+fn walk(value: &Value, rest: &[String], visit: &mut dyn FnMut(&Value) -> bool) -> bool {
+    let Some((part, rest)) = rest.split_first() else { return visit(value) };
+    match value {
+        Value::Object(o) => o.get(part).is_some_and(|v| walk(v, rest, visit)),
+        Value::Array(items) => items.iter().filter_map(|i| i.get(part)).any(|v| walk(v, rest, visit)),
+        _ => false,
     }
-    current
 }
 
 fn parse_filter(v: &Value, at: &str) -> Result<Filter, String> {
@@ -170,9 +177,9 @@ fn parse_filter(v: &Value, at: &str) -> Result<Filter, String> {
 
 fn parse_condition(v: &Value, at: &str) -> Result<Condition, String> {
     let Value::Object(o) = v else { return Err(format!("{at} must be a condition object, got {v}")) };
-    let key = |o: &serde_json::Map<String, Value>, at: &str| -> Result<String, String> {
+    let key = |o: &serde_json::Map<String, Value>, at: &str| -> Result<Key, String> {
         match o.get("key") {
-            Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
+            Some(Value::String(k)) if !k.is_empty() => Ok(Key::parse(k)),
             _ => Err(format!("{at} needs a \"key\" string")),
         }
     };
