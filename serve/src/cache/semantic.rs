@@ -1,5 +1,5 @@
 //! The semantic response cache of one generation model: answers kept with the embeddings of their
-//! conversation, found again by similarity in an HNSW index (hnsw_rs).
+//! conversation, found again by similarity in an HNSW graph (the vector collections' own).
 //!
 //! A hit needs three things: the same *group* (model, every sampling parameter, `max_tokens`, stop strings and
 //! the conversation's shape — its roles in order), a cosine similarity at least `threshold` between the two
@@ -14,9 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hnsw_rs::prelude::{DistCosine, Hnsw};
-
 use super::response::CachedResponse;
+use crate::vectors::{Distance, Index as Graph};
 
 /// Graph degree and construction/search breadth: small collections, recall matters more than build speed.
 const MAX_CONNECTIONS: usize = 16;
@@ -24,7 +23,6 @@ const EF_CONSTRUCTION: usize = 100;
 const EF_SEARCH: usize = 64;
 /// Candidates checked per lookup (the nearest conversations in the group).
 const CANDIDATES: usize = 8;
-const MAX_LAYERS: usize = 16;
 
 /// The embeddings that describe one request.
 #[derive(Debug, Clone)]
@@ -50,7 +48,8 @@ struct Entry {
 }
 
 struct Index {
-    graph: Hnsw<'static, f32, DistCosine>,
+    /// Made at the first answer (it fixes the embedding's dimensions).
+    graph: Option<Graph>,
     /// Live answers by graph id; ids of the graph that are not here are tombstones.
     entries: HashMap<usize, Entry>,
     /// Ids in insertion order, for eviction of the oldest and expiry.
@@ -59,13 +58,8 @@ struct Index {
 }
 
 impl Index {
-    fn new(capacity: usize) -> Self {
-        Index {
-            graph: Hnsw::new(MAX_CONNECTIONS, capacity, MAX_LAYERS, EF_CONSTRUCTION, DistCosine {}),
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            next_id: 0,
-        }
+    fn new() -> Self {
+        Index { graph: None, entries: HashMap::new(), order: VecDeque::new(), next_id: 0 }
     }
 }
 
@@ -78,7 +72,7 @@ pub struct SemanticCache {
 
 impl SemanticCache {
     pub fn new(threshold: f32, max_entries: usize, ttl: Duration) -> Self {
-        SemanticCache { index: Mutex::new(Index::new(max_entries)), threshold, max_entries, ttl }
+        SemanticCache { index: Mutex::new(Index::new()), threshold, max_entries, ttl }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -91,12 +85,12 @@ impl SemanticCache {
         let now = Instant::now();
         let live =
             |id: &usize| index.entries.get(id).is_some_and(|e| e.key.group == key.group && now - e.inserted < self.ttl);
-        let found = index.graph.search_filter(&key.context, CANDIDATES, EF_SEARCH, Some(&live));
+        let found = index.graph.as_ref()?.search(&key.context, CANDIDATES, EF_SEARCH, &live);
         found
             .iter()
-            .filter_map(|n| {
-                let entry = index.entries.get(&n.d_id)?;
-                let similarity = 1.0 - n.distance;
+            .filter_map(|id| {
+                let entry = index.entries.get(id)?;
+                let similarity = cosine(&key.context, &entry.key.context);
                 let last = cosine(&key.last, &entry.key.last);
                 (similarity >= self.threshold && last >= self.threshold).then_some((similarity.min(last), entry))
             })
@@ -120,12 +114,12 @@ impl SemanticCache {
                     .increment(1);
             }
         }
-        let id = index.next_id;
+        let (dims, id) = (key.context.len(), index.next_id);
+        index.graph.get_or_insert_with(|| new_graph(dims, self.max_entries)).insert(&key.context, id);
         index.next_id += 1;
-        index.graph.insert_slice((&key.context, id));
         index.entries.insert(id, Entry { key, response, inserted: now });
         index.order.push_back(id);
-        let tombstones = index.graph.get_nb_point() - index.entries.len();
+        let tombstones = index.graph.as_ref().map_or(0, Graph::len) - index.entries.len();
         if tombstones > index.entries.len().max(64) {
             self.rebuild(&mut index);
         }
@@ -133,11 +127,12 @@ impl SemanticCache {
 
     /// A new graph with only the live answers.
     fn rebuild(&self, index: &mut Index) {
-        let mut fresh = Index::new(self.max_entries);
+        let mut fresh = Index::new();
         fresh.next_id = index.next_id;
         for id in index.order.drain(..) {
             if let Some(entry) = index.entries.remove(&id) {
-                fresh.graph.insert_slice((&entry.key.context, id));
+                let dims = entry.key.context.len();
+                fresh.graph.get_or_insert_with(|| new_graph(dims, self.max_entries)).insert(&entry.key.context, id);
                 fresh.entries.insert(id, entry);
                 fresh.order.push_back(id);
             }
@@ -146,7 +141,7 @@ impl SemanticCache {
     }
 
     pub fn invalidate_all(&self) {
-        *self.lock() = Index::new(self.max_entries);
+        *self.lock() = Index::new();
     }
 
     /// Answers kept, and their approximate bytes (vectors and responses).
@@ -159,6 +154,11 @@ impl SemanticCache {
             .sum();
         (bytes, index.entries.len() as u64)
     }
+}
+
+/// A graph for conversation embeddings (unit vectors, compared by cosine).
+fn new_graph(dims: usize, capacity: usize) -> Graph {
+    Graph::new(Distance::Cosine, dims, MAX_CONNECTIONS, EF_CONSTRUCTION, capacity)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -230,7 +230,10 @@ mod tests {
         for i in 290..300 {
             assert_eq!(cache.get(&point(i)).expect("recent answers stay").response.tail, i.to_string());
         }
-        assert!(cache.lock().graph.get_nb_point() <= 10 + 64 + 1, "tombstones were dropped by a rebuild");
+        assert!(
+            cache.lock().graph.as_ref().map_or(0, Graph::len) <= 10 + 64 + 1,
+            "tombstones were dropped by a rebuild"
+        );
     }
 
     #[test]

@@ -59,4 +59,8 @@ impl Index {
     pub fn len(&self) -> usize {
         self.read().hnsw.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }

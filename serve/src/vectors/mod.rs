@@ -28,6 +28,7 @@ pub use codec::Op;
 pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
 pub use distance::Distance;
 pub use filter::{Condition, Filter};
+pub use index::Index;
 pub use point::{Payload, PointId};
 pub use storage::StoredCollection;
 pub use wal::Durability;
