@@ -52,6 +52,17 @@ pub enum Truncate {
     AtMost(usize),
 }
 
+impl From<Option<bool>> for Truncate {
+    /// A request's `truncate` flag: absent leaves the model's setting.
+    fn from(flag: Option<bool>) -> Self {
+        match flag {
+            None => Truncate::ModelDefault,
+            Some(true) => Truncate::ToLimit,
+            Some(false) => Truncate::Refuse,
+        }
+    }
+}
+
 /// Vectors in input order, and the tokens they cost.
 #[derive(Debug)]
 pub struct EmbedOutput {

@@ -166,12 +166,15 @@ impl Collection {
         Ok(())
     }
 
+    /// Checks every point's vector (see [`Collection::check_vector`]), naming the first bad point.
+    pub fn check_points(&self, points: &[PointInput]) -> Result<(), VectorError> {
+        points.iter().try_for_each(|p| self.check_vector(&p.vector, &format!("point {}", p.id)))
+    }
+
     /// Writes points (all of them, or none when one is invalid); a point with an existing id replaces it.
     /// Readers are blocked only while the slots are taken; the graph insertions happen after.
     pub fn upsert(&self, points: Vec<PointInput>) -> Result<u64, VectorError> {
-        for p in &points {
-            self.check_vector(&p.vector, &format!("point {}", p.id))?;
-        }
+        self.check_points(&points)?;
         let mut added = Vec::with_capacity(points.len());
         let mut state = self.write();
         state.version += 1;
@@ -396,11 +399,11 @@ impl Collection {
 
     /// Starts a background rebuild of the graph when tombstones pile up (one at a time).
     fn maybe_rebuild(&self) {
-        let tombstones = {
+        let (tombstones, graph) = {
             let state = self.read();
-            state.index.len().saturating_sub(state.ids.len())
+            let graph = state.index.len();
+            (graph.saturating_sub(state.ids.len()), graph.max(1))
         };
-        let graph = self.read().index.len().max(1);
         if tombstones < REBUILD_MIN_TOMBSTONES || (tombstones as f64) < REBUILD_RATIO * graph as f64 {
             return;
         }

@@ -89,9 +89,7 @@ impl StoredCollection {
     /// Validates, logs and applies `op`; returns the operation number once the log has it on disk.
     pub async fn write(&self, op: Op) -> Result<u64, VectorError> {
         if let Op::Upsert(points) = &op {
-            for p in points {
-                self.collection.check_vector(&p.vector, &format!("point {}", p.id))?;
-            }
+            self.collection.check_points(points)?;
         }
         let mut bytes = Vec::new();
         codec::encode(&op, &mut bytes);

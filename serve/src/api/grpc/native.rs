@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::metrics::CallModel;
 use super::scheduling::CallOptions;
 use super::status::to_status;
-use crate::engine::{self, Engine, EngineError, ResponseMeta, Truncate};
+use crate::engine::{self, Engine, EngineError, ResponseMeta};
 use crate::generation::{GenerationEvent, Prompt};
 
 /// How many requests of one EmbedStream call run at once; responses still come back in order.
@@ -38,11 +38,7 @@ impl NativeService {
             model: req.model,
             inputs: req.inputs,
             normalize: req.normalize,
-            truncate: match req.truncate {
-                None => Truncate::ModelDefault,
-                Some(true) => Truncate::ToLimit,
-                Some(false) => Truncate::Refuse,
-            },
+            truncate: req.truncate.into(),
             dimensions: req.dimensions.map(|d| d as usize),
             cache: call.cache,
             priority,

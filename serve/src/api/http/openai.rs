@@ -106,9 +106,7 @@ fn truncation(truncate: Option<bool>, truncate_prompt_tokens: Option<i64>) -> Re
             let m = format!("truncate_prompt_tokens must be -1 (the model's limit) or a positive number, got {n}");
             return Err(EngineError::InvalidInput(m).into());
         }
-        (None, Some(true)) => Truncate::ToLimit,
-        (None, Some(false)) => Truncate::Refuse,
-        (None, None) => Truncate::ModelDefault,
+        (None, flag) => flag.into(),
     })
 }
 

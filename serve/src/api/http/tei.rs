@@ -12,7 +12,7 @@ use super::extract::{JsonBody, MetaHeaders};
 use super::scheduling::Scheduling;
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
-use crate::engine::{EmbedRequest, EngineError, Truncate};
+use crate::engine::{EmbedRequest, EngineError};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -69,11 +69,7 @@ pub async fn embed(
         model: model.clone(),
         inputs,
         normalize: Some(body.normalize),
-        truncate: match body.truncate {
-            None => Truncate::ModelDefault,
-            Some(true) => Truncate::ToLimit,
-            Some(false) => Truncate::Refuse,
-        },
+        truncate: body.truncate.into(),
         dimensions: body.dimensions,
         priority: scheduling.priority,
         timeout: scheduling.timeout,
