@@ -11,3 +11,12 @@ pub mod ferroserve {
 
 /// Encoded `FileDescriptorSet` of every proto here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// Qdrant's gRPC API (package `qdrant`), from the `.proto` files the `qdrant-client` wheel ships.
+#[allow(clippy::large_enum_variant)]
+pub mod qdrant {
+    tonic::include_proto!("qdrant");
+}
+
+/// Encoded `FileDescriptorSet` of Qdrant's protos, for gRPC server reflection.
+pub const QDRANT_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qdrant_descriptor.bin"));

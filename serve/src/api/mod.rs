@@ -2,3 +2,7 @@
 
 pub mod grpc;
 pub mod http;
+
+/// The Qdrant version whose API the collections endpoints answer like (REST `GET /`, gRPC `HealthCheck`;
+/// `qdrant-client` compares it with its own).
+pub const QDRANT_API_VERSION: &str = "1.20.0";

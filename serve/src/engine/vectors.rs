@@ -198,10 +198,7 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let c = collection.clone();
-        let hits = tokio::task::spawn_blocking(move || c.collection.search(&search))
-            .await
-            .map_err(|e| EngineError::Internal(format!("search task failed: {e}")))??;
+        let hits = off_runtime(collection, move |c| c.search(&search)).await??;
         metrics::histogram!("ferroserve_vector_search_seconds", "collection" => name.to_string())
             .record(started.elapsed().as_secs_f64());
         Ok(hits)
@@ -215,6 +212,27 @@ impl Engine {
         with_vector: bool,
     ) -> Result<Vec<Record>, EngineError> {
         Ok(self.collection(name)?.collection.get(ids, with_payload, with_vector))
+    }
+
+    /// Up to `limit` points from `offset` on (in id order) that `filter` keeps, and the id to continue from.
+    pub async fn scroll_points(
+        &self,
+        name: &str,
+        offset: Option<PointId>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<(Vec<Record>, Option<PointId>), EngineError> {
+        let collection = self.collection(name)?;
+        off_runtime(collection, move |c| c.scroll(offset.as_ref(), limit, filter.as_ref(), with_payload, with_vector))
+            .await
+    }
+
+    /// How many points `filter` keeps (all without one).
+    pub async fn count_points(&self, name: &str, filter: Option<Filter>) -> Result<usize, EngineError> {
+        let collection = self.collection(name)?;
+        off_runtime(collection, move |c| c.count(filter.as_ref())).await
     }
 
     /// Ids of the points to change: those named, or those `filter` keeps.
@@ -308,4 +326,14 @@ impl Engine {
             .increment(1);
         result
     }
+}
+
+/// Runs a scan or search of `collection` on the blocking pool: it may visit every point.
+async fn off_runtime<T: Send + 'static>(
+    collection: Arc<StoredCollection>,
+    work: impl FnOnce(&crate::vectors::Collection) -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(move || work(&collection.collection))
+        .await
+        .map_err(|e| EngineError::Internal(format!("collection task failed: {e}")))
 }

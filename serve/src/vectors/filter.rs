@@ -24,7 +24,7 @@ pub struct Filter {
 pub struct Key(Vec<String>);
 
 impl Key {
-    fn parse(key: &str) -> Self {
+    pub fn parse(key: &str) -> Self {
         Key(key.split('.').map(|p| p.trim_end_matches("[]").to_string()).collect())
     }
 }

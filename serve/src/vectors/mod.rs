@@ -27,9 +27,9 @@ use serde::Deserialize;
 pub use codec::Op;
 pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
 pub use distance::Distance;
-pub use filter::{Condition, Filter};
+pub use filter::{Condition, Filter, Key, MatchRule, Range};
 pub use index::Index;
-pub use point::{Payload, PointId};
+pub use point::{Payload, PayloadSelector, PointId};
 pub use storage::StoredCollection;
 pub use wal::Durability;
 

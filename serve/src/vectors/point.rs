@@ -40,6 +40,38 @@ impl PointId {
     }
 }
 
+/// Which payload keys an answer shows (Qdrant's `with_payload`: a boolean, or keys to include or exclude).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadSelector {
+    None,
+    All,
+    Include(Vec<String>),
+    Exclude(Vec<String>),
+}
+
+impl PayloadSelector {
+    pub fn from_bool(all: bool) -> Self {
+        if all { PayloadSelector::All } else { PayloadSelector::None }
+    }
+
+    /// Whether any payload is shown (so whether to read payloads at all).
+    pub fn wants(&self) -> bool {
+        !matches!(self, PayloadSelector::None)
+    }
+
+    /// The part of `payload` to show; `None` when nothing is.
+    pub fn apply(&self, payload: Option<Payload>) -> Option<Payload> {
+        let mut payload = payload?;
+        match self {
+            PayloadSelector::None => return None,
+            PayloadSelector::All => {}
+            PayloadSelector::Include(keys) => payload.retain(|k, _| keys.contains(k)),
+            PayloadSelector::Exclude(keys) => payload.retain(|k, _| !keys.contains(k)),
+        }
+        Some(payload)
+    }
+}
+
 impl<'de> Deserialize<'de> for PointId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         PointId::from_json(&Value::deserialize(d)?).map_err(serde::de::Error::custom)

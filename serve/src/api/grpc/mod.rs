@@ -1,8 +1,10 @@
-//! The gRPC transport: the native `ferroserve.v1.Inference` service, the standard health service, and
-//! server reflection (so `grpcurl` works without the proto files).
+//! The gRPC transport: the native `ferroserve.v1.Inference` service, Qdrant's `Collections`, `Points` and
+//! `Qdrant` services, the standard health service, and server reflection (so `grpcurl` works without the
+//! proto files).
 
 mod metrics;
 mod native;
+mod qdrant;
 mod scheduling;
 mod status;
 
@@ -10,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_proto::ferroserve::v1::inference_server::InferenceServer;
+use ferroserve_proto::qdrant::{
+    collections_server::CollectionsServer, points_server::PointsServer, qdrant_server::QdrantServer,
+};
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -17,6 +22,7 @@ use tonic_health::server::HealthReporter;
 use crate::engine::Engine;
 
 pub use native::NativeService;
+pub use qdrant::QdrantService;
 
 /// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight calls finish.
 pub async fn serve(
@@ -31,10 +37,18 @@ pub async fn serve(
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ferroserve_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(ferroserve_proto::QDRANT_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
-    let inference = InferenceServer::new(NativeService::new(engine))
+    let inference = InferenceServer::new(NativeService::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let qdrant = QdrantService::new(engine);
+    let collections = CollectionsServer::new(qdrant.clone())
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let points = PointsServer::new(qdrant.clone())
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per call.
@@ -46,6 +60,9 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
+        .add_service(collections)
+        .add_service(points)
+        .add_service(QdrantServer::new(qdrant))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -14,11 +14,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use crate::api::QDRANT_API_VERSION;
 use crate::engine::{CollectionSpec, EngineError, PointWrite, QueryInput, VectorInput};
-use crate::vectors::{Distance, Filter, HnswParams, Payload, PointId, Record, Scored, Search};
-
-/// The Qdrant version whose API this answers like (`GET /`; clients compare it with their own).
-const QDRANT_API_VERSION: &str = "1.20.0";
+use crate::vectors::{Distance, Filter, HnswParams, Payload, PayloadSelector, PointId, Record, Scored, Search};
 
 /// An error in Qdrant's shape.
 pub struct QdrantError(ApiError);
@@ -267,63 +265,25 @@ fn filter(body: &Value) -> Result<Option<Filter>, QdrantError> {
     Filter::parse(body.get("filter").unwrap_or(&Value::Null)).map_err(invalid)
 }
 
-/// Which payload keys an answer shows.
-enum PayloadSelector {
-    None,
-    All,
-    Include(Vec<String>),
-    Exclude(Vec<String>),
+/// `with_payload`: a boolean, a list of keys, or `{"include": [...]}` / `{"exclude": [...]}`.
+fn payload_selector(v: Option<&Value>, default: bool) -> Result<PayloadSelector, QdrantError> {
+    let keys = |v: &Value| -> Result<Vec<String>, QdrantError> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .ok_or_else(|| invalid("with_payload: include/exclude take a list of keys"))
+    };
+    Ok(match v {
+        None | Some(Value::Null) => PayloadSelector::from_bool(default),
+        Some(Value::Bool(b)) => PayloadSelector::from_bool(*b),
+        Some(v @ Value::Array(_)) => PayloadSelector::Include(keys(v)?),
+        Some(Value::Object(o)) if o.contains_key("include") => PayloadSelector::Include(keys(&o["include"])?),
+        Some(Value::Object(o)) if o.contains_key("exclude") => PayloadSelector::Exclude(keys(&o["exclude"])?),
+        Some(other) => return Err(invalid(format!("with_payload must be a boolean or a list of keys, got {other}"))),
+    })
 }
 
-impl PayloadSelector {
-    fn parse(v: Option<&Value>, default: bool) -> Result<Self, QdrantError> {
-        let keys = |v: &Value| -> Result<Vec<String>, QdrantError> {
-            v.as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                .ok_or_else(|| invalid("with_payload: include/exclude take a list of keys"))
-        };
-        Ok(match v {
-            None | Some(Value::Null) => {
-                if default {
-                    PayloadSelector::All
-                } else {
-                    PayloadSelector::None
-                }
-            }
-            Some(Value::Bool(b)) => {
-                if *b {
-                    PayloadSelector::All
-                } else {
-                    PayloadSelector::None
-                }
-            }
-            Some(v @ Value::Array(_)) => PayloadSelector::Include(keys(v)?),
-            Some(Value::Object(o)) if o.contains_key("include") => PayloadSelector::Include(keys(&o["include"])?),
-            Some(Value::Object(o)) if o.contains_key("exclude") => PayloadSelector::Exclude(keys(&o["exclude"])?),
-            Some(other) => {
-                return Err(invalid(format!("with_payload must be a boolean or a list of keys, got {other}")));
-            }
-        })
-    }
-
-    fn wants(&self) -> bool {
-        !matches!(self, PayloadSelector::None)
-    }
-
-    fn apply(&self, payload: Option<Payload>) -> Value {
-        match (self, payload) {
-            (PayloadSelector::None, _) | (_, None) => Value::Null,
-            (PayloadSelector::All, Some(p)) => Value::Object(p),
-            (PayloadSelector::Include(keys), Some(mut p)) => {
-                p.retain(|k, _| keys.contains(k));
-                Value::Object(p)
-            }
-            (PayloadSelector::Exclude(keys), Some(mut p)) => {
-                p.retain(|k, _| !keys.contains(k));
-                Value::Object(p)
-            }
-        }
-    }
+fn shown(selector: &PayloadSelector, payload: Option<Payload>) -> Value {
+    selector.apply(payload).map_or(Value::Null, Value::Object)
 }
 
 fn with_vector(body: &Value) -> bool {
@@ -335,18 +295,18 @@ fn with_vector(body: &Value) -> bool {
 }
 
 fn record_json(r: Record, selector: &PayloadSelector) -> Value {
-    json!({"id": r.id, "payload": selector.apply(r.payload), "vector": r.vector, "shard_key": null, "order_value": null})
+    json!({"id": r.id, "payload": shown(selector, r.payload), "vector": r.vector, "shard_key": null, "order_value": null})
 }
 
 fn scored_json(s: Scored, selector: &PayloadSelector) -> Value {
     let Scored { record, score } = s;
-    json!({"id": record.id, "version": record.version, "score": score, "payload": selector.apply(record.payload), "vector": record.vector})
+    json!({"id": record.id, "version": record.version, "score": score, "payload": shown(selector, record.payload), "vector": record.vector})
 }
 
 pub async fn get_points(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     let wanted = ids(body.get("ids").unwrap_or(&Value::Null), "ids")?;
-    let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
+    let selector = payload_selector(body.get("with_payload"), true)?;
     let records = state.engine.get_points(&name, &wanted, selector.wants(), with_vector(&body))?;
     ok(started, Value::Array(records.into_iter().map(|r| record_json(r, &selector)).collect()))
 }
@@ -421,20 +381,17 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, Jso
         None | Some(Value::Null) => None,
         Some(v) => Some(PointId::from_json(v).map_err(|e| invalid(format!("offset: {e}")))?),
     };
-    let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
-    let collection = state.engine.collection(&name)?;
-    let filter = filter(&body)?;
+    let selector = payload_selector(body.get("with_payload"), true)?;
     let (records, next) =
-        collection.collection.scroll(offset.as_ref(), limit, filter.as_ref(), selector.wants(), with_vector(&body));
+        state.engine.scroll_points(&name, offset, limit, filter(&body)?, selector.wants(), with_vector(&body)).await?;
     let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &selector)).collect();
     ok(started, json!({"points": points, "next_page_offset": next}))
 }
 
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
-    let collection = state.engine.collection(&name)?;
-    let filter = filter(&body)?;
-    ok(started, json!({"count": collection.collection.count(filter.as_ref())}))
+    let count = state.engine.count_points(&name, filter(&body)?).await?;
+    ok(started, json!({"count": count}))
 }
 
 /// One query request (`/points/query`, and each of `/points/query/batch`): the points and how to show them.
@@ -458,7 +415,7 @@ async fn run_query(state: &AppState, name: &str, body: &Value) -> Result<Value, 
         }
         v => QueryInput::Vector(vector_input(v, "query")?),
     };
-    let selector = PayloadSelector::parse(body.get("with_payload"), false)?;
+    let selector = payload_selector(body.get("with_payload"), false)?;
     let params = body.get("params");
     let search = Search {
         vector: Vec::new(),
