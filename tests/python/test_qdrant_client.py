@@ -135,7 +135,10 @@ def test_collections_points_filters_and_deletes(client, transport):
 def test_documents_are_embedded_by_the_server(server, transport):
     client = connect(server, transport, cloud_inference=True)
     name = "docs-" + uuid.uuid4().hex[:8]
-    client.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    # The collection's own model (in its metadata) embeds documents that name none.
+    client.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE),
+                             metadata={"embedding_model": MODEL})
+    assert client.get_collection(name).config.metadata == {"embedding_model": MODEL}
     texts = [
         "a fast and small web server for static files",
         "an image editor for raster graphics",
@@ -154,8 +157,9 @@ def test_documents_are_embedded_by_the_server(server, transport):
         name, query=models.Document(text="program that edits photos", model=MODEL), limit=2, with_payload=True
     ).points
     assert hits[0].id == 1, hits
+    # No model named: the collection's.
     hits = client.query_points(
-        name, query=models.Document(text="fetch a URL from the terminal", model=MODEL), limit=1
+        name, query=models.Document(text="fetch a URL from the terminal", model=""), limit=1
     ).points
     assert hits[0].id == 3, hits
     with refused(404, grpc.StatusCode.NOT_FOUND, "no-such-model"):

@@ -60,7 +60,14 @@ pub async fn create_collection(
     JsonBody(body, _): Body,
 ) -> Answer {
     let started = Instant::now();
-    let embedding_model = optional_str(&body, "embedding_model")?;
+    // ferroserve's own `embedding_model`, at the top or in Qdrant's collection `metadata` (where clients can set it).
+    let embedding_model = match optional_str(&body, "embedding_model")? {
+        Some(model) => Some(model),
+        None => match body.get("metadata") {
+            Some(metadata) if !metadata.is_null() => optional_str(metadata, "embedding_model")?,
+            _ => None,
+        },
+    };
     let (size, distance) = match body.get("vectors") {
         None | Some(Value::Null) => (None, Distance::Cosine),
         Some(Value::Object(v)) if v.contains_key("size") || v.contains_key("distance") => {
@@ -120,6 +127,7 @@ pub async fn get_collection(State(state): State<AppState>, Path(name): Path<Stri
                 "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 256, "default_segment_number": 1, "flush_interval_sec": 0},
                 "wal_config": {"wal_capacity_mb": state.engine.vectors_config().snapshot_wal_mb, "wal_segments_ahead": 0},
                 "quantization_config": null,
+                "metadata": c.config.embedding_model.as_ref().map(|m| json!({"embedding_model": m})),
             },
             "payload_schema": {},
             // ferroserve's own: the graph (tombstones included), memory, and the model that embeds texts.
@@ -224,7 +232,8 @@ fn vector_input(v: &Value, at: &str) -> Result<VectorInput, QdrantError> {
             if text.is_empty() {
                 return Err(invalid(format!("{at}.text is empty")));
             }
-            let model = o.get("model").and_then(Value::as_str).map(str::to_string);
+            // No model (or an empty one): the collection's `embedding_model`.
+            let model = o.get("model").and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_string);
             Ok(VectorInput::Text { text: text.to_string(), model })
         }
         Value::Object(o) if o.len() == 1 && o.contains_key("") => vector_input(&o[""], at),
