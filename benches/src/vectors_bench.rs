@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use ferroserve::vectors::{Collection, CollectionConfig, Distance, Filter, HnswParams, PointId, PointInput, Search};
+use ferroserve::vectors::{
+    Collection, CollectionConfig, Distance, Filter, HnswParams, PointId, PointInput, QuantizationSearch,
+    ScalarQuantization, Search,
+};
 use ferroserve_models::pooling::l2_normalize;
 use ferroserve_models::{DeviceSpec, EmbedderInfo, ModelConfig, load_embedder};
 use serde_json::json;
@@ -63,72 +66,63 @@ fn main() -> anyhow::Result<()> {
         distance: Distance::Cosine,
         hnsw: HnswParams { m: args.m, ef_construct: args.ef_construct, full_scan_threshold: 2000 },
         embedding_model: None,
+        quantization: None,
+        on_disk: false,
     };
-    let collection = Collection::new("bench", config);
-    let started = Instant::now();
-    for (chunk_no, chunk) in points.chunks(1000).enumerate() {
-        let inputs = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let n = chunk_no * 1000 + i;
-                let payload = json!({"bucket": n % 100}).as_object().cloned().unwrap_or_default();
-                PointInput { id: PointId::Num(n as u64), vector: v.clone(), payload }
-            })
-            .collect();
-        collection.upsert(inputs)?;
-    }
-    let build_secs = started.elapsed().as_secs_f64();
+    let (collection, build_secs) = build(Collection::new("bench", config.clone()), points)?;
     eprintln!("built {} points in {build_secs:.1} s", points.len());
-    let search = |q: &[f32], ef: usize, filter: Option<Filter>, exact: bool| {
-        let s = Search {
-            vector: q.to_vec(),
-            limit: args.k,
-            offset: 0,
-            filter,
-            score_threshold: None,
-            ef: Some(ef),
-            exact,
-            with_payload: false,
-            with_vector: false,
-        };
-        collection.search(&s).map(|hits| hits.into_iter().map(|h| h.record.id).collect::<Vec<_>>())
-    };
-    let truth: Vec<Vec<PointId>> = queries.iter().map(|q| search(q, 0, None, true)).collect::<Result<_, _>>()?;
-    let recall = |found: &[Vec<PointId>], truth: &[Vec<PointId>]| {
-        let hit: usize = found.iter().zip(truth).map(|(f, t)| f.iter().filter(|id| t.contains(id)).count()).sum();
-        hit as f64 / truth.iter().map(Vec::len).sum::<usize>().max(1) as f64
-    };
-    let mut sweep = Vec::new();
-    for &ef in &args.ef {
-        // Best of three passes: this machine's timings swing between runs.
-        let mut qps: f64 = 0.0;
-        let mut found: Vec<Vec<PointId>> = Vec::new();
-        for _ in 0..3 {
-            let started = Instant::now();
-            found = queries.iter().map(|q| search(q, ef, None, false)).collect::<Result<_, _>>()?;
-            qps = qps.max(queries.len() as f64 / started.elapsed().as_secs_f64());
-        }
-        let r = recall(&found, &truth);
-        eprintln!("ef {ef}: recall@{} {r:.4}, {qps:.0} queries/s", args.k);
-        sweep.push(json!({"ef": ef, "recall": r, "qps": qps}));
-    }
+    let truth: Vec<Vec<PointId>> =
+        queries.iter().map(|q| search(&collection, &args, q, 0, None, true, None)).collect::<Result<_, _>>()?;
+    let plain = sweep(&collection, &args, queries, &truth, None)?;
     let mut filtered = Vec::new();
     for (share, raw) in [
         ("1%", json!({"must": [{"key": "bucket", "match": {"value": 7}}]})),
         ("50%", json!({"must": [{"key": "bucket", "range": {"lt": 50}}]})),
     ] {
         let filter = Filter::parse(&raw).map_err(anyhow::Error::msg)?;
-        let exact: Vec<Vec<PointId>> =
-            queries.iter().map(|q| search(q, 0, filter.clone(), true)).collect::<Result<_, _>>()?;
+        let exact: Vec<Vec<PointId>> = queries
+            .iter()
+            .map(|q| search(&collection, &args, q, 0, filter.clone(), true, None))
+            .collect::<Result<_, _>>()?;
         let started = Instant::now();
-        let found: Vec<Vec<PointId>> =
-            queries.iter().map(|q| search(q, 64, filter.clone(), false)).collect::<Result<_, _>>()?;
+        let found: Vec<Vec<PointId>> = queries
+            .iter()
+            .map(|q| search(&collection, &args, q, 64, filter.clone(), false, None))
+            .collect::<Result<_, _>>()?;
         let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
         let r = recall(&found, &exact);
         eprintln!("filter keeping {share}: recall@{} {r:.4} at ef 64, {qps:.0} queries/s", args.k);
         filtered.push(json!({"keeps": share, "recall": r, "qps": qps, "ef": 64}));
     }
+    let counts = collection.counts();
+    let mut variants = vec![json!({
+        "name": "f32, vectors in memory", "build_secs": build_secs, "memory_bytes": counts.bytes,
+        "graph_bytes": counts.graph_bytes, "disk_bytes": counts.disk_bytes, "sweep": plain,
+    })];
+    drop(collection);
+    // INT8 codes in the graph, full-precision vectors on disk (Qdrant's quantization with on_disk vectors).
+    let folder = args.out.join("quantized-collection");
+    std::fs::create_dir_all(&folder)?;
+    let quantized = CollectionConfig { quantization: Some(ScalarQuantization::default()), on_disk: true, ..config };
+    let (collection, build_secs) = build(Collection::in_folder("bench-int8", quantized, &folder)?, points)?;
+    eprintln!("built the INT8 collection in {build_secs:.1} s");
+    let counts = collection.counts();
+    for (name, rescore, oversampling) in [
+        ("int8, vectors on disk, rescore", true, 1.0),
+        ("int8, vectors on disk, rescore, oversampling 2", true, 2.0),
+        ("int8, no rescore", false, 1.0),
+    ] {
+        let q = QuantizationSearch { ignore: false, rescore, oversampling };
+        eprintln!("{name}:");
+        let found = sweep(&collection, &args, queries, &truth, Some(q))?;
+        variants.push(json!({
+            "name": name, "build_secs": build_secs, "memory_bytes": counts.bytes,
+            "graph_bytes": counts.graph_bytes, "disk_bytes": counts.disk_bytes, "sweep": found,
+        }));
+    }
+    drop(collection);
+    std::fs::remove_dir_all(&folder)?;
+    let sweep = variants[0]["sweep"].clone();
     let ids = |rows: &[Vec<PointId>]| -> Vec<Vec<u64>> {
         rows.iter()
             .map(|r| {
@@ -144,11 +138,89 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(args.out.join("truth.json"), serde_json::to_vec(&json!({"k": args.k, "ids": ids(&truth)}))?)?;
     let result = json!({
         "points": points.len(), "queries": queries.len(), "dim": dim, "m": args.m, "ef_construct": args.ef_construct,
-        "build_secs": build_secs, "memory_bytes": collection.counts().bytes, "sweep": sweep, "filtered": filtered,
+        "build_secs": variants[0]["build_secs"], "sweep": sweep, "filtered": filtered, "variants": variants,
         "machine": ferroserve_bench::machine::describe(), "date": ferroserve_bench::machine::today(),
     });
     std::fs::write(args.out.join("ferroserve.json"), serde_json::to_vec_pretty(&result)?)?;
     Ok(())
+}
+
+/// Upserts `points` (payload `bucket`: the id mod 100) in batches of 1,000; returns the build time.
+fn build(collection: Collection, points: &[Vec<f32>]) -> anyhow::Result<(Collection, f64)> {
+    let started = Instant::now();
+    for (chunk_no, chunk) in points.chunks(1000).enumerate() {
+        let inputs = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let n = chunk_no * 1000 + i;
+                let payload = json!({"bucket": n % 100}).as_object().cloned().unwrap_or_default();
+                PointInput { id: PointId::Num(n as u64), vector: v.clone(), payload }
+            })
+            .collect();
+        collection.upsert(inputs)?;
+    }
+    // Wait for a background rebuild (a quantized graph refits as it grows) to finish.
+    while collection.is_rebuilding() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok((collection, started.elapsed().as_secs_f64()))
+}
+
+fn search(
+    collection: &Collection,
+    args: &Args,
+    q: &[f32],
+    ef: usize,
+    filter: Option<Filter>,
+    exact: bool,
+    quantization: Option<QuantizationSearch>,
+) -> anyhow::Result<Vec<PointId>> {
+    let s = Search {
+        vector: q.to_vec(),
+        limit: args.k,
+        offset: 0,
+        filter,
+        score_threshold: None,
+        ef: Some(ef),
+        exact,
+        quantization: quantization.unwrap_or_default(),
+        with_payload: false,
+        with_vector: false,
+    };
+    Ok(collection.search(&s)?.into_iter().map(|h| h.record.id).collect())
+}
+
+fn recall(found: &[Vec<PointId>], truth: &[Vec<PointId>]) -> f64 {
+    let hit: usize = found.iter().zip(truth).map(|(f, t)| f.iter().filter(|id| t.contains(id)).count()).sum();
+    hit as f64 / truth.iter().map(Vec::len).sum::<usize>().max(1) as f64
+}
+
+/// Recall@k and queries/s (best of three passes: this machine's timings swing between runs) per ef.
+fn sweep(
+    collection: &Collection,
+    args: &Args,
+    queries: &[Vec<f32>],
+    truth: &[Vec<PointId>],
+    quantization: Option<QuantizationSearch>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for &ef in &args.ef {
+        let mut qps: f64 = 0.0;
+        let mut found: Vec<Vec<PointId>> = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            found = queries
+                .iter()
+                .map(|q| search(collection, args, q, ef, None, false, quantization))
+                .collect::<Result<_, _>>()?;
+            qps = qps.max(queries.len() as f64 / started.elapsed().as_secs_f64());
+        }
+        let r = recall(&found, truth);
+        eprintln!("ef {ef}: recall@{} {r:.4}, {qps:.0} queries/s", args.k);
+        out.push(json!({"ef": ef, "recall": r, "qps": qps}));
+    }
+    Ok(out)
 }
 
 /// Embeds the first `n` lines of `--texts` with the model, normalized, in batches.

@@ -165,3 +165,42 @@ def test_documents_are_embedded_by_the_server(server, transport):
     with refused(404, grpc.StatusCode.NOT_FOUND, "no-such-model"):
         client.query_points(name, query=models.Document(text="x", model="no-such-model"))
     client.delete_collection(name)
+
+
+def test_quantized_collection_with_vectors_on_disk(client):
+    """INT8 codes in the graph, full-precision vectors on disk: re-scored answers carry exact scores."""
+    name = "int8-" + uuid.uuid4().hex[:8]
+    client.create_collection(
+        name,
+        vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE, on_disk=True),
+        hnsw_config=models.HnswConfigDiff(full_scan_threshold=10),
+        quantization_config=models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        ),
+    )
+    info = client.get_collection(name)
+    assert info.config.quantization_config.scalar.type == models.ScalarType.INT8
+    assert info.config.params.vectors.on_disk is True
+    points = [models.PointStruct(id=i, vector=[math.sin(i * (k + 1) + k) for k in range(8)]) for i in range(400)]
+    client.upsert(name, points=points, wait=True)
+
+    def cosine(a, b):
+        return dot(a, b) / math.sqrt(dot(a, a) * dot(b, b))
+
+    query = [0.5, -0.1, 0.3, 0.8, -0.4, 0.2, 0.1, -0.6]
+    exact = sorted(((cosine(query, p.vector), p.id) for p in points), key=lambda t: -t[0])[:5]
+    params = models.SearchParams(hnsw_ef=64, quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+    hits = client.query_points(name, query=query, limit=5, search_params=params, with_vectors=True).points
+    assert hits[0].id == exact[0][1]
+    assert len({h.id for h in hits} & {i for _, i in exact}) >= 4
+    for h in hits:
+        assert h.score == pytest.approx(cosine(query, points[h.id].vector), abs=1e-5)
+        assert h.vector == pytest.approx([x / math.sqrt(dot(points[h.id].vector, points[h.id].vector))
+                                          for x in points[h.id].vector], abs=1e-6)
+    rough = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=False))
+    for h in client.query_points(name, query=query, limit=5, search_params=rough).points:
+        assert h.score == pytest.approx(cosine(query, points[h.id].vector), abs=0.05)
+    with refused(400, grpc.StatusCode.INVALID_ARGUMENT, "oversampling"):
+        client.query_points(name, query=query, search_params=models.SearchParams(
+            quantization=models.QuantizationSearchParams(oversampling=0.5)))
+    client.delete_collection(name)

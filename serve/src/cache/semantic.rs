@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::response::CachedResponse;
-use crate::vectors::{Distance, Index as Graph};
+use crate::vectors::{Distance, GraphParams, Index as Graph};
 
 /// Graph degree and construction/search breadth: small collections, recall matters more than build speed.
 const MAX_CONNECTIONS: usize = 16;
@@ -88,7 +88,7 @@ impl SemanticCache {
         let found = index.graph.as_ref()?.search(&key.context, CANDIDATES, EF_SEARCH, &live);
         found
             .iter()
-            .filter_map(|id| {
+            .filter_map(|(id, _)| {
                 let entry = index.entries.get(id)?;
                 let similarity = cosine(&key.context, &entry.key.context);
                 let last = cosine(&key.last, &entry.key.last);
@@ -158,7 +158,9 @@ impl SemanticCache {
 
 /// A graph for conversation embeddings (unit vectors, compared by cosine).
 fn new_graph(dims: usize, capacity: usize) -> Graph {
-    Graph::new(Distance::Cosine, dims, MAX_CONNECTIONS, EF_CONSTRUCTION, capacity)
+    let params =
+        GraphParams { distance: Distance::Cosine, dim: dims, m: MAX_CONNECTIONS, ef_construct: EF_CONSTRUCTION };
+    Graph::new(params, capacity)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::{EmbedRequest, Engine, EngineError, Truncate};
 use crate::cache::CacheMode;
 use crate::vectors::{
-    CollectionConfig, Condition, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record, Scored,
-    Search, StoredCollection, VectorError,
+    CollectionConfig, Condition, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record,
+    ScalarQuantization, Scored, Search, StoredCollection, VectorError,
 };
 
 /// A vector, or a text for the engine to embed (Qdrant's `Document`).
@@ -39,6 +39,9 @@ pub struct CollectionSpec {
     pub distance: Distance,
     pub hnsw: HnswParams,
     pub embedding_model: Option<String>,
+    pub quantization: Option<ScalarQuantization>,
+    /// Full-precision vectors on disk.
+    pub on_disk: bool,
 }
 
 /// A query: the nearest points to a vector, a text, or an existing point.
@@ -102,8 +105,22 @@ impl Engine {
             }
             None => spec.size.ok_or_else(|| EngineError::InvalidInput("vectors.size is missing".into()))?,
         };
-        let config =
-            CollectionConfig { size, distance: spec.distance, hnsw: spec.hnsw, embedding_model: spec.embedding_model };
+        if let Some(q) = spec.quantization
+            && !(q.quantile > 0.5 && q.quantile <= 1.0)
+        {
+            return Err(EngineError::InvalidInput(format!(
+                "quantization_config.scalar.quantile {} must be in (0.5, 1]",
+                q.quantile
+            )));
+        }
+        let config = CollectionConfig {
+            size,
+            distance: spec.distance,
+            hnsw: spec.hnsw,
+            embedding_model: spec.embedding_model,
+            quantization: spec.quantization,
+            on_disk: spec.on_disk,
+        };
         self.collections.create(name, config).await?;
         metrics::counter!("ferroserve_vector_collections_created_total").increment(1);
         Ok(())
@@ -186,7 +203,7 @@ impl Engine {
                 search.vector = self.resolve(&collection, vec![("query".into(), v)]).await?.remove(0);
             }
             QueryInput::Point(id) => {
-                let found = collection.collection.get(std::slice::from_ref(&id), false, true);
+                let found = collection.collection.get(std::slice::from_ref(&id), false, true)?;
                 let vector = found.into_iter().next().and_then(|r| r.vector);
                 search.vector =
                     vector.ok_or_else(|| EngineError::InvalidInput(format!("query: point {id} does not exist")))?;
@@ -211,7 +228,7 @@ impl Engine {
         with_payload: bool,
         with_vector: bool,
     ) -> Result<Vec<Record>, EngineError> {
-        Ok(self.collection(name)?.collection.get(ids, with_payload, with_vector))
+        Ok(self.collection(name)?.collection.get(ids, with_payload, with_vector)?)
     }
 
     /// Up to `limit` points from `offset` on (in id order) that `filter` keeps, and the id to continue from.
@@ -225,8 +242,10 @@ impl Engine {
         with_vector: bool,
     ) -> Result<(Vec<Record>, Option<PointId>), EngineError> {
         let collection = self.collection(name)?;
-        off_runtime(collection, move |c| c.scroll(offset.as_ref(), limit, filter.as_ref(), with_payload, with_vector))
-            .await
+        Ok(off_runtime(collection, move |c| {
+            c.scroll(offset.as_ref(), limit, filter.as_ref(), with_payload, with_vector)
+        })
+        .await??)
     }
 
     /// How many points `filter` keeps (all without one).

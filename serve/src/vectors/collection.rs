@@ -6,11 +6,17 @@
 //! reads and writes go on against the old one; points written meanwhile are added to the new graph before
 //! it replaces the old.
 //!
+//! Full-precision vectors live in the slots, or, for a collection with `on_disk` vectors, in a file by slot
+//! (`vector_file`); the graph holds its own copy, f32 or INT8 codes (`quantization`). A quantized search
+//! takes `oversampling × limit` candidates from the graph and re-scores them at full precision (`rescore`).
+//!
 //! Search plans like Qdrant's: with a filter, the points it keeps are counted first; few of them (at most
 //! `full_scan_threshold`) are scored exactly, more are searched in the graph with the filter applied during
 //! traversal. Small collections are always scanned exactly.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -19,13 +25,17 @@ use serde::{Deserialize, Serialize};
 use super::VectorError;
 use super::distance::Distance;
 use super::filter::Filter;
-use super::index::Index;
+use super::index::{GraphParams, Index};
 use super::point::{Payload, PointId};
+use super::quantize::{QuantizationSearch, ScalarQuantization};
+use super::vector_file::VectorFile;
 
 /// Rebuild the graph when tombstones are more than this share of it.
 const REBUILD_RATIO: f64 = 0.2;
 /// ... and at least this many.
 const REBUILD_MIN_TOMBSTONES: usize = 256;
+/// A quantized graph is refitted from this many points on.
+const REFIT_MIN_POINTS: usize = 1024;
 
 /// HNSW parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +61,26 @@ pub struct CollectionConfig {
     pub hnsw: HnswParams,
     /// The embedding model of this server that turns texts into this collection's vectors.
     pub embedding_model: Option<String>,
+    /// INT8 codes in the graph instead of f32.
+    #[serde(default)]
+    pub quantization: Option<ScalarQuantization>,
+    /// Full-precision vectors in a file instead of memory (read back to re-score, return and snapshot).
+    #[serde(default)]
+    pub on_disk: bool,
+}
+
+impl CollectionConfig {
+    fn graph(&self) -> GraphParams {
+        GraphParams { distance: self.distance, dim: self.size, m: self.hnsw.m, ef_construct: self.hnsw.ef_construct }
+    }
+
+    /// An empty graph for `sample` (the vectors about to be inserted; they fit a quantizer).
+    fn new_index(&self, sample: &[&[f32]]) -> Index {
+        match self.quantization {
+            Some(q) => Index::quantized(self.graph(), sample.len(), q.quantile, sample),
+            None => Index::new(self.graph(), sample.len()),
+        }
+    }
 }
 
 /// One point to write.
@@ -90,12 +120,15 @@ pub struct Search {
     pub ef: Option<usize>,
     /// Score every point (no graph): for checking recall.
     pub exact: bool,
+    /// How a quantized graph is used.
+    pub quantization: QuantizationSearch,
     pub with_payload: bool,
     pub with_vector: bool,
 }
 
 struct Slot {
     id: PointId,
+    /// The prepared full-precision vector; empty when the collection keeps them on disk.
     vector: Vec<f32>,
     payload: Payload,
     version: u64,
@@ -118,8 +151,12 @@ pub struct Counts {
     pub points: usize,
     /// Points the current graph holds (live or not).
     pub graph_points: usize,
-    /// Bytes of vectors and payloads held (approximate).
+    /// Bytes held in memory (approximate): vectors, payloads and the graph.
     pub bytes: usize,
+    /// Of which the graph (its copy of the vectors, and links).
+    pub graph_bytes: usize,
+    /// Bytes of full-precision vectors on disk.
+    pub disk_bytes: u64,
 }
 
 pub struct Collection {
@@ -127,11 +164,14 @@ pub struct Collection {
     pub config: CollectionConfig,
     state: Arc<RwLock<State>>,
     rebuilding: Arc<AtomicBool>,
+    /// Full-precision vectors, when on disk.
+    originals: Option<Arc<VectorFile>>,
 }
 
 impl Collection {
+    /// A collection in memory (`on_disk` needs a folder: see [`Collection::in_folder`]).
     pub fn new(name: &str, config: CollectionConfig) -> Self {
-        let index = Index::new(config.distance, config.size, config.hnsw.m, config.hnsw.ef_construct, 0);
+        let index = config.new_index(&[]);
         let state =
             State { slots: Vec::new(), ids: BTreeMap::new(), index: Arc::new(index), pending: None, version: 0 };
         Collection {
@@ -139,7 +179,37 @@ impl Collection {
             config,
             state: Arc::new(RwLock::new(state)),
             rebuilding: Arc::new(AtomicBool::new(false)),
+            originals: None,
         }
+    }
+
+    /// A collection whose `on_disk` vectors go to `vectors.f32` in `dir` (started empty).
+    pub fn in_folder(name: &str, config: CollectionConfig, dir: &Path) -> Result<Self, VectorError> {
+        let on_disk = config.on_disk;
+        let mut collection = Self::new(name, config);
+        if on_disk {
+            let file = VectorFile::create(&dir.join("vectors.f32"), collection.config.size)
+                .map_err(|e| VectorError::Storage(format!("{}: {e}", dir.join("vectors.f32").display())))?;
+            collection.originals = Some(Arc::new(file));
+        }
+        Ok(collection)
+    }
+
+    /// The full-precision vector of `slot`.
+    fn original<'a>(&self, slot: usize, s: &'a Slot) -> Result<Cow<'a, [f32]>, VectorError> {
+        match &self.originals {
+            None => Ok(Cow::Borrowed(&s.vector)),
+            Some(file) => file.read(slot).map(Cow::Owned).map_err(|e| read_error(&self.name, slot, e)),
+        }
+    }
+
+    fn record(&self, slot: usize, s: &Slot, with_payload: bool, with_vector: bool) -> Result<Record, VectorError> {
+        Ok(Record {
+            id: s.id.clone(),
+            payload: with_payload.then(|| s.payload.clone()),
+            vector: if with_vector { Some(self.original(slot, s)?.into_owned()) } else { None },
+            version: s.version,
+        })
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -175,22 +245,37 @@ impl Collection {
     /// Readers are blocked only while the slots are taken; the graph insertions happen after.
     pub fn upsert(&self, points: Vec<PointInput>) -> Result<u64, VectorError> {
         self.check_points(&points)?;
+        let (points, prepared): (Vec<(PointId, Payload)>, Vec<Vec<f32>>) =
+            points.into_iter().map(|p| ((p.id, p.payload), self.config.distance.prepare(p.vector))).unzip();
         let mut added = Vec::with_capacity(points.len());
         let mut state = self.write();
-        state.version += 1;
-        let version = state.version;
-        for p in points {
-            let vector = self.config.distance.prepare(p.vector);
-            if let Some(old) = state.ids.get(&p.id).copied() {
+        let version = state.version + 1;
+        // On disk first: a failed write leaves memory as it was.
+        if let Some(file) = &self.originals {
+            for (i, vector) in prepared.iter().enumerate() {
+                let slot = state.slots.len() + i;
+                file.write(slot, vector)
+                    .map_err(|e| VectorError::Storage(format!("{}: writing vector {slot}: {e}", self.name)))?;
+            }
+        }
+        state.version = version;
+        for ((id, payload), vector) in points.into_iter().zip(prepared) {
+            if let Some(old) = state.ids.get(&id).copied() {
                 state.slots[old] = None;
             }
             let slot = state.slots.len();
             if let Some(pending) = &mut state.pending {
                 pending.push(slot);
             }
-            added.push((slot, vector.clone()));
-            state.slots.push(Some(Slot { id: p.id.clone(), vector, payload: p.payload, version }));
-            state.ids.insert(p.id, slot);
+            let kept = if self.originals.is_some() { Vec::new() } else { vector.clone() };
+            added.push((slot, vector));
+            state.slots.push(Some(Slot { id: id.clone(), vector: kept, payload, version }));
+            state.ids.insert(id, slot);
+        }
+        // The first vectors of a quantized collection fit its quantizer (a refit follows as it grows).
+        if state.index.is_quantized() && state.index.is_empty() && state.pending.is_none() {
+            let sample: Vec<&[f32]> = added.iter().map(|(_, v): &(usize, Vec<f32>)| v.as_slice()).collect();
+            state.index = Arc::new(self.config.new_index(&sample));
         }
         let index = state.index.clone();
         drop(state);
@@ -267,11 +352,11 @@ impl Collection {
     }
 
     /// The points with these ids that exist, in the order asked.
-    pub fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
+    pub fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Result<Vec<Record>, VectorError> {
         let state = self.read();
         ids.iter()
-            .filter_map(|id| state.ids.get(id).and_then(|&slot| live(&state, slot)))
-            .map(|s| record(s, with_payload, with_vector))
+            .filter_map(|id| state.ids.get(id).and_then(|&slot| Some((slot, live(&state, slot)?))))
+            .map(|(slot, s)| self.record(slot, s, with_payload, with_vector))
             .collect()
     }
 
@@ -283,7 +368,7 @@ impl Collection {
         filter: Option<&Filter>,
         with_payload: bool,
         with_vector: bool,
-    ) -> (Vec<Record>, Option<PointId>) {
+    ) -> Result<(Vec<Record>, Option<PointId>), VectorError> {
         let state = self.read();
         let start = offset.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
         let mut out = Vec::new();
@@ -293,11 +378,11 @@ impl Collection {
                 continue;
             }
             if out.len() == limit {
-                return (out, Some(id.clone()));
+                return Ok((out, Some(id.clone())));
             }
-            out.push(record(s, with_payload, with_vector));
+            out.push(self.record(slot, s, with_payload, with_vector)?);
         }
-        (out, None)
+        Ok((out, None))
     }
 
     /// Points that pass `filter` (all without one).
@@ -311,26 +396,36 @@ impl Collection {
 
     pub fn counts(&self) -> Counts {
         let state = self.read();
-        let bytes = state
+        let slots: usize = state
             .slots
             .iter()
             .flatten()
             .map(|s| s.vector.len() * 4 + serde_json::to_string(&s.payload).map_or(0, |p| p.len()) + 64)
             .sum();
-        Counts { points: state.ids.len(), graph_points: state.index.len(), bytes }
+        let graph_bytes = state.index.bytes();
+        Counts {
+            points: state.ids.len(),
+            graph_points: state.index.len(),
+            bytes: slots + graph_bytes,
+            graph_bytes,
+            disk_bytes: self.originals.as_ref().map_or(0, |f| f.len()),
+        }
     }
 
     /// Every live point with the operation that last wrote it, for a snapshot, and the operation number
     /// the snapshot reflects.
-    pub fn dump(&self) -> (Vec<(PointInput, u64)>, u64) {
+    pub fn dump(&self) -> Result<(Vec<(PointInput, u64)>, u64), VectorError> {
         let state = self.read();
         let points = state
             .ids
             .values()
-            .filter_map(|&slot| live(&state, slot))
-            .map(|s| (PointInput { id: s.id.clone(), vector: s.vector.clone(), payload: s.payload.clone() }, s.version))
-            .collect();
-        (points, state.version)
+            .filter_map(|&slot| Some((slot, live(&state, slot)?)))
+            .map(|(slot, s)| {
+                let vector = self.original(slot, s)?.into_owned();
+                Ok((PointInput { id: s.id.clone(), vector, payload: s.payload.clone() }, s.version))
+            })
+            .collect::<Result<_, VectorError>>()?;
+        Ok((points, state.version))
     }
 
     /// The nearest points to `search.vector`.
@@ -343,15 +438,21 @@ impl Collection {
             return Ok(Vec::new());
         }
         let state = self.read();
-        let small = search.exact || state.ids.len() <= self.config.hnsw.full_scan_threshold;
+        let quantized = state.index.is_quantized();
+        let exact = search.exact || (quantized && search.quantization.ignore);
+        let small = exact || state.ids.len() <= self.config.hnsw.full_scan_threshold;
+        // Candidates from the graph: more of them when its scores are approximate and will be re-scored.
+        let rescore = quantized && search.quantization.rescore;
+        let candidates =
+            if rescore { (wanted as f32 * search.quantization.oversampling.max(1.0)).ceil() as usize } else { wanted };
+        let ef = search.ef.unwrap_or(64).max(candidates);
         // The planner: score exactly when few points can be answers, else walk the graph (with the filter
         // applied during traversal).
-        let slots = match &search.filter {
-            None if small => state.ids.values().copied().collect(),
+        let found: Found = match &search.filter {
+            None if small => Found::Exact(state.ids.values().copied().collect()),
             None => {
-                let ef = search.ef.unwrap_or(64).max(wanted);
                 let is_live = |slot: &usize| state.slots.get(*slot).is_some_and(Option::is_some);
-                state.index.search(&query, wanted, ef, &is_live)
+                Found::Graph(state.index.search(&query, candidates, ef, &is_live))
             }
             Some(filter) => {
                 // Slot order (a flat array) is faster to scan than id order; results are sorted by score.
@@ -363,59 +464,88 @@ impl Collection {
                     .map(|(slot, _)| slot)
                     .collect();
                 if small || kept.len() <= self.config.hnsw.full_scan_threshold {
-                    kept
+                    Found::Exact(kept)
                 } else {
                     let mut allowed = vec![false; state.slots.len()];
                     for slot in kept {
                         allowed[slot] = true;
                     }
-                    let ef = search.ef.unwrap_or(64).max(wanted);
-                    state.index.search(&query, wanted, ef, &|slot: &usize| allowed.get(*slot).copied().unwrap_or(false))
+                    let keep = |slot: &usize| allowed.get(*slot).copied().unwrap_or(false);
+                    Found::Graph(state.index.search(&query, candidates, ef, &keep))
                 }
             }
         };
-        let mut scored: Vec<(f32, &Slot)> = slots
-            .into_iter()
-            .filter_map(|slot| live(&state, slot))
-            .map(|s| (distance.score(&query, &s.vector), s))
-            .filter(|(score, _)| search.score_threshold.is_none_or(|t| distance.passes(*score, t)))
-            .collect();
+        let full_precision = |slot: usize, s: &Slot| -> Result<f32, VectorError> {
+            Ok(distance.score(&query, &self.original(slot, s)?))
+        };
+        let mut scored: Vec<(f32, usize, &Slot)> = Vec::new();
+        match found {
+            Found::Exact(slots) => {
+                for slot in slots {
+                    if let Some(s) = live(&state, slot) {
+                        scored.push((full_precision(slot, s)?, slot, s));
+                    }
+                }
+            }
+            Found::Graph(hits) => {
+                for (slot, approximate) in hits {
+                    if let Some(s) = live(&state, slot) {
+                        let score = if rescore { full_precision(slot, s)? } else { approximate };
+                        scored.push((score, slot, s));
+                    }
+                }
+            }
+        }
+        scored.retain(|(score, _, _)| search.score_threshold.is_none_or(|t| distance.passes(*score, t)));
         scored.sort_by(|a, b| {
             if distance.better(a.0, b.0) {
                 std::cmp::Ordering::Less
             } else if distance.better(b.0, a.0) {
                 std::cmp::Ordering::Greater
             } else {
-                a.1.id.cmp(&b.1.id)
+                a.2.id.cmp(&b.2.id)
             }
         });
-        Ok(scored
+        scored
             .into_iter()
             .skip(search.offset)
             .take(search.limit)
-            .map(|(score, s)| Scored { record: record(s, search.with_payload, search.with_vector), score })
-            .collect())
+            .map(|(score, slot, s)| {
+                Ok(Scored { record: self.record(slot, s, search.with_payload, search.with_vector)?, score })
+            })
+            .collect()
     }
 
     /// Starts a background rebuild of the graph when tombstones pile up (one at a time).
     fn maybe_rebuild(&self) {
-        let (tombstones, graph) = {
+        let (tombstones, graph, refit) = {
             let state = self.read();
             let graph = state.index.len();
-            (graph.saturating_sub(state.ids.len()), graph.max(1))
+            let live = state.ids.len();
+            // A quantizer fitted on few vectors is refitted as the collection grows (4×, 16×, ...).
+            let refit = state.index.is_quantized() && live >= REFIT_MIN_POINTS && live >= 4 * state.index.fitted_on();
+            (graph.saturating_sub(live), graph.max(1), refit)
         };
-        if tombstones < REBUILD_MIN_TOMBSTONES || (tombstones as f64) < REBUILD_RATIO * graph as f64 {
+        let worn = tombstones >= REBUILD_MIN_TOMBSTONES && (tombstones as f64) >= REBUILD_RATIO * graph as f64;
+        if !worn && !refit {
             return;
         }
         if self.rebuilding.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (state, rebuilding, config, name) =
-            (self.state.clone(), self.rebuilding.clone(), self.config.clone(), self.name.clone());
+        let (state, rebuilding, config, name, originals) = (
+            self.state.clone(),
+            self.rebuilding.clone(),
+            self.config.clone(),
+            self.name.clone(),
+            self.originals.clone(),
+        );
         let spawned = std::thread::Builder::new().name(format!("rebuild-{name}")).spawn(move || {
-            rebuild(&state, &config);
+            match rebuild(&state, &config, originals.as_deref()) {
+                Ok(()) => tracing::info!(collection = %name, tombstones, refit, "graph rebuilt"),
+                Err(e) => tracing::error!(collection = %name, error = %e, "graph rebuild failed; the old graph stays"),
+            }
             rebuilding.store(false, Ordering::SeqCst);
-            tracing::info!(collection = %name, tombstones, "graph rebuilt without tombstones");
         });
         if spawned.is_err() {
             self.rebuilding.store(false, Ordering::SeqCst);
@@ -423,8 +553,8 @@ impl Collection {
     }
 
     /// Rebuilds the graph now, in this thread (tests, and after loading).
-    pub fn rebuild_now(&self) {
-        rebuild(&self.state, &self.config);
+    pub fn rebuild_now(&self) -> Result<(), VectorError> {
+        rebuild(&self.state, &self.config, self.originals.as_deref())
     }
 
     /// Whether a background rebuild is running.
@@ -433,36 +563,61 @@ impl Collection {
     }
 }
 
-/// A new graph from the live points, built without holding the lock; points written meanwhile are added
-/// before it replaces the old one.
-fn rebuild(state: &RwLock<State>, config: &CollectionConfig) {
-    let live: Vec<(usize, Vec<f32>)> = {
+/// A new graph from the live points, built without holding the lock (slots never change once written, so
+/// their vectors can be read meanwhile); points written meanwhile are added before it replaces the old one.
+/// A quantized graph gets a quantizer fitted on all the live points.
+fn rebuild(
+    state: &RwLock<State>,
+    config: &CollectionConfig,
+    originals: Option<&VectorFile>,
+) -> Result<(), VectorError> {
+    let vector = |slot: usize, kept: &[f32]| -> Result<Vec<f32>, VectorError> {
+        match originals {
+            None => Ok(kept.to_vec()),
+            Some(file) => file.read(slot).map_err(|e| read_error("rebuild", slot, e)),
+        }
+    };
+    let slots: Vec<(usize, Vec<f32>)> = {
         let mut s = state.write().unwrap_or_else(|p| p.into_inner());
         s.pending = Some(Vec::new());
         s.ids.values().filter_map(|&slot| Some((slot, s.slots.get(slot)?.as_ref()?.vector.clone()))).collect()
     };
-    let index = Index::new(config.distance, config.size, config.hnsw.m, config.hnsw.ef_construct, live.len());
-    for (slot, vector) in &live {
-        index.insert(vector, *slot);
-    }
+    let built = (|| {
+        let live = slots
+            .into_iter()
+            .map(|(slot, kept)| Ok((slot, vector(slot, &kept)?)))
+            .collect::<Result<Vec<_>, VectorError>>()?;
+        let sample: Vec<&[f32]> = live.iter().map(|(_, v)| v.as_slice()).collect();
+        let index = config.new_index(&sample);
+        for (slot, v) in &live {
+            index.insert(v, *slot);
+        }
+        Ok(index)
+    })();
     let mut s = state.write().unwrap_or_else(|p| p.into_inner());
-    for slot in s.pending.take().unwrap_or_default() {
+    let pending = s.pending.take().unwrap_or_default();
+    let index = built?;
+    for slot in pending {
         if let Some(Some(p)) = s.slots.get(slot) {
-            index.insert(&p.vector, slot);
+            index.insert(&vector(slot, &p.vector)?, slot);
         }
     }
     s.index = Arc::new(index);
+    Ok(())
+}
+
+/// Where full-precision candidates come from.
+enum Found {
+    /// Slots to score exactly.
+    Exact(Vec<usize>),
+    /// Slots the graph found, with its scores.
+    Graph(Vec<(usize, f32)>),
+}
+
+fn read_error(collection: &str, slot: usize, e: std::io::Error) -> VectorError {
+    VectorError::Storage(format!("{collection}: reading vector {slot}: {e}"))
 }
 
 fn live(state: &State, slot: usize) -> Option<&Slot> {
     state.slots.get(slot)?.as_ref()
-}
-
-fn record(s: &Slot, with_payload: bool, with_vector: bool) -> Record {
-    Record {
-        id: s.id.clone(),
-        payload: with_payload.then(|| s.payload.clone()),
-        vector: with_vector.then(|| s.vector.clone()),
-        version: s.version,
-    }
 }

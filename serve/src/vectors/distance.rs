@@ -35,6 +35,15 @@ impl Distance {
         }
     }
 
+    /// The score behind a distance of [`graph_distance`].
+    pub fn score_of_graph_distance(self, d: f32) -> f32 {
+        match self {
+            Distance::Cosine => 1.0 - d,
+            Distance::Dot => -d,
+            Distance::Euclid => d.max(0.0).sqrt(),
+        }
+    }
+
     /// Whether score `a` is closer than score `b`.
     pub fn better(self, a: f32, b: f32) -> bool {
         match self {

@@ -12,7 +12,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 /// Distance between two vectors of the graph's dimension; smaller is closer.
-pub type DistanceFn = fn(&[f32], &[f32]) -> f32;
+pub type DistanceFn<T> = fn(&[T], &[T]) -> f32;
 
 #[derive(Clone, Copy, PartialEq)]
 struct Scored(f32, u32);
@@ -29,13 +29,14 @@ impl Ord for Scored {
     }
 }
 
-pub struct Hnsw {
+/// A graph over vectors of `T` (`f32`, or `i8` codes of a quantized collection).
+pub struct Hnsw<T> {
     dim: usize,
     m: usize,
     ef_construct: usize,
-    distance: DistanceFn,
+    distance: DistanceFn<T>,
     /// Node `i`'s vector at `i * dim`.
-    vectors: Vec<f32>,
+    vectors: Vec<T>,
     /// Layer 0: node `i`'s neighbours at `i * 2m`, `count0[i]` of them.
     links0: Vec<u32>,
     count0: Vec<u8>,
@@ -51,8 +52,8 @@ thread_local! {
     static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
-impl Hnsw {
-    pub fn new(dim: usize, m: usize, ef_construct: usize, distance: DistanceFn, capacity: usize) -> Self {
+impl<T: Copy> Hnsw<T> {
+    pub fn new(dim: usize, m: usize, ef_construct: usize, distance: DistanceFn<T>, capacity: usize) -> Self {
         let m = m.clamp(2, 127);
         Hnsw {
             dim,
@@ -73,7 +74,15 @@ impl Hnsw {
         self.count0.len()
     }
 
-    fn vector(&self, node: u32) -> &[f32] {
+    /// Bytes held: vectors and links.
+    pub fn bytes(&self) -> usize {
+        self.vectors.len() * std::mem::size_of::<T>()
+            + self.links0.len() * 4
+            + self.count0.len()
+            + self.upper.iter().map(|u| 24 + u.iter().map(|l| 24 + l.len() * 4).sum::<usize>()).sum::<usize>()
+    }
+
+    fn vector(&self, node: u32) -> &[T] {
         let at = node as usize * self.dim;
         &self.vectors[at..at + self.dim]
     }
@@ -93,7 +102,7 @@ impl Hnsw {
         #[cfg(target_arch = "x86_64")]
         if let Some(v) = self.vectors.get(node as usize * self.dim) {
             // SAFETY: a prefetch is a hint and never faults; SSE is part of x86-64.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((v as *const f32).cast()) };
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((v as *const T).cast()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = node;
@@ -109,7 +118,7 @@ impl Hnsw {
     }
 
     /// Adds `vector` as the next node (its id is the previous [`len`](Self::len)); returns the id.
-    pub fn insert(&mut self, vector: &[f32]) -> u32 {
+    pub fn insert(&mut self, vector: &[T]) -> u32 {
         let node = self.len() as u32;
         let level = self.random_level();
         self.vectors.extend_from_slice(vector);
@@ -203,7 +212,7 @@ impl Hnsw {
         kept
     }
 
-    fn greedy(&self, query: &[f32], mut node: u32, mut dist: f32, layer: usize) -> (u32, f32) {
+    fn greedy(&self, query: &[T], mut node: u32, mut dist: f32, layer: usize) -> (u32, f32) {
         loop {
             let mut moved = false;
             for &n in self.neighbours(node, layer) {
@@ -222,7 +231,7 @@ impl Hnsw {
     /// accepts are returned (all are walked).
     fn search_layer(
         &self,
-        query: &[f32],
+        query: &[T],
         entries: &[Scored],
         ef: usize,
         layer: usize,
@@ -279,7 +288,7 @@ impl Hnsw {
     }
 
     /// Up to `k` nodes nearest to `query` that `keep` accepts, nearest first, with their distances.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(u32) -> bool>) -> Vec<(u32, f32)> {
+    pub fn search(&self, query: &[T], k: usize, ef: usize, keep: Option<&dyn Fn(u32) -> bool>) -> Vec<(u32, f32)> {
         let Some((mut entry, top)) = self.entry else { return Vec::new() };
         let mut dist = (self.distance)(query, self.vector(entry));
         for layer in (1..=top).rev() {
@@ -328,6 +337,6 @@ mod tests {
             assert!(g.search(q, 10, 64, Some(&even)).iter().all(|r| r.0.is_multiple_of(2)));
         }
         assert!(hit as f64 / total as f64 >= 0.97, "recall {}", hit as f64 / total as f64);
-        assert!(Hnsw::new(4, 16, 100, l2, 0).search(&[0.0; 4], 5, 10, None).is_empty());
+        assert!(Hnsw::<f32>::new(4, 16, 100, l2, 0).search(&[0.0; 4], 5, 10, None).is_empty());
     }
 }

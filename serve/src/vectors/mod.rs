@@ -15,7 +15,9 @@ mod filter;
 mod hnsw;
 mod index;
 mod point;
+mod quantize;
 mod storage;
+mod vector_file;
 mod wal;
 
 use std::collections::BTreeMap;
@@ -28,8 +30,9 @@ pub use codec::Op;
 pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
 pub use distance::Distance;
 pub use filter::{Condition, Filter, Key, MatchRule, Range};
-pub use index::Index;
+pub use index::{GraphParams, Index};
 pub use point::{Payload, PayloadSelector, PointId};
+pub use quantize::{QuantizationSearch, ScalarQuantization};
 pub use storage::StoredCollection;
 pub use wal::Durability;
 

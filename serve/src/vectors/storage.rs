@@ -56,7 +56,7 @@ impl StoredCollection {
         let config: CollectionConfig =
             serde_json::from_slice(&std::fs::read(dir.join("config.json")).map_err(storage)?)
                 .map_err(|e| VectorError::Storage(format!("{}: {e}", dir.join("config.json").display())))?;
-        let collection = Collection::new(&name, config);
+        let collection = Collection::in_folder(&name, config, dir)?;
         let mut applied = 0;
         if let Some((points, version)) = read_snapshot(&dir.join("snapshot.bin"))? {
             collection.restore(points, version)?;
@@ -115,7 +115,7 @@ impl StoredCollection {
     pub async fn snapshot(&self) -> Result<u64, VectorError> {
         let truncated = {
             let _update = self.update.lock().unwrap_or_else(|p| p.into_inner());
-            let (points, version) = self.collection.dump();
+            let (points, version) = self.collection.dump()?;
             let mut bytes = SNAPSHOT_MAGIC.to_vec();
             bytes.extend_from_slice(&version.to_le_bytes());
             bytes.extend_from_slice(&(points.len() as u64).to_le_bytes());

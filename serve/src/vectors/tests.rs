@@ -71,6 +71,8 @@ fn config(size: usize, distance: Distance, full_scan_threshold: usize) -> Collec
         distance,
         hnsw: HnswParams { m: 16, ef_construct: 100, full_scan_threshold },
         embedding_model: None,
+        quantization: None,
+        on_disk: false,
     }
 }
 
@@ -83,6 +85,7 @@ fn search(vector: Vec<f32>, limit: usize, filter: Option<Filter>, exact: bool) -
         score_threshold: None,
         ef: Some(128),
         exact,
+        quantization: Default::default(),
         with_payload: false,
         with_vector: false,
     }
@@ -118,7 +121,7 @@ fn filters_agree_with_brute_force_on_random_payloads() {
             assert_eq!(c.count(Some(&filter)), expected.len(), "count, filter {raw}");
             let selected = c.select(&filter);
             assert_eq!(selected, expected.iter().map(|(id, ..)| id.clone()).collect::<Vec<_>>(), "select, {raw}");
-            let (page, next) = c.scroll(None, 10, Some(&filter), false, false);
+            let (page, next) = c.scroll(None, 10, Some(&filter), false, false).unwrap();
             assert_eq!(
                 page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
                 selected.iter().take(10).cloned().collect::<Vec<_>>()
@@ -199,8 +202,9 @@ fn deleted_and_replaced_points_never_come_back_and_the_graph_is_rebuilt() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    c.rebuild_now();
-    assert_eq!(c.counts(), Counts { points: 1000, graph_points: 1000, bytes: c.counts().bytes });
+    c.rebuild_now().unwrap();
+    let counts = c.counts();
+    assert_eq!((counts.points, counts.graph_points), (1000, 1000));
     for _ in 0..20 {
         let hits = c.search(&search(rng.vector(8), 50, None, false)).unwrap();
         assert!(hits.iter().all(|h| !gone.contains(&h.record.id)));
@@ -209,7 +213,19 @@ fn deleted_and_replaced_points_never_come_back_and_the_graph_is_rebuilt() {
 
 #[tokio::test]
 async fn restarts_and_snapshots_give_the_same_answers() {
-    let root = std::env::temp_dir().join(format!("ferroserve-collections-{}", std::process::id()));
+    restart_round_trip("plain", config(16, Distance::Dot, 100)).await;
+}
+
+/// The same with INT8 codes in the graph and full-precision vectors on disk (the file is rebuilt at open).
+#[tokio::test]
+async fn quantized_collections_with_vectors_on_disk_restart_with_the_same_answers() {
+    let config =
+        CollectionConfig { quantization: Some(Default::default()), on_disk: true, ..config(16, Distance::Dot, 100) };
+    restart_round_trip("quantized", config).await;
+}
+
+async fn restart_round_trip(label: &str, config: CollectionConfig) {
+    let root = std::env::temp_dir().join(format!("ferroserve-collections-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let vectors = VectorsConfig { path: root.clone(), snapshot_wal_mb: 0, ..Default::default() };
     let mut rng = Rng(99);
@@ -219,7 +235,7 @@ async fn restarts_and_snapshots_give_the_same_answers() {
     };
     let before = {
         let all = Collections::open(vectors.clone()).unwrap();
-        let c = all.create("docs", config(16, Distance::Dot, 100)).await.unwrap();
+        let c = all.create("docs", config.clone()).await.unwrap();
         for batch in 0..4u64 {
             let points = (batch * 50..batch * 50 + 50)
                 .map(|i| PointInput {
@@ -236,15 +252,15 @@ async fn restarts_and_snapshots_give_the_same_answers() {
         c.write(Op::Delete(vec![PointId::Num(3), PointId::Num(120)])).await.unwrap();
         let patch = json!({"seen": true}).as_object().unwrap().clone();
         c.write(Op::SetPayload { ids: vec![PointId::Num(4)], payload: patch, overwrite: false }).await.unwrap();
-        assert!(all.create("docs", config(16, Distance::Dot, 100)).await.is_err(), "names are unique");
-        assert!(all.create("../x", config(16, Distance::Dot, 100)).await.is_err(), "names are folder-safe");
-        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true), c.collection.count(None))
+        assert!(all.create("docs", config.clone()).await.is_err(), "names are unique");
+        assert!(all.create("../x", config.clone()).await.is_err(), "names are folder-safe");
+        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true).unwrap(), c.collection.count(None))
     };
     // Reopened: snapshot (batches 0-1) plus the log (the rest).
     let all = Collections::open(vectors.clone()).unwrap();
     let c = all.get("docs").unwrap();
     assert_eq!(
-        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true), c.collection.count(None)),
+        (answers(&c.collection), c.collection.get(&[PointId::Num(4)], true, true).unwrap(), c.collection.count(None)),
         before
     );
     assert_eq!(before.2, 198);
@@ -259,4 +275,48 @@ async fn restarts_and_snapshots_give_the_same_answers() {
     assert!(!root.join("docs").exists());
     assert!(Collections::open(vectors).unwrap().names().is_empty());
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// INT8 codes in the graph: with re-scoring the answers are the exact ones for nearly every query, scores are
+/// exact; without, scores are close; `ignore` scores every point at full precision.
+#[test]
+fn quantized_search_rescoring_and_oversampling() {
+    let mut rng = Rng(5);
+    let quantized = CollectionConfig { quantization: Some(Default::default()), ..config(32, Distance::Cosine, 10) };
+    let (plain, int8) =
+        (Collection::new("plain", config(32, Distance::Cosine, 10)), Collection::new("int8", quantized));
+    let points: Vec<PointInput> = (0..3000u64)
+        .map(|i| PointInput { id: PointId::Num(i), vector: rng.vector(32), payload: Default::default() })
+        .collect();
+    for batch in points.chunks(500) {
+        plain.upsert(batch.to_vec()).unwrap();
+        int8.upsert(batch.to_vec()).unwrap();
+    }
+    while int8.is_rebuilding() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(int8.counts().graph_bytes < plain.counts().graph_bytes, "codes are smaller than f32");
+    let (mut hits, mut total) = (0, 0);
+    for _ in 0..50 {
+        let q = rng.vector(32);
+        let exact = plain.search(&search(q.clone(), 10, None, true)).unwrap();
+        let mut s = search(q.clone(), 10, None, false);
+        s.quantization.oversampling = 2.0;
+        let found = int8.search(&s).unwrap();
+        hits += found.iter().filter(|h| exact.iter().any(|e| e.record.id == h.record.id)).count();
+        total += exact.len();
+        for h in &found {
+            let truth = exact.iter().find(|e| e.record.id == h.record.id);
+            assert!(truth.is_none_or(|t| (t.score - h.score).abs() < 1e-5), "re-scored scores are exact");
+        }
+        s.quantization.rescore = false;
+        for h in int8.search(&s).unwrap() {
+            let truth = plain.get(std::slice::from_ref(&h.record.id), false, true).unwrap()[0].vector.clone().unwrap();
+            let want = Distance::Cosine.score(&Distance::Cosine.prepare(q.clone()), &truth);
+            assert!((want - h.score).abs() < 0.05, "approximate score {} vs {want}", h.score);
+        }
+        s.quantization.ignore = true;
+        assert_eq!(ids(&int8.search(&s).unwrap()), ids(&exact), "ignore: full precision, every point");
+    }
+    assert!(hits as f64 / total as f64 >= 0.9, "recall {}", hits as f64 / total as f64);
 }

@@ -18,8 +18,8 @@ use super::status::to_status;
 use crate::api::QDRANT_API_VERSION;
 use crate::engine::{CollectionSpec, Engine, PointWrite, QueryInput, VectorInput};
 use crate::vectors::{
-    Condition, Distance, Filter, HnswParams, Key, MatchRule, Payload, PayloadSelector, PointId, Range, Record, Scored,
-    Search,
+    Condition, Distance, Filter, HnswParams, Key, MatchRule, Payload, PayloadSelector, PointId, QuantizationSearch,
+    Range, Record, ScalarQuantization, Scored, Search,
 };
 
 #[derive(Clone)]
@@ -383,10 +383,52 @@ fn collection_spec(c: pb::CreateCollection) -> Result<CollectionSpec, Status> {
         Some(p) => (Some(p.size as usize), distance(p.distance)?, p.hnsw_config.as_ref()),
         None => (None, Distance::Cosine, None),
     };
+    #[allow(deprecated)]
+    let on_disk = params.as_ref().and_then(|p| p.on_disk).unwrap_or(false);
+    // Per-vector quantization overrides the collection's.
+    let quantization = match params.as_ref().and_then(|p| p.quantization_config) {
+        Some(q) => quantization_config(q)?,
+        None => c.quantization_config.map(quantization_config).transpose()?.flatten(),
+    };
     if size == Some(0) {
         return Err(invalid("vectors_config.params.size must be positive"));
     }
-    Ok(CollectionSpec { size, distance, hnsw: hnsw_params([c.hnsw_config.as_ref(), vector_hnsw]), embedding_model })
+    let hnsw = hnsw_params([c.hnsw_config.as_ref(), vector_hnsw]);
+    Ok(CollectionSpec { size, distance, hnsw, embedding_model, quantization, on_disk })
+}
+
+/// Scalar INT8 quantization only.
+fn quantization_config(q: pb::QuantizationConfig) -> Result<Option<ScalarQuantization>, Status> {
+    use pb::quantization_config::Quantization;
+    match q.quantization {
+        None => Ok(None),
+        Some(Quantization::Scalar(s)) => {
+            if pb::QuantizationType::try_from(s.r#type) != Ok(pb::QuantizationType::Int8) {
+                return Err(invalid("quantization_config.scalar.type must be Int8"));
+            }
+            let mut q = ScalarQuantization::default();
+            if let Some(quantile) = s.quantile {
+                q.quantile = quantile;
+            }
+            Ok(Some(q))
+        }
+        Some(_) => Err(invalid("quantization_config: only scalar (INT8) quantization is supported")),
+    }
+}
+
+/// A search's `params.quantization`.
+fn quantization_search(q: Option<pb::QuantizationSearchParams>) -> Result<QuantizationSearch, Status> {
+    let mut out = QuantizationSearch::default();
+    let Some(q) = q else { return Ok(out) };
+    out.ignore = q.ignore.unwrap_or(out.ignore);
+    out.rescore = q.rescore.unwrap_or(out.rescore);
+    if let Some(o) = q.oversampling {
+        if !(o >= 1.0 && o.is_finite()) {
+            return Err(invalid(format!("params.quantization.oversampling must be a number ≥ 1, got {o}")));
+        }
+        out.oversampling = o as f32;
+    }
+    Ok(out)
 }
 
 fn collection_info(engine: &Engine, name: &str) -> Result<pb::CollectionInfo, Status> {
@@ -403,9 +445,11 @@ fn collection_info(engine: &Engine, name: &str) -> Result<pb::CollectionInfo, St
     let params = pb::CollectionParams {
         shard_number: 1,
         vectors_config: Some(pb::VectorsConfig {
+            #[allow(deprecated)]
             config: Some(Config::Params(pb::VectorParams {
                 size: c.config.size as u64,
                 distance: to_pb_distance(c.config.distance) as i32,
+                on_disk: Some(c.config.on_disk),
                 ..Default::default()
             })),
         }),
@@ -438,6 +482,13 @@ fn collection_info(engine: &Engine, name: &str) -> Result<pb::CollectionInfo, St
                 ..Default::default()
             }),
             metadata,
+            quantization_config: c.config.quantization.map(|q| pb::QuantizationConfig {
+                quantization: Some(pb::quantization_config::Quantization::Scalar(pb::ScalarQuantization {
+                    r#type: pb::QuantizationType::Int8 as i32,
+                    quantile: Some(q.quantile),
+                    ..Default::default()
+                })),
+            }),
             ..Default::default()
         }),
         points_count: Some(counts.points as u64),
@@ -525,6 +576,7 @@ impl QdrantService {
             score_threshold: q.score_threshold,
             ef: params.hnsw_ef.map(|n| n as usize),
             exact: params.exact.unwrap_or(false),
+            quantization: quantization_search(params.quantization)?,
             with_payload: selector.wants(),
             with_vector: with_vectors(q.with_vectors),
         };

@@ -16,7 +16,10 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::api::QDRANT_API_VERSION;
 use crate::engine::{CollectionSpec, EngineError, PointWrite, QueryInput, VectorInput};
-use crate::vectors::{Distance, Filter, HnswParams, Payload, PayloadSelector, PointId, Record, Scored, Search};
+use crate::vectors::{
+    Distance, Filter, HnswParams, Payload, PayloadSelector, PointId, QuantizationSearch, Record, ScalarQuantization,
+    Scored, Search,
+};
 
 /// An error in Qdrant's shape.
 pub struct QdrantError(ApiError);
@@ -68,6 +71,8 @@ pub async fn create_collection(
             _ => None,
         },
     };
+    let mut quantization = quantization_config(body.get("quantization_config"))?;
+    let mut on_disk = false;
     let (size, distance) = match body.get("vectors") {
         None | Some(Value::Null) => (None, Distance::Cosine),
         Some(Value::Object(v)) if v.contains_key("size") || v.contains_key("distance") => {
@@ -83,6 +88,11 @@ pub async fn create_collection(
                     return Err(invalid(format!("vectors.distance {other:?} is not supported: Cosine, Dot or Euclid")));
                 }
             };
+            on_disk = v.get("on_disk").and_then(Value::as_bool).unwrap_or(false);
+            // Per-vector quantization overrides the collection's.
+            if let Some(q) = quantization_config(v.get("quantization_config"))? {
+                quantization = Some(q);
+            }
             (Some(size as usize), distance)
         }
         Some(_) => {
@@ -96,9 +106,54 @@ pub async fn create_collection(
         hnsw.ef_construct = field("ef_construct").unwrap_or(hnsw.ef_construct);
         hnsw.full_scan_threshold = field("full_scan_threshold").unwrap_or(hnsw.full_scan_threshold);
     }
-    let spec = CollectionSpec { size, distance, hnsw, embedding_model };
+    let spec = CollectionSpec { size, distance, hnsw, embedding_model, quantization, on_disk };
     state.engine.create_collection(&name, spec).await?;
     ok(started, json!(true))
+}
+
+/// `quantization_config`: `{"scalar": {"type": "int8", "quantile"?, "always_ram"?}}` (INT8 only).
+fn quantization_config(v: Option<&Value>) -> Result<Option<ScalarQuantization>, QdrantError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(scalar) = v.get("scalar") else {
+        return Err(invalid(
+            "quantization_config: only scalar quantization ({\"scalar\": {\"type\": \"int8\"}}) is supported",
+        ));
+    };
+    match scalar.get("type").and_then(Value::as_str) {
+        Some("int8") | None => {}
+        Some(other) => {
+            return Err(invalid(format!("quantization_config.scalar.type {other:?} is not supported: int8")));
+        }
+    }
+    let mut q = ScalarQuantization::default();
+    if let Some(quantile) = scalar.get("quantile").filter(|v| !v.is_null()) {
+        q.quantile =
+            quantile.as_f64().ok_or_else(|| invalid("quantization_config.scalar.quantile must be a number"))? as f32;
+    }
+    Ok(Some(q))
+}
+
+/// A search's `params.quantization`: `{"ignore", "rescore", "oversampling"}`.
+fn quantization_search(v: Option<&Value>) -> Result<QuantizationSearch, QdrantError> {
+    let mut q = QuantizationSearch::default();
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(q) };
+    let flag = |k: &str, default: bool| -> Result<bool, QdrantError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(invalid(format!("params.quantization.{k} must be a boolean, got {other}"))),
+        }
+    };
+    q.ignore = flag("ignore", q.ignore)?;
+    q.rescore = flag("rescore", q.rescore)?;
+    match v.get("oversampling") {
+        None | Some(Value::Null) => {}
+        Some(o) => match o.as_f64() {
+            Some(x) if x >= 1.0 && x.is_finite() => q.oversampling = x as f32,
+            _ => return Err(invalid(format!("params.quantization.oversampling must be a number ≥ 1, got {o}"))),
+        },
+    }
+    Ok(q)
 }
 
 pub async fn get_collection(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
@@ -117,7 +172,7 @@ pub async fn get_collection(State(state): State<AppState>, Path(name): Path<Stri
             "segments_count": 1,
             "config": {
                 "params": {
-                    "vectors": {"size": c.config.size, "distance": distance},
+                    "vectors": {"size": c.config.size, "distance": distance, "on_disk": c.config.on_disk},
                     "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1, "on_disk_payload": false,
                 },
                 "hnsw_config": {
@@ -126,13 +181,17 @@ pub async fn get_collection(State(state): State<AppState>, Path(name): Path<Stri
                 },
                 "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 256, "default_segment_number": 1, "flush_interval_sec": 0},
                 "wal_config": {"wal_capacity_mb": state.engine.vectors_config().snapshot_wal_mb, "wal_segments_ahead": 0},
-                "quantization_config": null,
+                "quantization_config": c.config.quantization.map(|q| {
+                    json!({"scalar": {"type": "int8", "quantile": q.quantile, "always_ram": true}})
+                }),
                 "metadata": c.config.embedding_model.as_ref().map(|m| json!({"embedding_model": m})),
             },
             "payload_schema": {},
             // ferroserve's own: the graph (tombstones included), memory, and the model that embeds texts.
             "graph_points_count": counts.graph_points,
             "memory_bytes": counts.bytes,
+            "graph_memory_bytes": counts.graph_bytes,
+            "disk_vector_bytes": counts.disk_bytes,
             "embedding_model": c.config.embedding_model,
         }),
     )
@@ -434,6 +493,7 @@ async fn run_query(state: &AppState, name: &str, body: &Value) -> Result<Value, 
         score_threshold: body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32),
         ef: params.and_then(|p| p.get("hnsw_ef")).and_then(Value::as_u64).map(|n| n as usize),
         exact: params.and_then(|p| p.get("exact")).and_then(Value::as_bool).unwrap_or(false),
+        quantization: quantization_search(params.and_then(|p| p.get("quantization")))?,
         with_payload: selector.wants(),
         with_vector: with_vector(body),
     };
