@@ -2,7 +2,8 @@
 # Vector search on this machine, one run, appended to benches/RESULTS.md: ferroserve's collections and hnswlib
 # on the same 20,000 MiniLM vectors of Debian package descriptions (`apt-cache dumpavail`), same M and
 # ef_construction, both single-threaded; recall@10 against exact search and queries/s per ef, build time, and
-# the recall of filtered searches keeping 1% and 50% of the points. Queries/s: the best of three passes.
+# the recall of filtered searches keeping 1% and 50% of the points; then scalar INT8 quantization (vectors on
+# disk) with and without re-scoring: recall, queries/s and memory. Queries/s: the best of three passes.
 # Usage: benches/vectors.sh   (needs Debian's apt-cache, a C++ compiler for hnswlib, and the fetched assets;
 #                              ONNX variants made by deploy/make-variants.sh)
 set -euo pipefail
@@ -42,4 +43,12 @@ for a, b in zip(ours["sweep"], theirs["sweep"]):
 print()
 for f in ours["filtered"]:
     print(f"Filter keeping {f['keeps']} of the points (ef {f['ef']}): recall@10 {f['recall']:.4f}, {f['qps']:,.0f} queries/s.")
+print("\nScalar INT8 quantization, same vectors and queries (memory: vectors, payloads and graph held in RAM, "
+      "from the structures' sizes; disk: full-precision vectors in the collection's file):\n")
+print("| variant | build s | RAM MiB | of which graph MiB | disk MiB | " + " | ".join(f"ef {s['ef']} recall / q/s" for s in ours["sweep"]) + " |")
+print("|---|---|---|---|---|" + "---|" * len(ours["sweep"]))
+mib = lambda b: f"{b / 2**20:.1f}"
+for v in ours["variants"]:
+    cells = " | ".join(f"{s['recall']:.3f} / {s['qps']:,.0f}" for s in v["sweep"])
+    print(f"| {v['name']} | {v['build_secs']:.1f} | {mib(v['memory_bytes'])} | {mib(v['graph_bytes'])} | {mib(v['disk_bytes'])} | {cells} |")
 PY

@@ -43,6 +43,10 @@ async fn grpc_reflection_lists_and_describes_services() {
     let requests = vec![
         ask(MessageRequest::ListServices(String::new())),
         ask(MessageRequest::FileContainingSymbol("ferroserve.v1.Inference".into())),
+        ask(MessageRequest::FileContainingSymbol("qdrant.Points".into())),
+        ask(MessageRequest::FileByFilename("points.proto".into())),
+        ask(MessageRequest::FileByFilename("qdrant_common.proto".into())),
+        ask(MessageRequest::FileByFilename("google/protobuf/timestamp.proto".into())),
     ];
     let mut responses = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
 
@@ -52,7 +56,14 @@ async fn grpc_reflection_lists_and_describes_services() {
         panic!("expected a service list")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["ferroserve.v1.Inference", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
+    for expected in [
+        "ferroserve.v1.Inference",
+        "qdrant.Points",
+        "qdrant.Collections",
+        "qdrant.Qdrant",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
     let Some(MessageResponse::FileDescriptorResponse(files)) =
@@ -63,6 +74,26 @@ async fn grpc_reflection_lists_and_describes_services() {
     assert!(!files.file_descriptor_proto.is_empty());
     let text = String::from_utf8_lossy(&files.file_descriptor_proto[0]);
     assert!(text.contains("EmbedStream") && text.contains("ferroserve/v1/inference.proto"));
+    // Qdrant's services, and every file they import by name (how grpcurl describes them without the protos).
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let Some(MessageResponse::FileDescriptorResponse(files)) =
+            responses.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected Qdrant's file descriptors")
+        };
+        served.push(
+            files.file_descriptor_proto.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<String>(),
+        );
+    }
+    for (text, file) in served.iter().zip([
+        "points_service.proto",
+        "points.proto",
+        "qdrant_common.proto",
+        "google/protobuf/timestamp.proto",
+    ]) {
+        assert!(text.contains(file), "{file} missing from {text:?}");
+    }
 }
 
 #[tokio::test]
