@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the model repository and serve it over HTTP and gRPC until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Convert a checkpoint to another format.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Folder of the vector collections (overrides `vectors.path`) [default: data/collections].
     #[arg(long, env = "FERROSERVE_VECTORS_PATH")]
     pub vectors_path: Option<PathBuf>,
+    /// Folder of the chain definitions (overrides `chains.path`) [default: `chains` beside the model repository].
+    #[arg(long, env = "FERROSERVE_CHAINS_PATH")]
+    pub chains_path: Option<PathBuf>,
     /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -30,6 +30,25 @@ pub struct ServerConfig {
     /// The `[vectors]` table of the file (collections).
     #[serde(skip)]
     pub vectors: VectorsConfig,
+    /// The `[chains]` table of the file.
+    #[serde(skip)]
+    pub chains: ChainsConfig,
+}
+
+/// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainsConfig {
+    /// `None`: `chains` beside the model repository.
+    pub path: Option<PathBuf>,
+    /// Seconds between checks of the folder for changed files; 0: read once at start.
+    pub reload_secs: u64,
+}
+
+impl Default for ChainsConfig {
+    fn default() -> Self {
+        ChainsConfig { path: None, reload_secs: 2 }
+    }
 }
 
 impl Default for ServerConfig {
@@ -45,6 +64,7 @@ impl Default for ServerConfig {
             io_threads: None,
             cache: CacheConfig::default(),
             vectors: VectorsConfig::default(),
+            chains: ChainsConfig::default(),
         }
     }
 }
@@ -58,6 +78,8 @@ struct ConfigFile {
     cache: CacheConfig,
     #[serde(default)]
     vectors: VectorsConfig,
+    #[serde(default)]
+    chains: ChainsConfig,
 }
 
 impl ServerConfig {
@@ -80,6 +102,7 @@ impl ServerConfig {
             io_threads,
             redis_url,
             vectors_path,
+            chains_path,
         } = args.clone();
         override_with(&mut config.http_addr, http_addr);
         override_with(&mut config.grpc_addr, grpc_addr);
@@ -95,6 +118,9 @@ impl ServerConfig {
             config.cache.redis_url = redis_url;
         }
         override_with(&mut config.vectors.path, vectors_path);
+        if chains_path.is_some() {
+            config.chains.path = chains_path;
+        }
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
         anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
@@ -107,13 +133,26 @@ impl ServerConfig {
         let mut config = file.server;
         config.cache = file.cache;
         config.vectors = file.vectors;
+        config.chains = file.chains;
         let base = path.parent().unwrap_or(Path::new("."));
-        for relative in [&mut config.model_repository, &mut config.vectors.path] {
+        let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
+        for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {
             if relative.is_relative() {
                 *relative = base.join(&*relative);
             }
         }
+        if let Some(relative) = config.chains.path.as_mut().filter(|p| p.is_relative()) {
+            *relative = base.join(&*relative);
+        }
         Ok(config)
+    }
+
+    /// The chains folder: as configured, or `chains` beside the model repository.
+    pub fn chains_folder(&self) -> PathBuf {
+        self.chains
+            .path
+            .clone()
+            .unwrap_or_else(|| self.model_repository.parent().unwrap_or(Path::new(".")).join("chains"))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod batching;
 pub mod cache;
+pub mod chains;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -10,7 +10,7 @@ use ferroserve::threads::ThreadBudget;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Export(ExportCommand::Onnx { checkpoint, output }) => {
             ferroserve::export::export_onnx(&checkpoint, &output)
         }

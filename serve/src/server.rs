@@ -25,7 +25,8 @@ pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelEntry>> {
 /// Runs the server until a shutdown signal, then drains.
 pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBudget) -> anyhow::Result<()> {
     let limits = EngineLimits { max_client_batch_size: config.max_client_batch_size };
-    let engine = Engine::new(models, limits, budget, &config.cache, config.vectors.clone())?;
+    let engine =
+        Engine::new(models, limits, budget, &config.cache, config.vectors.clone(), Some(config.chains_folder()))?;
     let prometheus = telemetry::init_metrics();
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -39,7 +40,8 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let loader = engine.clone();
-    tokio::spawn(async move { loader.load_all().await });
+    let reload = std::time::Duration::from_secs(config.chains.reload_secs);
+    tokio::spawn(async move { loader.start(reload).await });
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };

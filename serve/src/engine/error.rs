@@ -15,6 +15,14 @@ pub enum EngineError {
     ModelNotFound(String),
     #[error("collection {0:?} does not exist; GET /collections lists the collections")]
     CollectionNotFound(String),
+    #[error("chain {0:?} is not served here; GET /chains lists the chains")]
+    ChainNotFound(String),
+    /// A chain step could not use what it got (a model's output that does not parse).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// An error in a chain step, naming it; transports answer as for `error`.
+    #[error("step {step:?}: {error}")]
+    InStep { step: String, error: Box<EngineError> },
     /// The request contradicts what exists (a collection that already exists).
     #[error("{0}")]
     Conflict(String),
@@ -39,9 +47,20 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The error itself, under any chain steps that wrap it (what decides the status).
+    pub fn cause(&self) -> &EngineError {
+        match self {
+            EngineError::InStep { error, .. } => error.cause(),
+            other => other,
+        }
+    }
+
     /// A short, stable name for metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
+            EngineError::InStep { error, .. } => error.kind(),
+            EngineError::ChainNotFound(_) => "chain_not_found",
+            EngineError::Unprocessable(_) => "unprocessable",
             EngineError::ModelNotFound(_) => "model_not_found",
             EngineError::CollectionNotFound(_) => "collection_not_found",
             EngineError::Conflict(_) => "conflict",
@@ -78,6 +97,27 @@ impl From<GenerationError> for EngineError {
             GenerationError::DeadlineExceeded => EngineError::DeadlineExceeded,
             GenerationError::ShuttingDown => EngineError::ShuttingDown,
             GenerationError::Failed(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::chains::ChainError> for EngineError {
+    fn from(e: crate::chains::ChainError) -> Self {
+        use crate::chains::ChainError;
+        match e {
+            ChainError::Invalid(m) | ChainError::BadInput(m) => EngineError::InvalidInput(m),
+            ChainError::NotFound(name) => EngineError::ChainNotFound(name),
+            ChainError::Failed(m) => EngineError::Unprocessable(m),
+            ChainError::Storage(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::chains::RunError<EngineError>> for EngineError {
+    fn from(e: crate::chains::RunError<EngineError>) -> Self {
+        match e {
+            crate::chains::RunError::Chain(e) => e.into(),
+            crate::chains::RunError::Step { step, error } => EngineError::InStep { step, error: Box::new(error) },
         }
     }
 }

@@ -2,6 +2,7 @@
 //! adapters over it. Models load in the background so the process is live (and `/health` answers) at once
 //! and becomes ready when every model has loaded.
 
+mod chains;
 mod embeddings;
 mod error;
 mod generate;
@@ -22,6 +23,7 @@ use crate::repository::ModelEntry;
 use crate::threads::ThreadBudget;
 use crate::vectors::{Collections, VectorsConfig};
 
+pub use chains::{ChainStream, RunOutput, StepReport};
 pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
 pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
@@ -122,14 +124,17 @@ pub struct Engine {
     models: RwLock<BTreeMap<String, (ModelEntry, ModelState)>>,
     caches: Caches,
     collections: Collections,
+    chains: crate::chains::Chains,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
     ready: tokio::sync::watch::Sender<bool>,
+    /// Start-up (models, seeded collections, chains) has finished.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
-    /// An engine that will serve `models`; call [`Engine::load_all`] to load them. Fails on a bad
+    /// An engine that will serve `models`; call [`Engine::start`] to load them. Fails on a bad
     /// `cache.redis_url` (Redis itself is reached lazily).
     pub fn new(
         models: Vec<ModelEntry>,
@@ -137,6 +142,7 @@ impl Engine {
         budget: ThreadBudget,
         cache: &CacheConfig,
         vectors: VectorsConfig,
+        chains_folder: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Arc<Self>> {
         let collections = Collections::open(vectors)?;
         let semantic = models.iter().filter_map(|m| Some((m.name(), m.semantic_cache.as_ref()?)));
@@ -146,9 +152,11 @@ impl Engine {
             models: RwLock::new(models),
             caches,
             collections,
+            chains: crate::chains::Chains::new(chains_folder),
             limits,
             budget,
             ready: tokio::sync::watch::Sender::new(false),
+            started: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -190,7 +198,24 @@ impl Engine {
                 entry.1 = state;
             }
         }
+    }
+
+    /// Start-up, once listening: loads the models, fills the seeded collections, loads the chains, then
+    /// reports ready; afterwards re-reads the chains folder every `reload` (zero: never).
+    pub async fn start(self: &Arc<Self>, reload: Duration) {
+        self.load_all().await;
+        self.seed_collections().await;
+        self.reload_chains();
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
         self.ready.send_replace(self.is_ready());
+        if reload.is_zero() {
+            return;
+        }
+        let mut tick = tokio::time::interval(reload);
+        loop {
+            tick.tick().await;
+            self.reload_chains();
+        }
     }
 
     /// A receiver that turns true once every model has loaded.
@@ -198,9 +223,10 @@ impl Engine {
         self.ready.subscribe()
     }
 
-    /// True once every model has finished loading successfully.
+    /// True once start-up has finished and every model loaded successfully.
     pub fn is_ready(&self) -> bool {
-        self.read().values().all(|(_, s)| matches!(s, ModelState::Ready(_)))
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+            && self.read().values().all(|(_, s)| matches!(s, ModelState::Ready(_)))
     }
 
     /// True when `name` is a model of this server (loaded or not). Used to keep metric labels bounded.

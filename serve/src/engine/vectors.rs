@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::Value;
+
 use super::{EmbedRequest, Engine, EngineError, Truncate};
 use crate::cache::CacheMode;
 use crate::vectors::{
@@ -252,6 +254,53 @@ impl Engine {
     pub async fn count_points(&self, name: &str, filter: Option<Filter>) -> Result<usize, EngineError> {
         let collection = self.collection(name)?;
         off_runtime(collection, move |c| c.count(filter.as_ref())).await
+    }
+
+    /// Creates and fills each `[[vectors.seed]]` collection that does not exist yet (a failure is logged;
+    /// the collection is removed so that the next start tries again).
+    pub async fn seed_collections(&self) {
+        for seed in self.collections.config().seed.clone() {
+            if self.collection(&seed.collection).is_ok() {
+                continue;
+            }
+            let started = Instant::now();
+            match self.seed(&seed).await {
+                Ok(n) => tracing::info!(collection = %seed.collection, points = n,
+                                        secs = started.elapsed().as_secs_f32(), "collection seeded"),
+                Err(e) => {
+                    tracing::error!(collection = %seed.collection, file = %seed.file.display(), error = %e,
+                                    "seeding failed");
+                    let _ = self.delete_collection(&seed.collection).await;
+                }
+            }
+        }
+    }
+
+    async fn seed(&self, seed: &crate::vectors::SeedConfig) -> Result<usize, EngineError> {
+        let text = std::fs::read_to_string(&seed.file)
+            .map_err(|e| EngineError::Internal(format!("{}: {e}", seed.file.display())))?;
+        let mut points = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let at = |m: String| EngineError::InvalidInput(format!("{} line {}: {m}", seed.file.display(), i + 1));
+            let mut payload: Payload = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            let id = PointId::from_json(&payload.remove("id").unwrap_or(Value::Null)).map_err(at)?;
+            let text = payload.get("text").and_then(Value::as_str).ok_or_else(|| at("no \"text\"".into()))?;
+            points.push(PointWrite { id, vector: VectorInput::Text { text: text.to_string(), model: None }, payload });
+        }
+        let spec = CollectionSpec {
+            size: None,
+            distance: Distance::Cosine,
+            hnsw: HnswParams::default(),
+            embedding_model: Some(seed.embedding_model.clone()),
+            quantization: None,
+            on_disk: false,
+        };
+        self.create_collection(&seed.collection, spec).await?;
+        let n = points.len();
+        for batch in points.chunks(256) {
+            self.upsert_points(&seed.collection, batch.to_vec()).await?;
+        }
+        Ok(n)
     }
 
     /// Ids of the points to change: those named, or those `filter` keeps.

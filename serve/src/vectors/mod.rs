@@ -63,6 +63,18 @@ pub struct VectorsConfig {
     pub snapshot_wal_mb: u64,
     /// Most bytes of JSON payload per point.
     pub max_payload_bytes: usize,
+    /// Collections to fill from files when they do not exist yet (`[[vectors.seed]]`).
+    pub seed: Vec<SeedConfig>,
+}
+
+/// A collection filled from a JSON-lines file on first start: each line `{"id", "text", ...}`; the text is
+/// embedded by `embedding_model` and kept in the payload with the other fields.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    pub collection: String,
+    pub file: PathBuf,
+    pub embedding_model: String,
 }
 
 impl Default for VectorsConfig {
@@ -72,6 +84,7 @@ impl Default for VectorsConfig {
             durability: Durability::Fsync,
             snapshot_wal_mb: 64,
             max_payload_bytes: 64 * 1024,
+            seed: Vec::new(),
         }
     }
 }

@@ -34,18 +34,22 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::ModelNotFound(_) | EngineError::CollectionNotFound(_) | EngineError::CacheMiss => {
-                StatusCode::NOT_FOUND
-            }
+        let status = match e.cause() {
+            EngineError::ModelNotFound(_)
+            | EngineError::CollectionNotFound(_)
+            | EngineError::ChainNotFound(_)
+            | EngineError::CacheMiss => StatusCode::NOT_FOUND,
+            EngineError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             EngineError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             EngineError::ModelLoading { .. } | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::ModelFailed { .. } | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::ModelFailed { .. } | EngineError::Internal(_) | EngineError::InStep { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
-        let retry_after_secs = match &e {
+        let retry_after_secs = match e.cause() {
             EngineError::Overloaded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             EngineError::ModelLoading { .. } => Some(1),
             _ => None,

@@ -4,6 +4,7 @@ mod admin;
 mod completions;
 mod error;
 mod extract;
+mod langserve;
 mod openai;
 mod qdrant;
 mod scheduling;
@@ -62,6 +63,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/collections/{name}/points/count", post(qdrant::count))
         .route("/collections/{name}/points/query", post(qdrant::query))
         .route("/collections/{name}/points/query/batch", post(qdrant::query_batch))
+        .route("/chains", get(langserve::list))
+        .route("/chains/{name}", put(langserve::put_chain).get(langserve::get_chain).delete(langserve::delete_chain))
+        .route("/chains/{name}/invoke", post(langserve::invoke))
+        .route("/chains/{name}/batch", post(langserve::batch))
+        .route("/chains/{name}/stream", post(langserve::stream_run))
+        .route("/chains/{name}/input_schema", get(langserve::input_schema))
+        .route("/chains/{name}/output_schema", get(langserve::output_schema))
+        .route("/chains/{name}/config_schema", get(langserve::config_schema))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_metrics))

@@ -1,0 +1,277 @@
+//! Chains over HTTP with LangServe's contract, so LangChain's `RemoteRunnable("…/chains/{name}")` works:
+//! `POST /chains/{name}/invoke`, `/batch`, `/stream` (SSE: `metadata` with the `run_id`, `data` chunks, an
+//! `error` with `status_code` and `message`, `end`), `GET …/input_schema`, `…/output_schema`,
+//! `…/config_schema`; and the registry: `GET /chains`, `PUT|GET|DELETE /chains/{name}`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::chains::ChainDef;
+use crate::engine::{ChainStream, EngineError, RunOutput};
+
+/// An error as LangServe (FastAPI) writes it: `{"detail": "..."}` with the status.
+pub struct LangServeError(ApiError);
+
+impl<E: Into<ApiError>> From<E> for LangServeError {
+    fn from(e: E) -> Self {
+        LangServeError(e.into())
+    }
+}
+
+impl IntoResponse for LangServeError {
+    fn into_response(self) -> Response {
+        (self.0.status, Json(json!({"detail": self.0.message}))).into_response()
+    }
+}
+
+type Answer = Result<Response, LangServeError>;
+
+/// A LangServe request: `input`, `config` (`configurable` is read), `kwargs` (ignored, as LangServe does).
+#[derive(Deserialize)]
+pub struct InvokeBody {
+    input: Value,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    kwargs: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    inputs: Vec<Value>,
+    /// One config for all, or one per input.
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    kwargs: Option<Value>,
+}
+
+/// A run id in UUID form (version 4 layout): time, process and a counter, mixed (splitmix64).
+fn run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = (mix(nanos ^ (u64::from(std::process::id()) << 40)), mix(nanos.rotate_left(17) ^ n));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn configurable(config: Option<&Value>) -> Option<&Value> {
+    config.and_then(|c| c.get("configurable"))
+}
+
+fn metadata(run_id: &str, run: &RunOutput) -> Value {
+    let steps: Vec<Value> = run
+        .steps
+        .iter()
+        .map(|s| {
+            json!({"name": s.name, "type": s.kind, "seconds": s.seconds,
+                   "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens})
+        })
+        .collect();
+    json!({"run_id": run_id, "feedback_tokens": [], "steps": steps})
+}
+
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
+) -> Answer {
+    let run = state.engine.run_chain(&name, body.input, configurable(body.config.as_ref())).await?;
+    let id = run_id();
+    Ok(Json(json!({"output": run.output, "metadata": metadata(&id, &run)})).into_response())
+}
+
+pub async fn batch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body, _): JsonBody<BatchBody, LangServeError>,
+) -> Answer {
+    let configs: Vec<Option<Value>> = match body.config {
+        Some(Value::Array(list)) => {
+            if list.len() != body.inputs.len() {
+                let message = format!("config: {} configs for {} inputs", list.len(), body.inputs.len());
+                return Err(EngineError::InvalidInput(message).into());
+            }
+            list.into_iter().map(Some).collect()
+        }
+        one => vec![one; body.inputs.len()],
+    };
+    let engine = &state.engine;
+    let runs = futures::future::try_join_all(
+        body.inputs
+            .into_iter()
+            .zip(&configs)
+            .map(|(input, c)| engine.run_chain(&name, input, configurable(c.as_ref()))),
+    )
+    .await?;
+    let ids: Vec<String> = runs.iter().map(|_| run_id()).collect();
+    let responses: Vec<Value> = runs.iter().zip(&ids).map(|(r, id)| metadata(id, r)).collect();
+    let outputs: Vec<Value> = runs.into_iter().map(|r| r.output).collect();
+    Ok(Json(json!({"output": outputs, "metadata": {"run_ids": ids, "responses": responses}})).into_response())
+}
+
+pub async fn stream_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
+) -> Answer {
+    let chain = state.engine.chain(&name)?;
+    let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
+    let streams_text = chain.streamed().is_some();
+    let running = state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()))?;
+    let events = sse_events(run_id(), running, streams_text, key);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn event(name: &str, data: &Value) -> Result<Event, Infallible> {
+    Ok(Event::default().event(name).data(data.to_string()))
+}
+
+/// `metadata`, then the final generation step's text as `AIMessageChunk`s (under its output key when the
+/// output is named) and whatever of the output was not streamed, then `end` — or an `error` event.
+fn sse_events(
+    run_id: String,
+    running: ChainStream,
+    streams_text: bool,
+    key: Option<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let ChainStream { tokens, done } = running;
+    let wrap = {
+        let key = key.clone();
+        move |chunk: Value| match &key {
+            Some(k) => json!({ k.as_str(): chunk }),
+            None => chunk,
+        }
+    };
+    let chunk_id = format!("run-{run_id}");
+    let head = stream::once({
+        let run_id = run_id.clone();
+        async move { event("metadata", &json!({"run_id": run_id})) }
+    });
+    let text = UnboundedReceiverStream::new(tokens).map({
+        let wrap = wrap.clone();
+        let chunk_id = chunk_id.clone();
+        move |piece| event("data", &wrap(json!({"content": piece, "type": "AIMessageChunk", "id": chunk_id})))
+    });
+    let tail = stream::once(async move {
+        let events = match done.await {
+            Ok(Ok(run)) => {
+                let rest = match (streams_text, run.output, &key) {
+                    // The text went out piece by piece; the last chunk carries the usage.
+                    (true, output, None) => Some(last_chunk(&output, &chunk_id)),
+                    (true, Value::Object(mut named), Some(k)) => {
+                        let last = named.remove(k).map(|o| last_chunk(&o, &chunk_id));
+                        if let Some(last) = last {
+                            named.insert(k.clone(), last);
+                        }
+                        Some(Value::Object(named))
+                    }
+                    (_, output, _) => Some(output),
+                };
+                rest.into_iter().map(|r| event("data", &r)).collect::<Vec<_>>()
+            }
+            Ok(Err(e)) => {
+                let e = ApiError::from(e);
+                vec![event("error", &json!({"status_code": e.status.as_u16(), "message": e.message}))]
+            }
+            Err(_) => vec![event("error", &json!({"status_code": 500, "message": "the chain's task stopped"}))],
+        };
+        stream::iter(events)
+    })
+    .flatten();
+    head.chain(text).chain(tail).chain(stream::once(async { Ok(Event::default().event("end")) }))
+}
+
+/// An empty `AIMessageChunk` with the message's metadata (finish reason, token usage).
+fn last_chunk(message: &Value, id: &str) -> Value {
+    json!({
+        "content": "", "type": "AIMessageChunk", "id": id,
+        "response_metadata": message.get("response_metadata").cloned().unwrap_or(json!({})),
+        "usage_metadata": message.get("usage_metadata").cloned().unwrap_or(Value::Null),
+    })
+}
+
+pub async fn input_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    Ok(Json(state.engine.chain(&name)?.input_schema()).into_response())
+}
+
+pub async fn output_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    Ok(Json(state.engine.chain(&name)?.output_schema()).into_response())
+}
+
+/// The `configurable` fields the chain allows.
+pub async fn config_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    let chain = state.engine.chain(&name)?;
+    let types = |field: &str| match field {
+        "model" => json!({"title": "Model", "type": "string"}),
+        "temperature" => json!({"title": "Temperature", "type": "number"}),
+        _ => json!({"title": field, "type": "integer", "minimum": 1}),
+    };
+    let properties: serde_json::Map<String, Value> =
+        chain.def.configurable.iter().map(|f| (f.clone(), types(f))).collect();
+    Ok(Json(json!({
+        "title": format!("{name}Config"), "type": "object",
+        "properties": {"configurable": {"title": "Configurable", "type": "object", "properties": properties}},
+    }))
+    .into_response())
+}
+
+pub async fn list(State(state): State<AppState>) -> Answer {
+    let chains: Vec<Value> = state
+        .engine
+        .chain_names()
+        .into_iter()
+        .filter_map(|n| state.engine.chain(&n).ok())
+        .map(|c| json!({"name": c.name, "description": c.def.description, "steps": c.def.steps.len()}))
+        .collect();
+    Ok(Json(json!({"chains": chains})).into_response())
+}
+
+pub async fn get_chain(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    let chain = state.engine.chain(&name)?;
+    Ok(Json(json!({"name": chain.name, "definition": chain.def})).into_response())
+}
+
+/// Registers a chain from its definition (JSON, the same fields as the TOML files); persisted.
+pub async fn put_chain(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(def, _): JsonBody<ChainDef, LangServeError>,
+) -> Answer {
+    state.engine.put_chain(&name, def)?;
+    Ok(Json(json!({"name": name, "status": "registered"})).into_response())
+}
+
+pub async fn delete_chain(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    if !state.engine.delete_chain(&name)? {
+        return Err(EngineError::ChainNotFound(name).into());
+    }
+    Ok(Json(json!({"name": name, "status": "deleted"})).into_response())
+}

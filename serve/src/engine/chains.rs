@@ -1,0 +1,228 @@
+//! Chains through the engine: the engine does each step's effects (retrieval from its collections with
+//! server-side embedding, embeddings, generation with its models), so batching, deadlines and the caches
+//! apply to every step; definitions are checked against the models and collections it has.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferroserve_models::Task;
+use ferroserve_models::llm::{ChatMessage, SamplingParams};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EmbedRequest, Engine, EngineError, GenerateRequest, QueryInput, Truncate, VectorInput};
+use crate::cache::CacheMode;
+use crate::chains::run::{self, Effects, GenerateCall, Generated, Overrides, PromptValue, RetrieveCall, Retrieved};
+use crate::chains::{Chain, ChainDef, definition::StepKind};
+use crate::generation::{GenerationEvent, Prompt};
+use crate::vectors::{Filter, Search};
+
+pub use crate::chains::run::{RunOutput, StepReport};
+
+/// A streaming run: text pieces of the final generation step as they come, then the whole output.
+pub struct ChainStream {
+    pub tokens: mpsc::UnboundedReceiver<String>,
+    pub done: oneshot::Receiver<Result<RunOutput, EngineError>>,
+}
+
+impl Effects for Engine {
+    type Error = EngineError;
+
+    async fn retrieve(&self, call: RetrieveCall) -> Result<Vec<Retrieved>, EngineError> {
+        let filter = match &call.filter {
+            Some(f) => Filter::parse(f).map_err(EngineError::InvalidInput)?,
+            None => None,
+        };
+        let search = Search {
+            vector: Vec::new(),
+            limit: call.k,
+            offset: 0,
+            filter,
+            score_threshold: call.score_threshold,
+            ef: None,
+            exact: false,
+            quantization: Default::default(),
+            with_payload: true,
+            with_vector: false,
+        };
+        let query = QueryInput::Vector(VectorInput::Text { text: call.query, model: None });
+        let hits = self.query_points(&call.collection, query, search).await?;
+        Ok(hits
+            .into_iter()
+            .map(|h| Retrieved {
+                id: serde_json::to_value(&h.record.id).unwrap_or(Value::Null),
+                score: h.score,
+                payload: h.record.payload.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn embed(&self, model: &str, text: String) -> Result<Vec<f32>, EngineError> {
+        let request = EmbedRequest {
+            model: model.to_string(),
+            inputs: vec![text],
+            normalize: None,
+            truncate: Truncate::ModelDefault,
+            dimensions: None,
+            priority: None,
+            timeout: None,
+            cache: CacheMode::Default,
+        };
+        let mut out = Engine::embed(self, request).await?;
+        out.vectors.pop().ok_or_else(|| EngineError::Internal("the embedding is missing".into()))
+    }
+
+    async fn generate(
+        &self,
+        call: GenerateCall,
+        tokens: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<Generated, EngineError> {
+        let prompt = match call.prompt {
+            PromptValue::Text(t) => Prompt::Text(t),
+            PromptValue::Messages(m) => {
+                Prompt::Chat(m.into_iter().map(|(role, content)| ChatMessage { role, content }).collect())
+            }
+        };
+        let request = GenerateRequest {
+            model: call.model,
+            prompt,
+            params: SamplingParams { temperature: call.temperature, ..Default::default() },
+            max_tokens: call.max_tokens,
+            stop: call.stop,
+            ignore_eos: false,
+            priority: None,
+            timeout: None,
+            cache: CacheMode::Default,
+        };
+        let mut stream = Engine::generate(self, request).await?;
+        let mut text = String::new();
+        let emit = |piece: String, text: &mut String| -> Result<(), EngineError> {
+            if let Some(tx) = tokens
+                && !piece.is_empty()
+                && tx.send(piece.clone()).is_err()
+            {
+                // The client went away: dropping the events stops the generation.
+                return Err(EngineError::Internal("the client disconnected".into()));
+            }
+            text.push_str(&piece);
+            Ok(())
+        };
+        while let Some(event) = stream.events.recv().await {
+            match event {
+                GenerationEvent::Token { text: piece, .. } => emit(piece, &mut text)?,
+                GenerationEvent::Done { finish_reason, text: rest, usage } => {
+                    emit(rest, &mut text)?;
+                    return Ok(Generated {
+                        text,
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                        finish_reason: finish_reason.as_str().to_string(),
+                    });
+                }
+                GenerationEvent::Failed(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Internal("the generation ended without an answer".into()))
+    }
+}
+
+impl Engine {
+    pub fn chain(&self, name: &str) -> Result<Arc<Chain>, EngineError> {
+        Ok(self.chains.get(name)?)
+    }
+
+    pub fn chain_names(&self) -> Vec<String> {
+        self.chains.names()
+    }
+
+    /// Runs a chain to the end.
+    pub async fn run_chain(
+        &self,
+        name: &str,
+        input: Value,
+        configurable: Option<&Value>,
+    ) -> Result<RunOutput, EngineError> {
+        let chain = self.chain(name)?;
+        let overrides = Overrides::parse(&chain, configurable)?;
+        self.run_checked(&chain, input, &overrides, None).await
+    }
+
+    /// Runs a chain in a task; its final generation step's text streams out as it comes.
+    pub fn stream_chain(
+        self: &Arc<Self>,
+        name: &str,
+        input: Value,
+        configurable: Option<&Value>,
+    ) -> Result<ChainStream, EngineError> {
+        let chain = self.chain(name)?;
+        let overrides = Overrides::parse(&chain, configurable)?;
+        let (tokens_tx, tokens) = mpsc::unbounded_channel();
+        let (done_tx, done) = oneshot::channel();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let result = engine.run_checked(&chain, input, &overrides, Some(&tokens_tx)).await;
+            let _ = done_tx.send(result);
+        });
+        Ok(ChainStream { tokens, done })
+    }
+
+    async fn run_checked(
+        &self,
+        chain: &Chain,
+        input: Value,
+        overrides: &Overrides,
+        tokens: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<RunOutput, EngineError> {
+        let started = Instant::now();
+        let result = run::run(chain, input, overrides, self, tokens).await.map_err(EngineError::from);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!("ferroserve_chain_runs_total", "chain" => chain.name.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("ferroserve_chain_seconds", "chain" => chain.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Checks and registers a chain (written to the chains folder, so it persists).
+    pub fn put_chain(&self, name: &str, def: ChainDef) -> Result<(), EngineError> {
+        let chain = Chain::check(name, def)?;
+        self.check_chain(&chain).map_err(|e| EngineError::InvalidInput(format!("chain {name:?}: {e}")))?;
+        Ok(self.chains.put(chain)?)
+    }
+
+    pub fn delete_chain(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.chains.delete(name)?)
+    }
+
+    /// Re-reads the chains folder if it changed; returns the files refused with their reasons.
+    pub fn reload_chains(&self) -> Vec<String> {
+        self.chains.reload(&|chain| self.check_chain(chain))
+    }
+
+    /// What only the engine can check: the models and collections a chain names.
+    pub(super) fn check_chain(&self, chain: &Chain) -> Result<(), String> {
+        for step in &chain.def.steps {
+            let at = |m: String| format!("step {:?}: {m}", step.name);
+            match &step.kind {
+                StepKind::Generate { model, .. } => self.check_model(model, Task::Generation).map_err(at)?,
+                StepKind::Embed { model, .. } => self.check_model(model, Task::Embedding).map_err(at)?,
+                StepKind::Retrieve { collection, .. } if self.collection(collection).is_err() => {
+                    return Err(at(format!("collection {collection:?} does not exist")));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_model(&self, model: &str, task: Task) -> Result<(), String> {
+        match self.list_models().into_iter().find(|m| m.name == model) {
+            None => Err(format!("model {model:?} is not in the model repository")),
+            Some(m) if m.task != task => Err(format!("model {model:?} is not a {task:?} model")),
+            Some(_) => Ok(()),
+        }
+    }
+}
