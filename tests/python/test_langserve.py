@@ -1,0 +1,117 @@
+"""Chains through LangChain's own `RemoteRunnable` (langserve[client]) and LCEL: invoke, batch, stream,
+schemas, errors, registration through the API, and the RAG example over the seeded `debian-packages`
+collection, whose sources must hold the right package for each labelled question in tests/data."""
+
+import json
+import shutil
+import time
+
+import httpx
+import pytest
+from conftest import ROOT, Server
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import RunnableLambda
+from langserve import RemoteRunnable
+
+ASK = {
+    "description": "answers a question in one sentence",
+    "configurable": ["max_tokens"],
+    "steps": [
+        {"name": "prompt", "type": "prompt", "messages": [{"role": "user", "content": "{{ input.question }} Answer in one sentence."}]},
+        {"name": "answer", "type": "generate", "model": "SmolLM2-135M-Instruct", "prompt": "prompt", "max_tokens": 24},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def rag(tmp_path_factory):
+    """A server with the example config: the debian-packages collection seeded, chains from a copy of deploy/chains."""
+    chains = tmp_path_factory.mktemp("chains")
+    shutil.copy(ROOT / "deploy" / "chains" / "rag.toml", chains / "rag.toml")
+    s = Server(["--config", str(ROOT / "deploy" / "ferroserve.toml"), "--chains-path", str(chains)])
+    s.chains = chains
+    s.wait_ready(timeout=300)
+    yield s
+    s.stop()
+
+
+def test_rag_example_cites_the_right_package(rag):
+    chain = RemoteRunnable(f"{rag.http}/chains/rag")
+    labelled = json.loads((ROOT / "tests" / "data" / "rag_questions.json").read_text())
+    outputs = chain.batch([{"question": q["question"]} for q in labelled])
+    assert len(outputs) == len(labelled)
+    for q, out in zip(labelled, outputs):
+        assert isinstance(out["answer"], AIMessage) and out["answer"].content
+        assert all(isinstance(d, Document) for d in out["sources"])
+        packages = [d.metadata["package"] for d in out["sources"]]
+        assert q["package"] in packages, (q, packages)
+    # config.configurable: fewer sources.
+    out = chain.invoke({"question": labelled[0]["question"]}, config={"configurable": {"k": 2}})
+    assert len(out["sources"]) == 2
+    usage = out["answer"].usage_metadata
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+
+
+def test_stream_sends_tokens_as_they_come(rag):
+    chain = RemoteRunnable(f"{rag.http}/chains/rag")
+    arrivals, final = [], None
+    for chunk in chain.stream({"question": "Which terminal multiplexer keeps shell sessions running?"}):
+        arrivals.append(time.monotonic())
+        final = chunk if final is None else final + chunk
+    assert len(arrivals) > 3
+    assert arrivals[0] < arrivals[-1], "the first chunk came before the last"
+    assert final["answer"].content and "tmux" in [d.metadata["package"] for d in final["sources"]]
+
+
+def test_registered_chain_in_an_lcel_pipeline_with_schemas_and_errors(rag):
+    r = httpx.put(f"{rag.http}/chains/ask", json=ASK, timeout=30)
+    assert r.status_code == 200, r.text
+    assert (rag.chains / "ask.toml").exists(), "registered chains persist as files"
+    pipeline = RemoteRunnable(f"{rag.http}/chains/ask") | StrOutputParser() | RunnableLambda(str.strip)
+    answer = pipeline.invoke({"question": "What is the capital of France?"})
+    assert isinstance(answer, str) and answer
+    pieces = list((RemoteRunnable(f"{rag.http}/chains/ask") | StrOutputParser()).stream({"question": "Name a colour."}))
+    assert len(pieces) > 1 and "".join(pieces).strip()
+
+    schema = httpx.get(f"{rag.http}/chains/ask/input_schema").json()
+    assert schema["required"] == ["question"]
+    assert httpx.get(f"{rag.http}/chains/ask/output_schema").json()["title"] == "AIMessage"
+    assert "max_tokens" in httpx.get(f"{rag.http}/chains/ask/config_schema").json()["properties"]["configurable"]["properties"]
+
+    # A bad input is a 400 the client raises; a failing step is an error event the client raises.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        RemoteRunnable(f"{rag.http}/chains/ask").invoke({"query": "wrong field"})
+    assert e.value.response.status_code == 400 and "input.question" in str(e.value)
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        list(RemoteRunnable(f"{rag.http}/chains/ask").stream({"question": "x"}, config={"configurable": {"max_tokens": 0}}))
+    assert "answer" in str(e.value)
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        RemoteRunnable(f"{rag.http}/chains/nope").invoke({"question": "x"})
+    assert e.value.response.status_code == 404
+
+    # Bad definitions are refused with the reason.
+    bad = dict(ASK, steps=[ASK["steps"][0], dict(ASK["steps"][1], model="no-such-model")])
+    r = httpx.put(f"{rag.http}/chains/broken", json=bad)
+    assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
+    bad = dict(ASK, steps=[dict(ASK["steps"][0], type="teleport")])
+    assert httpx.put(f"{rag.http}/chains/broken", json=bad).status_code == 400
+    assert httpx.delete(f"{rag.http}/chains/ask").status_code == 200
+    assert not (rag.chains / "ask.toml").exists()
+
+
+def test_chain_files_are_reloaded_when_they_change(rag):
+    (rag.chains / "echo.toml").write_text(
+        '[[steps]]\nname = "out"\ntype = "assign"\nvalues = { said = "{{ input.text }}!" }\n'
+    )
+    (rag.chains / "bad.toml").write_text('[[steps]]\nname = "x"\ntype = "generate"\nmodel = "m"\nprompt = "later"\n')
+    deadline = time.monotonic() + 30
+    while "echo" not in [c["name"] for c in httpx.get(f"{rag.http}/chains").json()["chains"]]:
+        assert time.monotonic() < deadline, "the new file was not loaded"
+        time.sleep(0.2)
+    assert RemoteRunnable(f"{rag.http}/chains/echo").invoke({"text": "hi"}) == {"said": "hi!"}
+    names = [c["name"] for c in httpx.get(f"{rag.http}/chains").json()["chains"]]
+    assert "bad" not in names and "rag" in names, "a bad file is refused; the others still serve"
+    log = rag.log_path.read_text()
+    assert "bad.toml" in log and "not an earlier step" in log
