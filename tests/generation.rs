@@ -377,3 +377,60 @@ async fn semantic_response_cache() {
     assert_eq!(r.send().await.unwrap().status(), 200);
     assert_eq!(post(&server, "/v1/chat/completions", &paraphrase).await.1, "MISS");
 }
+
+/// A chain over gRPC: the final generation step's text streams, the last message has the whole output and the
+/// steps; unknown chains and malformed JSON are refused with their codes.
+#[tokio::test]
+async fn run_chain_streams_over_grpc() {
+    use ferroserve_proto::ferroserve::v1::RunChainRequest;
+    use ferroserve_proto::ferroserve::v1::run_chain_response::Event;
+    let repo = llm_repository("chain", "");
+    let chains = repo.join("chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    std::fs::write(
+        chains.join("ask.toml"),
+        format!(
+            "configurable = [\"max_tokens\"]\n[[steps]]\nname = \"prompt\"\ntype = \"prompt\"\n\
+             messages = [{{ role = \"user\", content = \"{{{{ input.question }}}}\" }}]\n\
+             [[steps]]\nname = \"answer\"\ntype = \"generate\"\nmodel = \"{LLM}\"\nprompt = \"prompt\"\nmax_tokens = 12\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_repository(&repo, &["--chains-path", chains.to_str().unwrap()]).await;
+    let mut client = InferenceClient::connect(server.grpc.clone()).await.unwrap();
+    let request = |chain: &str, input: &str| RunChainRequest {
+        chain: chain.into(),
+        input_json: input.into(),
+        configurable_json: r#"{"max_tokens": 8}"#.into(),
+    };
+    let mut stream = client
+        .run_chain(request("ask", r#"{"question": "What is the capital of France?"}"#))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut text, mut output, mut steps) = (String::new(), None, Vec::new());
+    while let Some(message) = stream.message().await.unwrap() {
+        match message.event {
+            Some(Event::Text(piece)) => text.push_str(&piece),
+            Some(Event::OutputJson(json)) => {
+                output = Some(serde_json::from_str::<Value>(&json).unwrap());
+                steps = message.steps;
+            }
+            None => panic!("an empty message"),
+        }
+    }
+    let output = output.expect("the output comes last");
+    assert_eq!(output["type"], "ai");
+    assert_eq!(output["content"].as_str().unwrap(), text, "the pieces make the answer");
+    assert!(output["usage_metadata"]["output_tokens"].as_u64().unwrap() <= 8, "configurable max_tokens applies");
+    assert_eq!(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["prompt", "answer"]);
+    let e = client.run_chain(request("nope", "{}")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = client.run_chain(request("ask", "{not json")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A bad input fails in the stream with the step's code.
+    let mut stream = client.run_chain(request("ask", r#"{"q": 1}"#)).await.unwrap().into_inner();
+    let e = stream.message().await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("input.question"), "{}", e.message());
+}

@@ -78,6 +78,7 @@ fn with_meta<T>(mut response: Response<T>, meta: &ResponseMeta) -> Response<T> {
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
 type GenerateOut = Pin<Box<dyn Stream<Item = Result<GenerateResponse, Status>> + Send>>;
+type RunChainOut = Pin<Box<dyn Stream<Item = Result<pb::RunChainResponse, Status>> + Send>>;
 
 /// The engine request of a gRPC `GenerateRequest`.
 fn generate_request(req: GenerateRequest, call: &CallOptions) -> Result<engine::GenerateRequest, Status> {
@@ -183,6 +184,48 @@ impl Inference for NativeService {
         let meta = generation.meta();
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).map(generate_response);
         Ok(with_meta(Response::new(Box::pin(responses) as Self::GenerateStream), &meta))
+    }
+
+    type RunChainStream = RunChainOut;
+
+    async fn run_chain(&self, request: Request<pb::RunChainRequest>) -> Result<Response<Self::RunChainStream>, Status> {
+        let req = request.into_inner();
+        let json = |text: &str, field: &str| -> Result<Option<serde_json::Value>, Status> {
+            if text.trim().is_empty() {
+                return Ok(None);
+            }
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| Status::invalid_argument(format!("{field} is not JSON: {e}")))
+        };
+        let input = json(&req.input_json, "input_json")?.unwrap_or(serde_json::Value::Null);
+        let configurable = json(&req.configurable_json, "configurable_json")?;
+        let running = self.engine.stream_chain(&req.chain, input, configurable.as_ref()).map_err(to_status)?;
+        let engine::ChainStream { tokens, done } = running;
+        let text = tokio_stream::wrappers::UnboundedReceiverStream::new(tokens).map(|piece| {
+            Ok(pb::RunChainResponse { event: Some(pb::run_chain_response::Event::Text(piece)), steps: Vec::new() })
+        });
+        let last = futures::stream::once(async move {
+            match done.await {
+                Ok(Ok(run)) => Ok(pb::RunChainResponse {
+                    event: Some(pb::run_chain_response::Event::OutputJson(run.output.to_string())),
+                    steps: run
+                        .steps
+                        .into_iter()
+                        .map(|s| pb::ChainStep {
+                            name: s.name,
+                            r#type: s.kind.to_string(),
+                            seconds: s.seconds,
+                            prompt_tokens: s.prompt_tokens as u32,
+                            completion_tokens: s.completion_tokens as u32,
+                        })
+                        .collect(),
+                }),
+                Ok(Err(e)) => Err(to_status(e)),
+                Err(_) => Err(Status::internal("the chain's task stopped")),
+            }
+        });
+        Ok(Response::new(Box::pin(text.chain(last)) as Self::RunChainStream))
     }
 
     async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
