@@ -115,3 +115,82 @@ def test_chain_files_are_reloaded_when_they_change(rag):
     assert "bad" not in names and "rag" in names, "a bad file is refused; the others still serve"
     log = rag.log_path.read_text()
     assert "bad.toml" in log and "not an earlier step" in log
+
+
+class FlakyProxy:
+    """Fault injection in front of a real server: answers 429 (with Retry-After: 0) to the first `failures`
+    requests, then forwards each request to `target` and relays the answer."""
+
+    def __init__(self, target, failures):
+        import http.server
+        import threading
+        import urllib.request
+
+        proxy = self
+        self.failures, self.seen = failures, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                proxy.seen += 1
+                if proxy.seen <= proxy.failures:
+                    self.send_response(429)
+                    self.send_header("retry-after", "0")
+                    self.end_headers()
+                    return
+                request = urllib.request.Request(target + self.path, data=body, headers={"content-type": "application/json"})
+                with urllib.request.urlopen(request, timeout=60) as r:
+                    answer = r.read()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_remote_qdrant_and_openai_endpoint_with_retries_and_breaker(rag, tmp_path):
+    """A second ferroserve runs the chain; the first stands in for Qdrant (its Qdrant API) and for an
+    OpenAI-compatible endpoint (its /v1), behind a proxy that answers 429 twice first."""
+    from conftest import free_port
+
+    flaky = FlakyProxy(rag.http, failures=2)
+    down = f"http://127.0.0.1:{free_port()}"
+    host = Server(["--chains-path", str(tmp_path)]).wait_ready()
+    try:
+        remote_rag = {
+            "steps": [
+                {"name": "sources", "type": "retrieve", "collection": "debian-packages", "query": "{{ input.question }}",
+                 "k": 3, "qdrant": {"url": rag.http}, "embedding_model": "all-MiniLM-L6-v2"},
+                {"name": "prompt", "type": "prompt", "template": "{% for d in sources %}{{ d.page_content }}\n{% endfor %}Q: {{ input.question }}\nA:"},
+                {"name": "answer", "type": "generate", "model": "SmolLM2-135M-Instruct", "prompt": "prompt",
+                 "max_tokens": 12, "endpoint": {"url": flaky.url + "/v1", "retries": 3}},
+            ],
+            "output": {"answer": "answer", "sources": "sources"},
+        }
+        assert httpx.put(f"{host.http}/chains/remote", json=remote_rag).status_code == 200
+        out = RemoteRunnable(f"{host.http}/chains/remote").invoke({"question": "Which terminal multiplexer keeps sessions?"})
+        assert "tmux" in [d.metadata["package"] for d in out["sources"]]
+        assert out["answer"].content and out["answer"].usage_metadata["output_tokens"] > 0
+        assert flaky.seen == 3, "two 429s retried, then the answer"
+
+        # The endpoint is down: retries, then the breaker opens and the chain fails fast, saying why.
+        dead = dict(remote_rag)
+        dead["steps"] = remote_rag["steps"][:2] + [dict(remote_rag["steps"][2], endpoint={
+            "url": down + "/v1", "retries": 1, "breaker_failures": 2, "breaker_cooldown_ms": 60000})]
+        assert httpx.put(f"{host.http}/chains/dead", json=dead).status_code == 200
+        chain = RemoteRunnable(f"{host.http}/chains/dead")
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            chain.invoke({"question": "x"})
+        assert e.value.response.status_code == 503 and "failed after 2 attempts" in str(e.value)
+        assert 'step \\"answer\\"' in str(e.value) or 'step "answer"' in str(e.value)
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            chain.invoke({"question": "x"})
+        assert e.value.response.status_code == 503 and "circuit breaker" in str(e.value)
+    finally:
+        host.stop()

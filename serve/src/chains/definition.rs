@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ChainError;
+use crate::remote::Endpoint;
 
 /// A chain as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,9 +70,14 @@ pub enum StepKind {
         text: String,
     },
     /// Documents from a collection: the nearest to the rendered `query`, optionally filtered (a Qdrant filter
-    /// whose string values are templates).
+    /// whose string values are templates). The collection is this server's, or one in the Qdrant at
+    /// `qdrant` (then `embedding_model`, a model of this server, embeds the query).
     Retrieve {
         collection: String,
+        #[serde(default)]
+        qdrant: Option<Endpoint>,
+        #[serde(default)]
+        embedding_model: Option<String>,
         query: String,
         #[serde(default = "default_k")]
         k: usize,
@@ -83,9 +89,12 @@ pub enum StepKind {
         #[serde(default = "default_content_key")]
         content_key: String,
     },
-    /// A local model's answer to the prompt made by step `prompt` (a text or a message list).
+    /// A model's answer to the prompt made by step `prompt` (a text or a message list): a model of this
+    /// server, or of the OpenAI-compatible `endpoint`.
     Generate {
         model: String,
+        #[serde(default)]
+        endpoint: Option<Endpoint>,
         prompt: String,
         #[serde(default)]
         max_tokens: Option<usize>,
@@ -173,16 +182,29 @@ impl Chain {
                     _ => return Err(at("give a `template` or `messages`, one of them".into())),
                 },
                 StepKind::Embed { text, .. } => templates.push(text),
-                StepKind::Retrieve { query, filter, k, .. } => {
+                StepKind::Retrieve { query, filter, k, qdrant, embedding_model, .. } => {
                     if *k == 0 {
                         return Err(at("k must be at least 1".into()));
+                    }
+                    if let Some(ep) = qdrant {
+                        ep.check().map_err(|e| at(format!("qdrant: {e}")))?;
+                        if embedding_model.is_none() {
+                            return Err(at(
+                                "a collection in another Qdrant needs `embedding_model` for the query".into()
+                            ));
+                        }
                     }
                     templates.push(query);
                     if let Some(f) = filter {
                         collect_strings(f, &mut templates);
                     }
                 }
-                StepKind::Generate { prompt, .. } => refs.push(prompt),
+                StepKind::Generate { prompt, endpoint, .. } => {
+                    if let Some(ep) = endpoint {
+                        ep.check().map_err(|e| at(format!("endpoint: {e}")))?;
+                    }
+                    refs.push(prompt)
+                }
                 StepKind::Parse { from, format, schema, pattern } => {
                     refs.push(from);
                     match format {

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::definition::{Chain, MessageTemplate, Output, ParseFormat, StepKind};
 use super::schema;
 use super::{ChainError, RunError};
+use crate::remote::Endpoint;
 
 /// A prompt for a generation step.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,8 @@ pub enum PromptValue {
 #[derive(Debug, Clone)]
 pub struct GenerateCall {
     pub model: String,
+    /// `None`: a model of this server.
+    pub endpoint: Option<Endpoint>,
     pub prompt: PromptValue,
     pub max_tokens: Option<usize>,
     pub temperature: f32,
@@ -47,6 +50,9 @@ pub struct Generated {
 #[derive(Debug, Clone)]
 pub struct RetrieveCall {
     pub collection: String,
+    /// `None`: this server's collection.
+    pub qdrant: Option<Endpoint>,
+    pub embedding_model: Option<String>,
     pub query: String,
     pub k: usize,
     pub filter: Option<Value>,
@@ -208,9 +214,11 @@ async fn run_step<E: Effects>(
         StepKind::Embed { model, text } => {
             json!(effects.embed(model, render(text, context)?).await.map_err(StepError::Effect)?)
         }
-        StepKind::Retrieve { collection, query, k, filter, score_threshold, content_key } => {
+        StepKind::Retrieve { collection, qdrant, embedding_model, query, k, filter, score_threshold, content_key } => {
             let call = RetrieveCall {
                 collection: collection.clone(),
+                qdrant: qdrant.clone(),
+                embedding_model: embedding_model.clone(),
                 query: render(query, context)?,
                 k: overrides.k.unwrap_or(*k),
                 filter: filter.as_ref().map(|f| render_json(f, context)).transpose()?,
@@ -219,9 +227,10 @@ async fn run_step<E: Effects>(
             let found = effects.retrieve(call).await.map_err(StepError::Effect)?;
             Value::Array(found.into_iter().map(|r| document(r, content_key)).collect())
         }
-        StepKind::Generate { model, prompt, max_tokens, temperature, stop } => {
+        StepKind::Generate { model, endpoint, prompt, max_tokens, temperature, stop } => {
             let call = GenerateCall {
                 model: overrides.model.clone().unwrap_or_else(|| model.clone()),
+                endpoint: endpoint.clone(),
                 prompt: prompt_value(context.get(prompt))?,
                 max_tokens: overrides.max_tokens.or(*max_tokens),
                 temperature: overrides.temperature.or(*temperature).unwrap_or(0.0),

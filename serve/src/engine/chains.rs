@@ -29,6 +29,15 @@ impl Effects for Engine {
     type Error = EngineError;
 
     async fn retrieve(&self, call: RetrieveCall) -> Result<Vec<Retrieved>, EngineError> {
+        if let Some(ep) = &call.qdrant {
+            let model = call.embedding_model.as_deref().unwrap_or_default();
+            let vector = Effects::embed(self, model, call.query).await?;
+            let points = self
+                .remote
+                .qdrant_query(ep, &call.collection, &vector, call.k, call.filter.as_ref(), call.score_threshold)
+                .await?;
+            return Ok(points.into_iter().map(|(id, score, payload)| Retrieved { id, score, payload }).collect());
+        }
         let filter = match &call.filter {
             Some(f) => Filter::parse(f).map_err(EngineError::InvalidInput)?,
             None => None,
@@ -77,6 +86,26 @@ impl Effects for Engine {
         call: GenerateCall,
         tokens: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<Generated, EngineError> {
+        if let Some(ep) = &call.endpoint {
+            let prompt = match &call.prompt {
+                PromptValue::Text(t) => Ok(t.as_str()),
+                PromptValue::Messages(m) => Err(m.as_slice()),
+            };
+            let out =
+                self.remote.complete(ep, &call.model, prompt, call.max_tokens, call.temperature, &call.stop).await?;
+            // Not streamed by the endpoint: the whole text is one piece.
+            if let Some(tx) = tokens
+                && tx.send(out.text.clone()).is_err()
+            {
+                return Err(EngineError::Internal("the client disconnected".into()));
+            }
+            return Ok(Generated {
+                text: out.text,
+                prompt_tokens: out.prompt_tokens,
+                completion_tokens: out.completion_tokens,
+                finish_reason: out.finish_reason,
+            });
+        }
         let prompt = match call.prompt {
             PromptValue::Text(t) => Prompt::Text(t),
             PromptValue::Messages(m) => {
@@ -207,9 +236,14 @@ impl Engine {
         for step in &chain.def.steps {
             let at = |m: String| format!("step {:?}: {m}", step.name);
             match &step.kind {
-                StepKind::Generate { model, .. } => self.check_model(model, Task::Generation).map_err(at)?,
+                StepKind::Generate { model, endpoint: None, .. } => {
+                    self.check_model(model, Task::Generation).map_err(at)?
+                }
+                StepKind::Retrieve { qdrant: Some(_), embedding_model: Some(model), .. } => {
+                    self.check_model(model, Task::Embedding).map_err(at)?
+                }
                 StepKind::Embed { model, .. } => self.check_model(model, Task::Embedding).map_err(at)?,
-                StepKind::Retrieve { collection, .. } if self.collection(collection).is_err() => {
+                StepKind::Retrieve { collection, qdrant: None, .. } if self.collection(collection).is_err() => {
                     return Err(at(format!("collection {collection:?} does not exist")));
                 }
                 _ => {}

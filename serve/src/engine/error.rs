@@ -20,6 +20,12 @@ pub enum EngineError {
     /// A chain step could not use what it got (a model's output that does not parse).
     #[error("{0}")]
     Unprocessable(String),
+    /// A service a chain step called answered wrongly or refused the request.
+    #[error("{0}")]
+    Upstream(String),
+    /// A service a chain step called could not be reached (after retries, or its circuit breaker is open).
+    #[error("{0}")]
+    UpstreamUnavailable(String),
     /// An error in a chain step, naming it; transports answer as for `error`.
     #[error("step {step:?}: {error}")]
     InStep { step: String, error: Box<EngineError> },
@@ -60,6 +66,8 @@ impl EngineError {
         match self {
             EngineError::InStep { error, .. } => error.kind(),
             EngineError::ChainNotFound(_) => "chain_not_found",
+            EngineError::Upstream(_) => "upstream_error",
+            EngineError::UpstreamUnavailable(_) => "upstream_unavailable",
             EngineError::Unprocessable(_) => "unprocessable",
             EngineError::ModelNotFound(_) => "model_not_found",
             EngineError::CollectionNotFound(_) => "collection_not_found",
@@ -118,6 +126,15 @@ impl From<crate::chains::RunError<EngineError>> for EngineError {
         match e {
             crate::chains::RunError::Chain(e) => e.into(),
             crate::chains::RunError::Step { step, error } => EngineError::InStep { step, error: Box::new(error) },
+        }
+    }
+}
+
+impl From<crate::remote::RemoteError> for EngineError {
+    fn from(e: crate::remote::RemoteError) -> Self {
+        match e {
+            crate::remote::RemoteError::Unavailable(m) => EngineError::UpstreamUnavailable(m),
+            other => EngineError::Upstream(other.to_string()),
         }
     }
 }

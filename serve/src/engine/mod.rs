@@ -125,6 +125,8 @@ pub struct Engine {
     caches: Caches,
     collections: Collections,
     chains: crate::chains::Chains,
+    /// Services chain steps call elsewhere.
+    remote: crate::remote::Remote,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -153,6 +155,7 @@ impl Engine {
             caches,
             collections,
             chains: crate::chains::Chains::new(chains_folder),
+            remote: crate::remote::Remote::default(),
             limits,
             budget,
             ready: tokio::sync::watch::Sender::new(false),

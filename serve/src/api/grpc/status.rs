@@ -11,6 +11,8 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::ChainNotFound(_)
         | EngineError::CacheMiss => Code::NotFound,
         EngineError::Unprocessable(_) => Code::FailedPrecondition,
+        EngineError::Upstream(_) => Code::Internal,
+        EngineError::UpstreamUnavailable(_) => Code::Unavailable,
         EngineError::Conflict(_) => Code::AlreadyExists,
         EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => Code::InvalidArgument,
         EngineError::Overloaded { .. } => Code::ResourceExhausted,

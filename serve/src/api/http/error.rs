@@ -40,6 +40,8 @@ impl From<EngineError> for ApiError {
             | EngineError::ChainNotFound(_)
             | EngineError::CacheMiss => StatusCode::NOT_FOUND,
             EngineError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            EngineError::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::InvalidInput(_) | EngineError::InputTooLong(_) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
