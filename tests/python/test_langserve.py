@@ -111,6 +111,17 @@ def test_chain_files_are_reloaded_when_they_change(rag):
         assert time.monotonic() < deadline, "the new file was not loaded"
         time.sleep(0.2)
     assert RemoteRunnable(f"{rag.http}/chains/echo").invoke({"text": "hi"}) == {"said": "hi!"}
+    # map (a chain over each item, two at a time) and parallel (named chains on one input).
+    fan = {"steps": [{"name": "each", "type": "map", "over": "input", "chain": "echo", "concurrency": 2}]}
+    assert httpx.put(f"{rag.http}/chains/fan", json=fan).status_code == 200
+    items = [{"text": str(i)} for i in range(5)]
+    assert RemoteRunnable(f"{rag.http}/chains/fan").invoke(items) == [{"said": f"{i}!"} for i in range(5)]
+    both = {"steps": [{"name": "b", "type": "parallel", "branches": {"x": "echo", "y": "echo"}}]}
+    assert httpx.put(f"{rag.http}/chains/both", json=both).status_code == 200
+    assert RemoteRunnable(f"{rag.http}/chains/both").invoke({"text": "a"}) == {"x": {"said": "a!"}, "y": {"said": "a!"}}
+    loop = {"steps": [{"name": "b", "type": "parallel", "branches": {"x": "loop"}}]}
+    r = httpx.put(f"{rag.http}/chains/loop", json=loop)
+    assert r.status_code == 400 and "cycle" in r.json()["detail"]
     names = [c["name"] for c in httpx.get(f"{rag.http}/chains").json()["chains"]]
     assert "bad" not in names and "rag" in names, "a bad file is refused; the others still serve"
     log = rag.log_path.read_text()

@@ -112,6 +112,18 @@ pub enum StepKind {
         #[serde(default)]
         pattern: Option<String>,
     },
+    /// Chain `chain` run on each item of the list step `over` makes (or `input`), `concurrency` at a time;
+    /// the outputs in the items' order.
+    Map {
+        over: String,
+        chain: String,
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
+    },
+    /// Named chains run on the same input at once: `{branch: chain}` → `{branch: output}`.
+    Parallel {
+        branches: BTreeMap<String, String>,
+    },
     /// Named values rendered from templates (`assign`), or the input unchanged (`passthrough`).
     Assign {
         values: BTreeMap<String, String>,
@@ -125,6 +137,10 @@ pub enum ParseFormat {
     String,
     Json,
     Regex,
+}
+
+fn default_concurrency() -> usize {
+    4
 }
 
 fn default_k() -> usize {
@@ -220,6 +236,17 @@ impl Chain {
                         ParseFormat::String => {}
                     }
                 }
+                StepKind::Map { over, concurrency, .. } => {
+                    if *concurrency == 0 {
+                        return Err(at("concurrency must be at least 1".into()));
+                    }
+                    refs.push(over)
+                }
+                StepKind::Parallel { branches } => {
+                    if branches.is_empty() {
+                        return Err(at("parallel needs branches".into()));
+                    }
+                }
                 StepKind::Assign { values } => templates.extend(values.values().map(String::as_str)),
                 StepKind::Passthrough {} => {}
             }
@@ -258,6 +285,19 @@ impl Chain {
         input_fields.sort();
         input_fields.dedup();
         Ok(Chain { name: name.to_string(), def, input_fields })
+    }
+
+    /// The chains this one runs as steps (`map`, `parallel`).
+    pub fn sub_chains(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for step in &self.def.steps {
+            match &step.kind {
+                StepKind::Map { chain, .. } => out.push(chain.as_str()),
+                StepKind::Parallel { branches } => out.extend(branches.values().map(String::as_str)),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// The generation step whose text streams (one the output is, or the first a named output key is), and

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
+use futures::StreamExt;
 use minijinja::Environment;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -72,6 +73,13 @@ pub trait Effects: Sync {
     type Error: Send;
     fn retrieve(&self, call: RetrieveCall) -> impl Future<Output = Result<Vec<Retrieved>, Self::Error>> + Send;
     fn embed(&self, model: &str, text: String) -> impl Future<Output = Result<Vec<f32>, Self::Error>> + Send;
+    /// Runs another chain on `input` (a `map` or `parallel` step), `depth` chains deep.
+    fn sub_chain(
+        &self,
+        name: &str,
+        input: Value,
+        depth: usize,
+    ) -> impl Future<Output = Result<Value, Self::Error>> + Send;
     /// Generates; each piece of text also goes to `tokens` when given (streaming).
     fn generate(
         &self,
@@ -149,6 +157,7 @@ pub async fn run<E: Effects>(
     overrides: &Overrides,
     effects: &E,
     tokens: Option<&mpsc::UnboundedSender<String>>,
+    depth: usize,
 ) -> Result<RunOutput, RunError<E::Error>> {
     if let Some(s) = &chain.def.input_schema {
         schema::validate(&input, s).map_err(|e| ChainError::BadInput(format!("input: {e}")))?;
@@ -169,7 +178,7 @@ pub async fn run<E: Effects>(
         let kind = kind_name(&step.kind);
         let span = tracing::info_span!("chain_step", chain = %chain.name, step = %step.name, kind);
         let stream_here = tokens.filter(|_| streamed_step == Some(step.name.as_str()));
-        let (value, usage) = run_step(&step.kind, &context, overrides, effects, stream_here)
+        let (value, usage) = run_step(&step.kind, &context, overrides, effects, stream_here, depth)
             .instrument(span)
             .await
             .map_err(|e| match e {
@@ -205,6 +214,7 @@ async fn run_step<E: Effects>(
     overrides: &Overrides,
     effects: &E,
     tokens: Option<&mpsc::UnboundedSender<String>>,
+    depth: usize,
 ) -> Result<(Value, (usize, usize)), StepError<E::Error>> {
     let value = match kind {
         StepKind::Prompt { template, messages } => match template {
@@ -242,6 +252,30 @@ async fn run_step<E: Effects>(
         StepKind::Parse { from, format, schema: wanted, pattern } => {
             parse(&text_of(context.get(from)), *format, wanted.as_ref(), pattern.as_deref())?
         }
+        StepKind::Map { over, chain, concurrency } => {
+            let items = match context.get(over) {
+                Some(Value::Array(items)) => items.clone(),
+                _ => return Err(ChainError::BadInput(format!("{over:?} is not a list to map over")).into()),
+            };
+            let outputs: Vec<Value> = futures::stream::iter(items)
+                .map(|item| effects.sub_chain(chain, item, depth + 1))
+                .buffered(*concurrency)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(StepError::Effect)?;
+            Value::Array(outputs)
+        }
+        StepKind::Parallel { branches } => {
+            let input = context.get("input").cloned().unwrap_or(Value::Null);
+            let runs = branches.iter().map(|(branch, chain)| {
+                let input = input.clone();
+                async move { effects.sub_chain(chain, input, depth + 1).await.map(|v| (branch.clone(), v)) }
+            });
+            let outputs = futures::future::try_join_all(runs).await.map_err(StepError::Effect)?;
+            Value::Object(outputs.into_iter().collect())
+        }
         StepKind::Assign { values } => {
             let mut out = Map::new();
             for (k, t) in values {
@@ -262,6 +296,8 @@ fn kind_name(kind: &StepKind) -> &'static str {
         StepKind::Generate { .. } => "generate",
         StepKind::Parse { .. } => "parse",
         StepKind::Assign { .. } => "assign",
+        StepKind::Map { .. } => "map",
+        StepKind::Parallel { .. } => "parallel",
         StepKind::Passthrough {} => "passthrough",
     }
 }
@@ -379,5 +415,157 @@ fn parse(text: &str, format: ParseFormat, schema: Option<&Value>, pattern: Optio
                 re.capture_names().flatten().filter_map(|n| Some((n, caps.name(n)?.as_str()))).collect();
             Ok(if named.is_empty() { json!(caps.get(0).map_or("", |m| m.as_str())) } else { json!(named) })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Effects that answer from the call itself (the runner's logic is what is tested here; the engine's
+    /// effects are tested end to end).
+    struct Scripted;
+
+    impl Effects for Scripted {
+        type Error = String;
+
+        async fn retrieve(&self, call: RetrieveCall) -> Result<Vec<Retrieved>, String> {
+            Ok((0..call.k)
+                .map(|i| Retrieved {
+                    id: json!(i),
+                    score: 1.0 - i as f32 / 10.0,
+                    payload: json!({"text": format!("doc {i} for {}", call.query), "n": i})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect())
+        }
+
+        async fn embed(&self, _model: &str, text: String) -> Result<Vec<f32>, String> {
+            Ok(vec![text.len() as f32])
+        }
+
+        async fn sub_chain(&self, name: &str, input: Value, _depth: usize) -> Result<Value, String> {
+            Ok(json!({"chain": name, "input": input}))
+        }
+
+        async fn generate(
+            &self,
+            call: GenerateCall,
+            tokens: Option<&mpsc::UnboundedSender<String>>,
+        ) -> Result<Generated, String> {
+            let text = match call.prompt {
+                PromptValue::Text(t) => format!("{{\"echo\": {:?}, \"t\": {}}}", t, call.temperature),
+                PromptValue::Messages(m) => m.iter().map(|(r, c)| format!("{r}:{c}")).collect::<Vec<_>>().join("|"),
+            };
+            if let Some(tx) = tokens {
+                for piece in text.split_inclusive(' ') {
+                    tx.send(piece.to_string()).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(Generated { text, prompt_tokens: 3, completion_tokens: 5, finish_reason: "stop".into() })
+        }
+    }
+
+    fn chain(toml: &str) -> Chain {
+        Chain::from_toml("t", toml).unwrap()
+    }
+
+    async fn go(c: &Chain, input: Value, o: &Overrides) -> Result<RunOutput, RunError<String>> {
+        run(c, input, o, &Scripted, None, 0).await
+    }
+
+    #[tokio::test]
+    async fn steps_see_earlier_outputs_and_the_output_is_shaped() {
+        let c = chain(
+            r#"configurable = ["k", "temperature"]
+[[steps]]
+name = "docs"
+type = "retrieve"
+collection = "c"
+query = "{{ input.q }}"
+k = 3
+[[steps]]
+name = "p"
+type = "prompt"
+template = "{{ docs | length }} docs, first: {{ docs[0].page_content }}"
+[[steps]]
+name = "g"
+type = "generate"
+model = "m"
+prompt = "p"
+[[steps]]
+name = "parsed"
+type = "parse"
+from = "g"
+format = "json"
+schema = { type = "object", required = ["echo"] }
+[output]
+answer = "parsed"
+docs = "docs"
+"#,
+        );
+        let o = Overrides::parse(&c, Some(&json!({"k": 2, "temperature": 0.5}))).unwrap();
+        let out = go(&c, json!({"q": "x"}), &o).await.unwrap();
+        assert_eq!(out.output["answer"]["echo"], "2 docs, first: doc 0 for x");
+        assert_eq!(out.output["answer"]["t"], 0.5);
+        assert_eq!(out.output["docs"][1]["type"], "Document");
+        assert_eq!(out.output["docs"][1]["metadata"]["n"], 1);
+        assert_eq!(out.steps.iter().map(|s| s.kind).collect::<Vec<_>>(), ["retrieve", "prompt", "generate", "parse"]);
+        assert_eq!(out.steps[2].completion_tokens, 5);
+        // Overrides the chain does not allow, and bad inputs, are refused.
+        assert!(Overrides::parse(&c, Some(&json!({"model": "x"}))).is_err());
+        let e = go(&c, json!({"other": 1}), &Overrides::default()).await.unwrap_err();
+        assert!(matches!(e, RunError::Chain(ChainError::BadInput(m)) if m.contains("input.q")));
+    }
+
+    #[tokio::test]
+    async fn parse_failures_name_the_step() {
+        let c = chain(
+            r#"[[steps]]
+name = "p"
+type = "prompt"
+messages = [{ role = "user", content = "{{ input.q }}" }]
+[[steps]]
+name = "g"
+type = "generate"
+model = "m"
+prompt = "p"
+[[steps]]
+name = "num"
+type = "parse"
+from = "g"
+format = "regex"
+pattern = "user:(?P<n>[0-9]+)"
+"#,
+        );
+        let out = go(&c, json!({"q": "42"}), &Overrides::default()).await.unwrap();
+        assert_eq!(out.output, json!({"n": "42"}));
+        let e = go(&c, json!({"q": "none"}), &Overrides::default()).await.unwrap_err();
+        assert!(
+            matches!(e, RunError::Chain(ChainError::Failed(m)) if m.starts_with("step \"num\"") && m.contains("no match"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_final_generation_streams_and_map_keeps_order() {
+        let c = chain(
+            "[[steps]]\nname = \"p\"\ntype = \"prompt\"\ntemplate = \"a b c\"\n[[steps]]\nname = \"g\"\ntype = \"generate\"\nmodel = \"m\"\nprompt = \"p\"\n",
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let out = run(&c, json!({}), &Overrides::default(), &Scripted, Some(&tx), 0).await.unwrap();
+        drop(tx);
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        assert!(pieces.len() > 1);
+        assert_eq!(pieces.concat(), out.output["content"].as_str().unwrap());
+        let m =
+            chain("[[steps]]\nname = \"each\"\ntype = \"map\"\nover = \"input\"\nchain = \"sub\"\nconcurrency = 3\n");
+        let out = go(&m, json!([1, 2, 3, 4, 5]), &Overrides::default()).await.unwrap();
+        let inputs: Vec<Value> = out.output.as_array().unwrap().iter().map(|o| o["input"].clone()).collect();
+        assert_eq!(inputs, vec![json!(1), json!(2), json!(3), json!(4), json!(5)]);
     }
 }

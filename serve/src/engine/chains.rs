@@ -19,6 +19,9 @@ use crate::vectors::{Filter, Search};
 
 pub use crate::chains::run::{RunOutput, StepReport};
 
+/// How many chains deep `map` and `parallel` steps may nest.
+const MAX_DEPTH: usize = 8;
+
 /// A streaming run: text pieces of the final generation step as they come, then the whole output.
 pub struct ChainStream {
     pub tokens: mpsc::UnboundedReceiver<String>,
@@ -79,6 +82,27 @@ impl Effects for Engine {
         };
         let mut out = Engine::embed(self, request).await?;
         out.vectors.pop().ok_or_else(|| EngineError::Internal("the embedding is missing".into()))
+    }
+
+    fn sub_chain(
+        &self,
+        name: &str,
+        input: Value,
+        depth: usize,
+    ) -> impl std::future::Future<Output = Result<Value, EngineError>> + Send {
+        let name = name.to_string();
+        // Boxed: a chain's run may contain another's.
+        let run: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> = Box::pin(async move {
+            if depth > MAX_DEPTH {
+                return Err(EngineError::InvalidInput(format!(
+                    "chain {name:?} is {depth} chains deep (at most {MAX_DEPTH}): do the chains run each other?"
+                )));
+            }
+            let chain = self.chain(&name)?;
+            let out = self.run_checked(&chain, input, &Overrides::default(), None, depth).await?;
+            Ok(out.output)
+        });
+        run
     }
 
     async fn generate(
@@ -173,7 +197,7 @@ impl Engine {
     ) -> Result<RunOutput, EngineError> {
         let chain = self.chain(name)?;
         let overrides = Overrides::parse(&chain, configurable)?;
-        self.run_checked(&chain, input, &overrides, None).await
+        self.run_checked(&chain, input, &overrides, None, 0).await
     }
 
     /// Runs a chain in a task; its final generation step's text streams out as it comes.
@@ -189,7 +213,7 @@ impl Engine {
         let (done_tx, done) = oneshot::channel();
         let engine = self.clone();
         tokio::spawn(async move {
-            let result = engine.run_checked(&chain, input, &overrides, Some(&tokens_tx)).await;
+            let result = engine.run_checked(&chain, input, &overrides, Some(&tokens_tx), 0).await;
             let _ = done_tx.send(result);
         });
         Ok(ChainStream { tokens, done })
@@ -201,9 +225,10 @@ impl Engine {
         input: Value,
         overrides: &Overrides,
         tokens: Option<&mpsc::UnboundedSender<String>>,
+        depth: usize,
     ) -> Result<RunOutput, EngineError> {
         let started = Instant::now();
-        let result = run::run(chain, input, overrides, self, tokens).await.map_err(EngineError::from);
+        let result = run::run(chain, input, overrides, self, tokens, depth).await.map_err(EngineError::from);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
@@ -233,6 +258,16 @@ impl Engine {
 
     /// What only the engine can check: the models and collections a chain names.
     pub(super) fn check_chain(&self, chain: &Chain) -> Result<(), String> {
+        // Chains it runs: loaded already, or in the folder (loaded in the same pass).
+        for name in chain.sub_chains() {
+            let in_folder = self.chains.folder().is_some_and(|f| f.join(format!("{name}.toml")).exists());
+            if name == chain.name {
+                return Err(format!("a step runs chain {name:?} itself: a cycle"));
+            }
+            if self.chains.get(name).is_err() && !in_folder {
+                return Err(format!("chain {name:?} (run by a step) does not exist"));
+            }
+        }
         for step in &chain.def.steps {
             let at = |m: String| format!("step {:?}: {m}", step.name);
             match &step.kind {
