@@ -10,7 +10,7 @@ use ferroserve_models::llm::{ChatMessage, SamplingParams};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{EmbedRequest, Engine, EngineError, GenerateRequest, QueryInput, Truncate, VectorInput};
+use super::{EmbedRequest, Engine, EngineError, GenerateRequest, QueryInput, VectorInput};
 use crate::cache::CacheMode;
 use crate::chains::run::{self, Effects, GenerateCall, Generated, Overrides, PromptValue, RetrieveCall, Retrieved};
 use crate::chains::{Chain, ChainDef, definition::StepKind};
@@ -70,16 +70,7 @@ impl Effects for Engine {
     }
 
     async fn embed(&self, model: &str, text: String) -> Result<Vec<f32>, EngineError> {
-        let request = EmbedRequest {
-            model: model.to_string(),
-            inputs: vec![text],
-            normalize: None,
-            truncate: Truncate::ModelDefault,
-            dimensions: None,
-            priority: None,
-            timeout: None,
-            cache: CacheMode::Default,
-        };
+        let request = EmbedRequest::with_defaults(model.to_string(), vec![text]);
         let mut out = Engine::embed(self, request).await?;
         out.vectors.pop().ok_or_else(|| EngineError::Internal("the embedding is missing".into()))
     }

@@ -37,6 +37,22 @@ pub struct EmbedRequest {
     pub cache: CacheMode,
 }
 
+impl EmbedRequest {
+    /// `inputs` for `model` with the model's defaults (the server's own uses: collections and chains).
+    pub fn with_defaults(model: String, inputs: Vec<String>) -> Self {
+        EmbedRequest {
+            model,
+            inputs,
+            normalize: None,
+            truncate: Truncate::ModelDefault,
+            dimensions: None,
+            priority: None,
+            timeout: None,
+            cache: CacheMode::Default,
+        }
+    }
+}
+
 /// What to do with an input longer than the model takes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Truncate {

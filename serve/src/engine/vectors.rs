@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{EmbedRequest, Engine, EngineError, Truncate};
-use crate::cache::CacheMode;
+use super::{EmbedRequest, Engine, EngineError};
 use crate::vectors::{
     CollectionConfig, Condition, Distance, Filter, HnswParams, Op, Payload, PointId, PointInput, Record,
     ScalarQuantization, Scored, Search, StoredCollection, VectorError,
@@ -352,18 +351,7 @@ impl Engine {
                 )));
             }
             let (slots, inputs): (Vec<usize>, Vec<String>) = items.into_iter().unzip();
-            let embedded = self
-                .embed(EmbedRequest {
-                    model,
-                    inputs,
-                    normalize: None,
-                    truncate: Truncate::ModelDefault,
-                    dimensions: None,
-                    priority: None,
-                    timeout: None,
-                    cache: CacheMode::Default,
-                })
-                .await?;
+            let embedded = self.embed(EmbedRequest::with_defaults(model, inputs)).await?;
             for (slot, vector) in slots.into_iter().zip(embedded.vectors) {
                 out[slot] = Some(vector);
             }
