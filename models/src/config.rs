@@ -20,6 +20,8 @@ pub enum Task {
     Embedding,
     /// Text generation (a GGUF language model): `/v1/completions`, `/v1/chat/completions`, gRPC `Generate`.
     Generation,
+    /// Any ONNX model, served as its graph's named tensors (KServe v2 `/infer`).
+    Tensor,
 }
 
 impl Task {
@@ -28,6 +30,7 @@ impl Task {
         match self {
             Task::Embedding => "embedding",
             Task::Generation => "generation",
+            Task::Tensor => "tensor",
         }
     }
 }
@@ -158,6 +161,9 @@ impl ModelConfig {
         }
         if self.task == Task::Generation && self.backend != Backend::Candle {
             return Err("generation models run on the candle backend (a GGUF file in `weights`)".into());
+        }
+        if self.task == Task::Tensor && self.backend != Backend::Onnx {
+            return Err("tensor models run on the onnx backend (an .onnx file in `weights`)".into());
         }
         if self.max_input_tokens == Some(0) {
             return Err("max_input_tokens must be at least 1".into());

@@ -33,7 +33,8 @@ class Server:
             [str(BINARY), "serve",
              "--http-addr", f"127.0.0.1:{self.http_port}",
              "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
-             "--model-repository", str(ROOT / "deploy" / "model-repository"),
+             *([] if "--model-repository" in extra_args else
+               ["--model-repository", str(ROOT / "deploy" / "model-repository")]),
              "--vectors-path", str(logs / f"python-collections-{self.http_port}"), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

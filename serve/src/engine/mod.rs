@@ -7,6 +7,7 @@ mod embeddings;
 mod error;
 mod generate;
 mod meta;
+mod tensors;
 mod vectors;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,15 @@ enum Runtime {
     Embedding { info: Box<EmbedderInfo>, queue: BatchQueue },
     /// A continuous-batching scheduler.
     Generation(Generator),
+    /// An ONNX graph run one request at a time on the blocking pool.
+    Tensor(Arc<TensorModel>),
+}
+
+/// A tensor model's session (one run at a time) and its declared inputs and outputs.
+pub struct TensorModel {
+    session: std::sync::Mutex<ferroserve_models::onnx::OnnxModel>,
+    pub inputs: Vec<ferroserve_models::onnx::TensorSpec>,
+    pub outputs: Vec<ferroserve_models::onnx::TensorSpec>,
 }
 
 impl ServedModel {
@@ -58,15 +68,30 @@ impl ServedModel {
                 "model {:?} generates text and has no embeddings; use /v1/completions or /v1/chat/completions",
                 self.name
             ))),
+            Runtime::Tensor(_) => Err(EngineError::InvalidInput(format!(
+                "model {:?} is a tensor model and has no embeddings; use /v2/models/{}/infer",
+                self.name, self.name
+            ))),
+        }
+    }
+
+    fn tensor(&self) -> Result<&Arc<TensorModel>, EngineError> {
+        match &self.runtime {
+            Runtime::Tensor(t) => Ok(t),
+            _ => Err(EngineError::InvalidInput(format!(
+                "model {:?} takes texts, not tensors: send BYTES inputs",
+                self.name
+            ))),
         }
     }
 
     fn generator(&self) -> Result<&Generator, EngineError> {
         match &self.runtime {
             Runtime::Generation(g) => Ok(g),
-            Runtime::Embedding { .. } => Err(EngineError::InvalidInput(format!(
-                "model {:?} is an embedding model and cannot generate text; use /v1/embeddings",
-                self.name
+            Runtime::Embedding { .. } | Runtime::Tensor(_) => Err(EngineError::InvalidInput(format!(
+                "model {:?} cannot generate text (its task is {})",
+                self.name,
+                self.entry.model.task.as_str()
             ))),
         }
     }
@@ -261,9 +286,10 @@ impl Engine {
                         _ => None,
                     },
                     dimensions: ready.and_then(|m| m.embedding().ok()).map(|(info, _)| info.dimensions),
-                    max_input_tokens: ready.map(|m| match &m.runtime {
-                        Runtime::Embedding { info, .. } => info.tokenizer.limit(),
-                        Runtime::Generation(g) => g.info.context_length,
+                    max_input_tokens: ready.and_then(|m| match &m.runtime {
+                        Runtime::Embedding { info, .. } => Some(info.tokenizer.limit()),
+                        Runtime::Generation(g) => Some(g.info.context_length),
+                        Runtime::Tensor(_) => None,
                     }),
                 }
             })
@@ -299,7 +325,18 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
     match entry.model.task {
         Task::Embedding => load_embedding_model(entry, budget),
         Task::Generation => load_generation_model(entry, budget),
+        Task::Tensor => load_tensor_model(entry, budget),
     }
+}
+
+fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
+    let threads = entry.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
+    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads)?;
+    let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
+    let name = entry.name().to_string();
+    tracing::info!(model = %name, threads, inputs = inputs.len(), outputs = outputs.len(), "tensor model loaded");
+    let runtime = Runtime::Tensor(Arc::new(TensorModel { session: std::sync::Mutex::new(model), inputs, outputs }));
+    Ok(ServedModel { name, entry, runtime })
 }
 
 fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {

@@ -4,6 +4,7 @@ mod admin;
 mod completions;
 mod error;
 mod extract;
+mod kserve;
 mod langserve;
 mod openai;
 mod qdrant;
@@ -63,6 +64,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/collections/{name}/points/count", post(qdrant::count))
         .route("/collections/{name}/points/query", post(qdrant::query))
         .route("/collections/{name}/points/query/batch", post(qdrant::query_batch))
+        .route("/v2", get(kserve::server_metadata))
+        .route("/v2/health/live", get(kserve::live))
+        .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2/models/{model}", get(kserve::model_metadata))
+        .route("/v2/models/{model}/ready", get(kserve::model_ready))
+        .route("/v2/models/{model}/infer", post(kserve::infer))
+        .route("/v2/models/{model}/versions/{version}", get(kserve::version_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(kserve::version_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(kserve::version_infer))
         .route("/chains", get(langserve::list))
         .route("/chains/{name}", put(langserve::put_chain).get(langserve::get_chain).delete(langserve::delete_chain))
         .route("/chains/{name}/invoke", post(langserve::invoke))

@@ -1,0 +1,158 @@
+"""KServe v2 / Open Inference Protocol over REST with the real `tritonclient[http]`: health, metadata, and
+inference on every kind of model — an ONNX graph from the ONNX project's test models by its tensors (JSON
+and binary tensors; the output checked against the project's expected output), MiniLM with BYTES texts in
+and FP32 vectors out (equal to /v1/embeddings), SmolLM2 with a BYTES prompt — and clear errors."""
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from conftest import ROOT, Server
+from tritonclient.utils import InferenceServerException
+
+LIGHT = ROOT / "assets" / "onnx-light"
+
+
+def repository(tmp):
+    """squeezenet (tensor), MiniLM on ONNX Runtime (embedding) and SmolLM2 (generation)."""
+    (tmp / "squeezenet.toml").write_text(
+        f'name = "squeezenet"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_squeezenet.onnx"\n'
+    )
+    for src in ["all-MiniLM-L6-v2-onnx.toml", "SmolLM2-135M-Instruct.toml"]:
+        text = (ROOT / "deploy" / "model-repository" / src).read_text()
+        (tmp / src).write_text(text.replace('path = "../../assets/', f'path = "{ROOT}/assets/'))
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def kserve(tmp_path_factory):
+    repo = repository(tmp_path_factory.mktemp("repo"))
+    s = Server(["--model-repository", str(repo), "--max-body-bytes", str(64 << 20)]).wait_ready()
+    s.client = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
+    yield s
+    s.stop()
+
+
+def expected_output(name):
+    """dims and float values of the ONNX test suite's output_0.pb (a TensorProto), read without onnx."""
+    data, dims, floats, raw = (LIGHT / f"light_{name}_output_0.pb").read_bytes(), [], [], b""
+    i = 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            b = data[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v = varint()
+            if field == 1:
+                dims.append(v)
+        elif wire == 2:
+            n = varint()
+            chunk = data[i:i + n]
+            i += n
+            if field == 1:
+                j = 0
+                while j < len(chunk):  # packed dims
+                    shift = v = 0
+                    while True:
+                        b = chunk[j]
+                        j += 1
+                        v |= (b & 0x7F) << shift
+                        shift += 7
+                        if b < 0x80:
+                            break
+                    dims.append(v)
+            elif field == 4:
+                floats = np.frombuffer(chunk, dtype="<f4")
+            elif field == 9:
+                raw = chunk
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+    values = np.frombuffer(raw, dtype="<f4") if raw else np.asarray(floats, dtype=np.float32)
+    return dims, values.reshape(dims)
+
+
+def test_health_and_metadata(kserve):
+    c = kserve.client
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready("squeezenet") and c.is_model_ready("all-MiniLM-L6-v2:onnx")
+    assert not c.is_model_ready("no-such-model")
+    assert c.get_server_metadata()["name"] == "ferroserve"
+    meta = c.get_model_metadata("squeezenet")
+    assert meta["platform"] == "onnxruntime_onnx" and meta["inputs"][0]["datatype"] == "FP32"
+    assert len(meta["inputs"][0]["shape"]) == 4
+    meta = c.get_model_metadata("all-MiniLM-L6-v2:onnx")
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"][0]["shape"] == [-1, 384]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_an_onnx_graph_reproduces_its_expected_output(kserve, binary):
+    meta = kserve.client.get_model_metadata("squeezenet")
+    spec, out_name = meta["inputs"][0], meta["outputs"][0]["name"]
+    shape = [d if d > 0 else 1 for d in spec["shape"]]
+    n = int(np.prod(shape))
+    x = (np.arange(n, dtype=np.float64) / n).astype(np.float32).reshape(shape)
+    inp = httpclient.InferInput(spec["name"], shape, "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    out = httpclient.InferRequestedOutput(out_name, binary_data=binary)
+    result = kserve.client.infer("squeezenet", inputs=[inp], outputs=[out])
+    got = result.as_numpy(out_name)
+    dims, want = expected_output("squeezenet")
+    assert list(got.shape) == dims
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+
+
+def test_embeddings_with_bytes_equal_the_openai_route(kserve):
+    texts = np.array([b"The quick brown fox", "caf\u00e9 au lait".encode()], dtype=object)
+    for binary in [False, True]:
+        inp = httpclient.InferInput("text", [2], "BYTES")
+        inp.set_data_from_numpy(texts, binary_data=binary)
+        result = kserve.client.infer("all-MiniLM-L6-v2:onnx", inputs=[inp],
+                                     outputs=[httpclient.InferRequestedOutput("embedding", binary_data=binary)])
+        vectors = result.as_numpy("embedding")
+        assert vectors.shape == (2, 384)
+        body = json.dumps({"model": "all-MiniLM-L6-v2:onnx", "input": [t.decode() for t in texts]}).encode()
+        req = urllib.request.Request(f"{kserve.http}/v1/embeddings", data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            openai = np.array([d["embedding"] for d in json.load(r)["data"]], dtype=np.float32)
+        np.testing.assert_allclose(vectors, openai, atol=1e-6)
+
+
+def test_generation_with_a_bytes_prompt(kserve):
+    inp = httpclient.InferInput("text_input", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([b"The capital of France is"], dtype=object))
+    result = kserve.client.infer("SmolLM2-135M-Instruct", inputs=[inp], parameters={"max_tokens": 8})
+    text = result.as_numpy("text_output")[0]
+    assert isinstance(text, (bytes, np.bytes_)) and len(text) > 0
+
+
+def test_bad_requests_are_refused_clearly(kserve):
+    c = kserve.client
+    wrong = httpclient.InferInput("data_0", [1, 3, 224, 224], "INT64")
+    wrong.set_data_from_numpy(np.zeros([1, 3, 224, 224], dtype=np.int64))
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("squeezenet", inputs=[wrong])
+    assert "must be" in str(e.value) and "400" in str(e.value.status())
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("no-such-model", inputs=[wrong])
+    assert "no-such-model" in str(e.value) and "404" in str(e.value.status())
+    texts = httpclient.InferInput("prompt", [1], "BYTES")
+    texts.set_data_from_numpy(np.array([b"x"], dtype=object))
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("all-MiniLM-L6-v2:onnx", inputs=[texts])
+    assert "text" in str(e.value)
