@@ -192,7 +192,7 @@ fn from_raw(raw: &[u8], datatype: &str, at: &str) -> Result<TensorData, KserveEr
         "UINT8" | "BOOL" => 1,
         other => return Err(invalid(format!("{at}: binary datatype {other} is not supported here"))),
     };
-    if raw.len() % width != 0 {
+    if !raw.len().is_multiple_of(width) {
         return Err(invalid(format!("{at}: {} bytes is not a whole number of {datatype} values", raw.len())));
     }
     Ok(match datatype {
