@@ -14,6 +14,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compile(&["ferroserve/v1/inference.proto"], &["."], &out.join("descriptor.bin"), false)?;
     compile(&["qdrant/qdrant.proto"], &["qdrant"], &out.join("qdrant_descriptor.bin"), true)?;
     println!("cargo:rerun-if-changed=qdrant");
+    // Triton's protocol comes compiled (see triton/README.md).
+    println!("cargo:rerun-if-changed=triton/triton.fds");
+    let bytes = std::fs::read("triton/triton.fds")?;
+    let fds = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
+    std::fs::write(out.join("triton_descriptor.bin"), &bytes)?;
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
+        .generate_default_stubs(true)
+        .build_client(true)
+        .compile_fds(fds)?;
     Ok(())
 }
 

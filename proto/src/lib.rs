@@ -20,3 +20,12 @@ pub mod qdrant {
 
 /// Encoded `FileDescriptorSet` of Qdrant's protos, for gRPC server reflection.
 pub const QDRANT_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qdrant_descriptor.bin"));
+
+/// Triton's gRPC protocol (package `inference`): KServe v2's `GRPCInferenceService` and Triton's extensions.
+#[allow(clippy::large_enum_variant)]
+pub mod inference {
+    tonic::include_proto!("inference");
+}
+
+/// Encoded `FileDescriptorSet` of Triton's protocol, for gRPC server reflection.
+pub const TRITON_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/triton_descriptor.bin"));

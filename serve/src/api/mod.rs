@@ -2,6 +2,7 @@
 
 pub mod grpc;
 pub mod http;
+mod tensor_wire;
 
 /// The Qdrant version whose API the collections endpoints answer like (REST `GET /`, gRPC `HealthCheck`;
 /// `qdrant-client` compares it with its own).

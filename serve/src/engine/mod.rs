@@ -29,6 +29,7 @@ pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
 pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
+pub use tensors::{InferData, InferParams, InferTensor, Signature, datatype};
 pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 
 /// Request limits that apply to every model.

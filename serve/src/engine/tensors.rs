@@ -1,24 +1,201 @@
-//! Tensor models through the engine: named tensors in, named tensors out (KServe v2 `/infer` on any ONNX
-//! graph). A request runs on the blocking pool holding the model's session; requests to one model run one at
-//! a time, in arrival order.
+//! Inference on named tensors for every model (the Open Inference Protocol's view, which KServe v2 REST and
+//! gRPC carry): tensor models (ONNX graphs) by their graph's tensors; embedding models with a BYTES `text`
+//! input and an FP32 `embedding` output; generation models with a BYTES `text_input` and a BYTES
+//! `text_output`. A tensor model's request runs on the blocking pool holding the model's session; requests to
+//! one model run one at a time, in arrival order.
 
 use std::time::Instant;
 
-use ferroserve_models::ModelError;
-use ferroserve_models::onnx::{NamedTensor, TensorSpec};
+use ferroserve_models::llm::SamplingParams;
+use ferroserve_models::onnx::{ElementType, NamedTensor, TensorData, TensorSpec};
+use ferroserve_models::{ModelError, Task};
 
-use super::{Engine, EngineError};
+use super::{EmbedRequest, Engine, EngineError, GenerateRequest};
+use crate::cache::CacheMode;
+use crate::generation::{GenerationEvent, Prompt};
 
-impl Engine {
-    /// The declared inputs and outputs of a tensor model.
-    pub fn tensor_specs(&self, model: &str) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), EngineError> {
-        let served = self.ready_model(model)?;
-        let t = served.tensor()?;
-        Ok((t.inputs.clone(), t.outputs.clone()))
+/// A request's or response's tensor: typed numbers, or BYTES elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferTensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: InferData,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InferData {
+    Typed(TensorData),
+    Bytes(Vec<Vec<u8>>),
+}
+
+impl InferData {
+    pub fn len(&self) -> usize {
+        match self {
+            InferData::Typed(t) => t.len(),
+            InferData::Bytes(items) => items.len(),
+        }
     }
 
-    /// Runs a tensor model; returns the outputs named in `wanted` (all when empty), in the model's order.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The protocol's datatype name (`FP32`, `BYTES`, ...).
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            InferData::Typed(t) => datatype(Some(t.element_type())),
+            InferData::Bytes(_) => "BYTES",
+        }
+    }
+}
+
+/// The protocol's name of an element type.
+pub fn datatype(t: Option<ElementType>) -> &'static str {
+    match t {
+        Some(ElementType::F32) => "FP32",
+        Some(ElementType::F64) => "FP64",
+        Some(ElementType::I32) => "INT32",
+        Some(ElementType::I64) => "INT64",
+        Some(ElementType::U8) => "UINT8",
+        Some(ElementType::Bool) => "BOOL",
+        None => "UNSUPPORTED",
+    }
+}
+
+/// Request-level settings for generation models.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InferParams {
+    pub max_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+}
+
+/// A model's tensors as the protocol describes them: name, datatype, shape (-1: any).
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub platform: &'static str,
+    pub inputs: Vec<(String, &'static str, Vec<i64>)>,
+    pub outputs: Vec<(String, &'static str, Vec<i64>)>,
+}
+
+fn described(specs: &[TensorSpec]) -> Vec<(String, &'static str, Vec<i64>)> {
+    specs.iter().map(|s| (s.name.clone(), datatype(s.element_type), s.shape.clone())).collect()
+}
+
+impl Engine {
+    fn task_of(&self, model: &str) -> Result<Task, EngineError> {
+        self.list_models()
+            .into_iter()
+            .find(|m| m.name == model)
+            .map(|m| m.task)
+            .ok_or_else(|| EngineError::ModelNotFound(model.to_string()))
+    }
+
+    /// What a model takes and gives.
+    pub fn signature(&self, model: &str) -> Result<Signature, EngineError> {
+        let bytes = |name: &str, shape: Vec<i64>| vec![(name.to_string(), "BYTES", shape)];
+        Ok(match self.task_of(model)? {
+            Task::Tensor => {
+                let served = self.ready_model(model)?;
+                let t = served.tensor()?;
+                Signature { platform: "onnxruntime_onnx", inputs: described(&t.inputs), outputs: described(&t.outputs) }
+            }
+            Task::Embedding => {
+                let dims = self.ready_model(model)?.embedding()?.0.dimensions as i64;
+                Signature {
+                    platform: "ferroserve_embedding",
+                    inputs: bytes("text", vec![-1]),
+                    outputs: vec![("embedding".into(), "FP32", vec![-1, dims])],
+                }
+            }
+            Task::Generation => Signature {
+                platform: "ferroserve_generation",
+                inputs: bytes("text_input", vec![1]),
+                outputs: bytes("text_output", vec![1]),
+            },
+        })
+    }
+
+    /// Runs any model on named tensors; returns the outputs named in `wanted` (all when empty).
     pub async fn infer(
+        &self,
+        model: &str,
+        inputs: Vec<InferTensor>,
+        wanted: &[String],
+        params: InferParams,
+    ) -> Result<Vec<InferTensor>, EngineError> {
+        let outputs = match self.task_of(model)? {
+            Task::Tensor => {
+                let typed = inputs
+                    .into_iter()
+                    .map(|t| match t.data {
+                        InferData::Typed(data) => Ok(NamedTensor { name: t.name, shape: t.shape, data }),
+                        InferData::Bytes(_) => {
+                            Err(EngineError::InvalidInput(format!("input {:?}: this model takes no BYTES", t.name)))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.run_tensor_model(model, typed, wanted)
+                    .await?
+                    .into_iter()
+                    .map(|t| InferTensor { name: t.name, shape: t.shape, data: InferData::Typed(t.data) })
+                    .collect()
+            }
+            Task::Embedding => {
+                let texts = texts(inputs, "text")?;
+                let n = texts.len() as i64;
+                let out = self.embed(EmbedRequest::with_defaults(model.to_string(), texts)).await?;
+                let dims = out.vectors.first().map_or(0, Vec::len) as i64;
+                let data = InferData::Typed(TensorData::F32(out.vectors.into_iter().flatten().collect()));
+                vec![InferTensor { name: "embedding".into(), shape: vec![n, dims], data }]
+            }
+            Task::Generation => {
+                let mut prompts = texts(inputs, "text_input")?;
+                if prompts.len() != 1 {
+                    return Err(EngineError::InvalidInput("input \"text_input\" takes one prompt".into()));
+                }
+                let text = self.generate_text(model, prompts.remove(0), params).await?;
+                vec![InferTensor {
+                    name: "text_output".into(),
+                    shape: vec![1],
+                    data: InferData::Bytes(vec![text.into_bytes()]),
+                }]
+            }
+        };
+        if let Some(unknown) = wanted.iter().find(|w| !outputs.iter().any(|o| &o.name == *w)) {
+            return Err(EngineError::InvalidInput(format!("model {model:?} has no output {unknown:?}")));
+        }
+        Ok(outputs.into_iter().filter(|o| wanted.is_empty() || wanted.contains(&o.name)).collect())
+    }
+
+    /// The whole text of a generation (not streamed).
+    async fn generate_text(&self, model: &str, prompt: String, params: InferParams) -> Result<String, EngineError> {
+        let request = GenerateRequest {
+            model: model.to_string(),
+            prompt: Prompt::Text(prompt),
+            params: SamplingParams { temperature: params.temperature.unwrap_or(0.0), ..Default::default() },
+            max_tokens: params.max_tokens,
+            stop: Vec::new(),
+            ignore_eos: false,
+            priority: None,
+            timeout: None,
+            cache: CacheMode::Default,
+        };
+        let mut stream = self.generate(request).await?;
+        let mut text = String::new();
+        while let Some(event) = stream.events.recv().await {
+            match event {
+                GenerationEvent::Token { text: piece, .. } => text.push_str(&piece),
+                GenerationEvent::Done { text: rest, .. } => {
+                    text.push_str(&rest);
+                    return Ok(text);
+                }
+                GenerationEvent::Failed(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Internal("the generation ended without an answer".into()))
+    }
+
+    async fn run_tensor_model(
         &self,
         model: &str,
         inputs: Vec<NamedTensor>,
@@ -46,10 +223,21 @@ impl Engine {
         served.record_outcome(&outcome);
         metrics::histogram!("ferroserve_tensor_infer_seconds", "model" => model.to_string())
             .record(started.elapsed().as_secs_f64());
-        let mut outputs = outcome?;
-        if !wanted.is_empty() {
-            outputs.retain(|o| wanted.contains(&o.name));
-        }
-        Ok(outputs)
+        outcome
+    }
+}
+
+/// The texts of the one BYTES input a text model takes.
+fn texts(inputs: Vec<InferTensor>, expected: &str) -> Result<Vec<String>, EngineError> {
+    let mut inputs = inputs.into_iter();
+    match (inputs.next(), inputs.next()) {
+        (Some(InferTensor { name, data: InferData::Bytes(items), .. }), None) if name == expected => items
+            .into_iter()
+            .map(|b| {
+                String::from_utf8(b)
+                    .map_err(|_| EngineError::InvalidInput(format!("input {expected:?}: an element is not UTF-8")))
+            })
+            .collect(),
+        _ => Err(EngineError::InvalidInput(format!("this model takes one BYTES input named {expected:?}"))),
     }
 }

@@ -10,15 +10,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferroserve_models::Task;
-use ferroserve_models::onnx::{ElementType, NamedTensor, TensorData, TensorSpec};
+use ferroserve_models::onnx::TensorData;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::cache::CacheMode;
-use crate::engine::{EmbedRequest, EngineError, GenerateRequest};
-use crate::generation::{GenerationEvent, Prompt};
+use crate::api::tensor_wire;
+use crate::engine::{EngineError, InferData, InferParams, InferTensor};
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -65,49 +63,15 @@ fn check_version(version: Option<&str>, model: &str) -> Result<(), KserveError> 
     }
 }
 
-fn datatype(t: Option<ElementType>) -> &'static str {
-    match t {
-        Some(ElementType::F32) => "FP32",
-        Some(ElementType::F64) => "FP64",
-        Some(ElementType::I32) => "INT32",
-        Some(ElementType::I64) => "INT64",
-        Some(ElementType::U8) => "UINT8",
-        Some(ElementType::Bool) => "BOOL",
-        None => "UNSUPPORTED",
-    }
-}
-
-fn spec_json(s: &TensorSpec) -> Value {
-    json!({"name": s.name, "datatype": datatype(s.element_type), "shape": s.shape})
-}
-
 async fn metadata(state: &AppState, model: &str) -> Answer {
-    let summary = state
-        .engine
-        .list_models()
-        .into_iter()
-        .find(|m| m.name == model)
-        .ok_or_else(|| KserveError(EngineError::ModelNotFound(model.to_string()).into()))?;
-    let (platform, inputs, outputs) = match summary.task {
-        Task::Tensor => {
-            let (inputs, outputs) = state.engine.tensor_specs(model)?;
-            ("onnxruntime_onnx", inputs.iter().map(spec_json).collect(), outputs.iter().map(spec_json).collect())
-        }
-        Task::Embedding => {
-            let dims = summary.dimensions.map_or(-1, |d| d as i64);
-            (
-                "ferroserve_embedding",
-                vec![json!({"name": "text", "datatype": "BYTES", "shape": [-1]})],
-                vec![json!({"name": "embedding", "datatype": "FP32", "shape": [-1, dims]})],
-            )
-        }
-        Task::Generation => (
-            "ferroserve_generation",
-            vec![json!({"name": "text_input", "datatype": "BYTES", "shape": [1]})],
-            vec![json!({"name": "text_output", "datatype": "BYTES", "shape": [1]})],
-        ),
+    let sig = state.engine.signature(model)?;
+    let tensors = |list: Vec<(String, &str, Vec<i64>)>| -> Vec<Value> {
+        list.into_iter()
+            .map(|(name, datatype, shape)| json!({"name": name, "datatype": datatype, "shape": shape}))
+            .collect()
     };
-    let body = json!({"name": model, "versions": ["1"], "platform": platform, "inputs": inputs, "outputs": outputs});
+    let body = json!({"name": model, "versions": ["1"], "platform": sig.platform,
+                      "inputs": tensors(sig.inputs), "outputs": tensors(sig.outputs)});
     Ok(Json(body).into_response())
 }
 
@@ -142,24 +106,11 @@ pub async fn version_ready(
     model_ready_status(&state, &model).await
 }
 
-/// A decoded input or output: a tensor, or BYTES elements.
-enum Tensor {
-    Typed(NamedTensor),
-    Bytes { name: String, shape: Vec<i64>, items: Vec<Vec<u8>> },
-}
-
 fn flatten(v: &Value, out: &mut Vec<Value>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
         other => out.push(other.clone()),
     }
-}
-
-fn element_count(shape: &[i64], at: &str) -> Result<usize, KserveError> {
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
-        .ok_or_else(|| invalid(format!("{at}: shape {shape:?} is not valid")))
 }
 
 /// Typed data from JSON values.
@@ -181,46 +132,8 @@ fn from_json(values: &[Value], datatype: &str, at: &str) -> Result<TensorData, K
     }
 }
 
-/// Typed data from the binary extension's little-endian bytes.
-fn from_raw(raw: &[u8], datatype: &str, at: &str) -> Result<TensorData, KserveError> {
-    fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-        raw.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect()
-    }
-    let width = match datatype {
-        "FP32" | "INT32" => 4,
-        "FP64" | "INT64" => 8,
-        "UINT8" | "BOOL" => 1,
-        other => return Err(invalid(format!("{at}: binary datatype {other} is not supported here"))),
-    };
-    if !raw.len().is_multiple_of(width) {
-        return Err(invalid(format!("{at}: {} bytes is not a whole number of {datatype} values", raw.len())));
-    }
-    Ok(match datatype {
-        "FP32" => TensorData::F32(chunks(raw, f32::from_le_bytes)),
-        "INT32" => TensorData::I32(chunks(raw, i32::from_le_bytes)),
-        "FP64" => TensorData::F64(chunks(raw, f64::from_le_bytes)),
-        "INT64" => TensorData::I64(chunks(raw, i64::from_le_bytes)),
-        "UINT8" => TensorData::U8(raw.to_vec()),
-        _ => TensorData::Bool(raw.iter().map(|b| *b != 0).collect()),
-    })
-}
-
-/// BYTES elements from the binary extension: each a 4-byte little-endian length, then the bytes.
-fn bytes_from_raw(mut raw: &[u8], at: &str) -> Result<Vec<Vec<u8>>, KserveError> {
-    let mut items = Vec::new();
-    while !raw.is_empty() {
-        let (len, rest) = raw.split_at_checked(4).ok_or_else(|| invalid(format!("{at}: a BYTES length is cut")))?;
-        let len = u32::from_le_bytes(len.try_into().unwrap_or([0; 4])) as usize;
-        let (item, rest) =
-            rest.split_at_checked(len).ok_or_else(|| invalid(format!("{at}: a BYTES element is cut")))?;
-        items.push(item.to_vec());
-        raw = rest;
-    }
-    Ok(items)
-}
-
 /// The request's inputs, in order.
-fn decode_inputs(header: &Value, mut binary: &[u8]) -> Result<Vec<Tensor>, KserveError> {
+fn decode_inputs(header: &Value, mut binary: &[u8]) -> Result<Vec<InferTensor>, KserveError> {
     let Some(Value::Array(inputs)) = header.get("inputs") else { return Err(invalid("inputs must be a list")) };
     let mut out = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
@@ -236,19 +149,15 @@ fn decode_inputs(header: &Value, mut binary: &[u8]) -> Result<Vec<Tensor>, Kserv
             .and_then(Value::as_array)
             .and_then(|s| s.iter().map(Value::as_i64).collect())
             .ok_or_else(|| invalid(format!("{at}: shape must be a list of integers")))?;
-        let count = element_count(&shape, &at)?;
-        let binary_size = input.pointer("/parameters/binary_data_size").and_then(Value::as_u64);
-        let tensor = match binary_size {
+        let count =
+            tensor_wire::element_count(&shape).ok_or_else(|| invalid(format!("{at}: shape {shape:?} is not valid")))?;
+        let data = match input.pointer("/parameters/binary_data_size").and_then(Value::as_u64) {
             Some(size) => {
                 let (raw, rest) = binary
                     .split_at_checked(size as usize)
                     .ok_or_else(|| invalid(format!("{at}: binary_data_size {size} is past the end of the body")))?;
                 binary = rest;
-                if datatype == "BYTES" {
-                    Tensor::Bytes { name: name.into(), shape, items: bytes_from_raw(raw, &at)? }
-                } else {
-                    Tensor::Typed(NamedTensor { name: name.into(), shape, data: from_raw(raw, datatype, &at)? })
-                }
+                tensor_wire::decode(raw, datatype).map_err(|e| invalid(format!("{at}: {e}")))?
             }
             None => {
                 let mut values = Vec::new();
@@ -259,117 +168,18 @@ fn decode_inputs(header: &Value, mut binary: &[u8]) -> Result<Vec<Tensor>, Kserv
                         .map(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
                         .collect::<Option<Vec<_>>>()
                         .ok_or_else(|| invalid(format!("{at}: BYTES data must be strings")))?;
-                    Tensor::Bytes { name: name.into(), shape, items }
+                    InferData::Bytes(items)
                 } else {
-                    Tensor::Typed(NamedTensor { name: name.into(), shape, data: from_json(&values, datatype, &at)? })
+                    InferData::Typed(from_json(&values, datatype, &at)?)
                 }
             }
         };
-        let len = match &tensor {
-            Tensor::Typed(t) => t.data.len(),
-            Tensor::Bytes { items, .. } => items.len(),
-        };
-        if len != count {
-            return Err(invalid(format!(
-                "{at}: shape {:?} holds {count} values, the data has {len}",
-                shape_of(&tensor)
-            )));
+        if data.len() != count {
+            return Err(invalid(format!("{at}: shape {shape:?} holds {count} values, the data has {}", data.len())));
         }
-        out.push(tensor);
+        out.push(InferTensor { name: name.to_string(), shape, data });
     }
     Ok(out)
-}
-
-fn shape_of(t: &Tensor) -> &[i64] {
-    match t {
-        Tensor::Typed(t) => &t.shape,
-        Tensor::Bytes { shape, .. } => shape,
-    }
-}
-
-fn name_of(t: &Tensor) -> &str {
-    match t {
-        Tensor::Typed(t) => &t.name,
-        Tensor::Bytes { name, .. } => name,
-    }
-}
-
-/// The one BYTES input a text model takes.
-fn texts(inputs: Vec<Tensor>, expected: &str) -> Result<Vec<String>, KserveError> {
-    let mut inputs = inputs.into_iter();
-    match (inputs.next(), inputs.next()) {
-        (Some(Tensor::Bytes { name, items, .. }), None) if name == expected => items
-            .into_iter()
-            .map(|b| String::from_utf8(b).map_err(|_| invalid(format!("input {expected:?}: an element is not UTF-8"))))
-            .collect(),
-        _ => Err(invalid(format!("this model takes one BYTES input named {expected:?}"))),
-    }
-}
-
-/// Runs the model on the decoded inputs.
-async fn run(state: &AppState, model: &str, header: &Value, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, KserveError> {
-    let task = state
-        .engine
-        .list_models()
-        .into_iter()
-        .find(|m| m.name == model)
-        .map(|m| m.task)
-        .ok_or_else(|| KserveError(EngineError::ModelNotFound(model.to_string()).into()))?;
-    let param = |k: &str| header.pointer(&format!("/parameters/{k}"));
-    match task {
-        Task::Tensor => {
-            let typed = inputs
-                .into_iter()
-                .map(|t| match t {
-                    Tensor::Typed(t) => Ok(t),
-                    Tensor::Bytes { name, .. } => Err(invalid(format!("input {name:?}: this model takes no BYTES"))),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let wanted: Vec<String> = requested(header).into_iter().map(|(name, _)| name).collect();
-            Ok(state.engine.infer(model, typed, &wanted).await?.into_iter().map(Tensor::Typed).collect())
-        }
-        Task::Embedding => {
-            let texts = texts(inputs, "text")?;
-            let n = texts.len();
-            let out = state.engine.embed(EmbedRequest::with_defaults(model.to_string(), texts)).await?;
-            let dims = out.vectors.first().map_or(0, Vec::len);
-            let data = TensorData::F32(out.vectors.into_iter().flatten().collect());
-            Ok(vec![Tensor::Typed(NamedTensor { name: "embedding".into(), shape: vec![n as i64, dims as i64], data })])
-        }
-        Task::Generation => {
-            let mut prompts = texts(inputs, "text_input")?;
-            if prompts.len() != 1 {
-                return Err(invalid("input \"text_input\" takes one prompt"));
-            }
-            let request = GenerateRequest {
-                model: model.to_string(),
-                prompt: Prompt::Text(prompts.remove(0)),
-                params: ferroserve_models::llm::SamplingParams {
-                    temperature: param("temperature").and_then(Value::as_f64).unwrap_or(0.0) as f32,
-                    ..Default::default()
-                },
-                max_tokens: param("max_tokens").and_then(Value::as_u64).map(|n| n as usize),
-                stop: Vec::new(),
-                ignore_eos: false,
-                priority: None,
-                timeout: None,
-                cache: CacheMode::Default,
-            };
-            let mut stream = state.engine.generate(request).await?;
-            let mut text = String::new();
-            while let Some(event) = stream.events.recv().await {
-                match event {
-                    GenerationEvent::Token { text: piece, .. } => text.push_str(&piece),
-                    GenerationEvent::Done { text: rest, .. } => {
-                        text.push_str(&rest);
-                        break;
-                    }
-                    GenerationEvent::Failed(e) => return Err(EngineError::from(e).into()),
-                }
-            }
-            Ok(vec![Tensor::Bytes { name: "text_output".into(), shape: vec![1], items: vec![text.into_bytes()] }])
-        }
-    }
 }
 
 /// Requested outputs and whether each goes in binary.
@@ -401,49 +211,25 @@ fn typed_json(data: TensorData) -> Value {
     }
 }
 
-fn typed_raw(data: &TensorData) -> Vec<u8> {
-    match data {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::U8(v) => v.clone(),
-        TensorData::Bool(v) => v.iter().map(|b| u8::from(*b)).collect(),
-    }
-}
-
-fn respond(model: &str, header: &Value, outputs: Vec<Tensor>) -> Response {
+fn respond(model: &str, header: &Value, outputs: Vec<InferTensor>) -> Response {
     let requested = requested(header);
     let default_binary = header.pointer("/parameters/binary_data_output").and_then(Value::as_bool).unwrap_or(false);
     let mut binary = Vec::new();
     let mut described = Vec::with_capacity(outputs.len());
     for t in outputs {
-        let as_binary = requested.iter().find(|(n, _)| n == name_of(&t)).map_or(default_binary, |(_, b)| *b);
-        let (name, shape, datatype, raw, data) = match t {
-            Tensor::Typed(t) => {
-                let datatype = datatype(Some(t.data.element_type()));
-                let (raw, data) =
-                    if as_binary { (Some(typed_raw(&t.data)), Value::Null) } else { (None, typed_json(t.data)) };
-                (t.name, t.shape, datatype, raw, data)
-            }
-            Tensor::Bytes { name, shape, items } => {
-                let raw = as_binary.then(|| {
-                    items
-                        .iter()
-                        .flat_map(|i| (i.len() as u32).to_le_bytes().into_iter().chain(i.iter().copied()))
-                        .collect()
-                });
-                let data = json!(items.iter().map(|i| String::from_utf8_lossy(i).into_owned()).collect::<Vec<_>>());
-                (name, shape, "BYTES", raw, data)
-            }
-        };
-        let mut out = json!({"name": name, "datatype": datatype, "shape": shape});
-        match raw {
-            Some(raw) => {
-                out["parameters"] = json!({"binary_data_size": raw.len()});
-                binary.extend_from_slice(&raw);
-            }
-            None => out["data"] = data,
+        let as_binary = requested.iter().find(|(n, _)| *n == t.name).map_or(default_binary, |(_, b)| *b);
+        let mut out = json!({"name": t.name, "datatype": t.data.datatype(), "shape": t.shape});
+        if as_binary {
+            let raw = tensor_wire::encode(&t.data);
+            out["parameters"] = json!({"binary_data_size": raw.len()});
+            binary.extend_from_slice(&raw);
+        } else {
+            out["data"] = match t.data {
+                InferData::Typed(data) => typed_json(data),
+                InferData::Bytes(items) => {
+                    json!(items.iter().map(|i| String::from_utf8_lossy(i).into_owned()).collect::<Vec<_>>())
+                }
+            };
         }
         described.push(out);
     }
@@ -478,7 +264,13 @@ async fn infer_body(state: &AppState, model: &str, headers: &HeaderMap, body: &B
     let header: Value =
         serde_json::from_slice(json_part).map_err(|e| invalid(format!("the request is not JSON: {e}")))?;
     let inputs = decode_inputs(&header, binary)?;
-    let outputs = run(state, model, &header, inputs).await?;
+    let wanted: Vec<String> = requested(&header).into_iter().map(|(name, _)| name).collect();
+    let param = |k: &str| header.pointer(&format!("/parameters/{k}"));
+    let params = InferParams {
+        max_tokens: param("max_tokens").and_then(Value::as_u64).map(|n| n as usize),
+        temperature: param("temperature").and_then(Value::as_f64).map(|t| t as f32),
+    };
+    let outputs = state.engine.infer(model, inputs, &wanted, params).await?;
     Ok(respond(model, &header, outputs))
 }
 
