@@ -156,3 +156,74 @@ def test_bad_requests_are_refused_clearly(kserve):
     with pytest.raises(InferenceServerException) as e:
         c.infer("all-MiniLM-L6-v2:onnx", inputs=[texts])
     assert "text" in str(e.value)
+
+
+# ---- the same over gRPC (tritonclient[grpc]) ----
+
+import queue  # noqa: E402
+
+import tritonclient.grpc as grpcclient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def grpc_client(kserve):
+    return grpcclient.InferenceServerClient(url=f"127.0.0.1:{kserve.grpc_port}")
+
+
+def test_grpc_health_metadata_and_repository_index(grpc_client):
+    c = grpc_client
+    assert c.is_server_live() and c.is_server_ready() and c.is_model_ready("squeezenet")
+    assert c.get_server_metadata(as_json=True)["name"] == "ferroserve"
+    meta = c.get_model_metadata("all-MiniLM-L6-v2:onnx", as_json=True)
+    assert meta["inputs"][0] == {"name": "text", "datatype": "BYTES", "shape": ["-1"]}
+    index = {m["name"]: m for m in c.get_model_repository_index(as_json=True)["models"]}
+    assert index["squeezenet"]["state"] == "READY" and "SmolLM2-135M-Instruct" in index
+
+
+def test_grpc_onnx_graph_and_embeddings(grpc_client, kserve):
+    meta = grpc_client.get_model_metadata("squeezenet", as_json=True)
+    spec = meta["inputs"][0]
+    shape = [int(d) if int(d) > 0 else 1 for d in spec["shape"]]
+    n = int(np.prod(shape))
+    x = (np.arange(n, dtype=np.float64) / n).astype(np.float32).reshape(shape)
+    inp = grpcclient.InferInput(spec["name"], shape, "FP32")
+    inp.set_data_from_numpy(x)
+    got = grpc_client.infer("squeezenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
+    dims, want = expected_output("squeezenet")
+    assert list(got.shape) == dims
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+
+    texts = np.array([b"The quick brown fox", b"over the lazy dog"], dtype=object)
+    inp = grpcclient.InferInput("text", [2], "BYTES")
+    inp.set_data_from_numpy(texts)
+    over_grpc = grpc_client.infer("all-MiniLM-L6-v2:onnx", inputs=[inp]).as_numpy("embedding")
+    rest_inp = httpclient.InferInput("text", [2], "BYTES")
+    rest_inp.set_data_from_numpy(texts)
+    over_rest = kserve.client.infer("all-MiniLM-L6-v2:onnx", inputs=[rest_inp]).as_numpy("embedding")
+    np.testing.assert_allclose(over_grpc, over_rest, atol=1e-6)
+
+
+def test_grpc_streaming_generation(grpc_client):
+    pieces = queue.Queue()
+    grpc_client.start_stream(callback=lambda result, error: pieces.put((result, error)))
+    inp = grpcclient.InferInput("text_input", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([b"Once upon a time"], dtype=object))
+    grpc_client.async_stream_infer("SmolLM2-135M-Instruct", inputs=[inp], parameters={"max_tokens": 10})
+    texts = []
+    while len(texts) < 3:
+        result, error = pieces.get(timeout=60)
+        assert error is None, error
+        texts.append(result.as_numpy("text_output")[0])
+    grpc_client.stop_stream()
+    assert all(len(t) > 0 for t in texts), "several pieces of text, one per response"
+
+
+def test_grpc_errors(grpc_client):
+    wrong = grpcclient.InferInput("data_0", [1, 3, 224, 224], "INT64")
+    wrong.set_data_from_numpy(np.zeros([1, 3, 224, 224], dtype=np.int64))
+    with pytest.raises(InferenceServerException) as e:
+        grpc_client.infer("squeezenet", inputs=[wrong])
+    assert "INVALID_ARGUMENT" in str(e.value.status()) and "must be" in e.value.message()
+    with pytest.raises(InferenceServerException) as e:
+        grpc_client.infer("no-such-model", inputs=[wrong])
+    assert "NOT_FOUND" in str(e.value.status())

@@ -167,20 +167,26 @@ impl Engine {
         Ok(outputs.into_iter().filter(|o| wanted.is_empty() || wanted.contains(&o.name)).collect())
     }
 
+    /// A generation model's answer to its BYTES `text_input`, as the scheduler's events (streaming).
+    pub async fn infer_stream(
+        &self,
+        model: &str,
+        inputs: Vec<InferTensor>,
+        params: InferParams,
+    ) -> Result<super::GenerationStream, EngineError> {
+        if self.task_of(model)? != Task::Generation {
+            return Err(EngineError::InvalidInput(format!("model {model:?} does not generate text: use ModelInfer")));
+        }
+        let mut prompts = texts(inputs, "text_input")?;
+        if prompts.len() != 1 {
+            return Err(EngineError::InvalidInput("input \"text_input\" takes one prompt".into()));
+        }
+        self.generate(generate_request(model, prompts.remove(0), params)).await
+    }
+
     /// The whole text of a generation (not streamed).
     async fn generate_text(&self, model: &str, prompt: String, params: InferParams) -> Result<String, EngineError> {
-        let request = GenerateRequest {
-            model: model.to_string(),
-            prompt: Prompt::Text(prompt),
-            params: SamplingParams { temperature: params.temperature.unwrap_or(0.0), ..Default::default() },
-            max_tokens: params.max_tokens,
-            stop: Vec::new(),
-            ignore_eos: false,
-            priority: None,
-            timeout: None,
-            cache: CacheMode::Default,
-        };
-        let mut stream = self.generate(request).await?;
+        let mut stream = self.generate(generate_request(model, prompt, params)).await?;
         let mut text = String::new();
         while let Some(event) = stream.events.recv().await {
             match event {
@@ -194,7 +200,23 @@ impl Engine {
         }
         Err(EngineError::Internal("the generation ended without an answer".into()))
     }
+}
 
+fn generate_request(model: &str, prompt: String, params: InferParams) -> GenerateRequest {
+    GenerateRequest {
+        model: model.to_string(),
+        prompt: Prompt::Text(prompt),
+        params: SamplingParams { temperature: params.temperature.unwrap_or(0.0), ..Default::default() },
+        max_tokens: params.max_tokens,
+        stop: Vec::new(),
+        ignore_eos: false,
+        priority: None,
+        timeout: None,
+        cache: CacheMode::Default,
+    }
+}
+
+impl Engine {
     async fn run_tensor_model(
         &self,
         model: &str,

@@ -1,7 +1,8 @@
-//! The gRPC transport: the native `ferroserve.v1.Inference` service, Qdrant's `Collections`, `Points` and
-//! `Qdrant` services, the standard health service, and server reflection (so `grpcurl` works without the
+//! The gRPC transport: the native `ferroserve.v1.Inference` service, KServe v2's (Triton's)
+//! `inference.GRPCInferenceService`, Qdrant's `Collections`, `Points` and `Qdrant` services, the standard health service, and server reflection (so `grpcurl` works without the
 //! proto files).
 
+mod kserve;
 mod metrics;
 mod native;
 mod qdrant;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_proto::ferroserve::v1::inference_server::InferenceServer;
+use ferroserve_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use ferroserve_proto::qdrant::{
     collections_server::CollectionsServer, points_server::PointsServer, qdrant_server::QdrantServer,
 };
@@ -38,10 +40,14 @@ pub async fn serve(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ferroserve_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(ferroserve_proto::QDRANT_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(ferroserve_proto::TRITON_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let inference = InferenceServer::new(NativeService::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let kserve = GrpcInferenceServiceServer::new(kserve::KserveService::new(engine.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     let qdrant = QdrantService::new(engine);
@@ -60,6 +66,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
+        .add_service(kserve)
         .add_service(collections)
         .add_service(points)
         .add_service(QdrantServer::new(qdrant))

@@ -1,0 +1,310 @@
+//! KServe v2 / Open Inference Protocol over gRPC: Triton's `inference.GRPCInferenceService` (KServe's
+//! `grpc_predict_v2` methods plus the extensions `tritonclient[grpc]` calls), a thin adapter over the engine's
+//! named-tensor inference: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
+//! (typed `contents` or `raw_input_contents` in; `raw_output_contents` out, as Triton answers),
+//! ModelStreamInfer (a generation model streams one response per piece of text), RepositoryIndex and
+//! ModelStatistics. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ferroserve_models::onnx::TensorData;
+use ferroserve_proto::inference::{
+    self as pb, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
+    model_infer_request::InferInputTensor, model_infer_response::InferOutputTensor,
+};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::to_status;
+use crate::api::tensor_wire;
+use crate::engine::{Engine, EngineError, InferData, InferParams, InferTensor};
+use crate::generation::GenerationEvent;
+
+#[derive(Clone)]
+pub struct KserveService {
+    engine: Arc<Engine>,
+}
+
+impl KserveService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        KserveService { engine }
+    }
+
+    fn check_version(version: &str, model: &str) -> Result<(), Status> {
+        match version {
+            "" | "1" => Ok(()),
+            v => Err(Status::not_found(format!("model {model:?} version {v} (only version 1 is served)"))),
+        }
+    }
+}
+
+fn invalid(message: String) -> Status {
+    Status::invalid_argument(message)
+}
+
+/// Typed `contents` of one input.
+fn from_contents(c: pb::InferTensorContents, datatype: &str, at: &str) -> Result<InferData, Status> {
+    Ok(match datatype {
+        "FP32" => InferData::Typed(TensorData::F32(c.fp32_contents)),
+        "FP64" => InferData::Typed(TensorData::F64(c.fp64_contents)),
+        "INT32" | "INT16" | "INT8" => InferData::Typed(TensorData::I32(c.int_contents)),
+        "INT64" => InferData::Typed(TensorData::I64(c.int64_contents)),
+        "UINT8" => InferData::Typed(TensorData::U8(
+            c.uint_contents
+                .into_iter()
+                .map(|x| u8::try_from(x).map_err(|_| invalid(format!("{at}: {x} is not UINT8"))))
+                .collect::<Result<_, _>>()?,
+        )),
+        "BOOL" => InferData::Typed(TensorData::Bool(c.bool_contents)),
+        "BYTES" => InferData::Bytes(c.bytes_contents),
+        other => return Err(invalid(format!("{at}: datatype {other} is not supported here"))),
+    })
+}
+
+fn inputs(request: &mut pb::ModelInferRequest) -> Result<Vec<InferTensor>, Status> {
+    let raw = std::mem::take(&mut request.raw_input_contents);
+    if !raw.is_empty() && raw.len() != request.inputs.len() {
+        return Err(invalid(format!(
+            "raw_input_contents has {} entries for {} inputs",
+            raw.len(),
+            request.inputs.len()
+        )));
+    }
+    let mut raw = raw.into_iter();
+    std::mem::take(&mut request.inputs)
+        .into_iter()
+        .map(|InferInputTensor { name, datatype, shape, contents, .. }| {
+            let at = format!("input {name:?}");
+            let data = match (raw.next(), contents) {
+                (Some(bytes), _) => {
+                    tensor_wire::decode(&bytes, &datatype).map_err(|e| invalid(format!("{at}: {e}")))?
+                }
+                (None, Some(c)) => from_contents(c, &datatype, &at)?,
+                (None, None) => return Err(invalid(format!("{at} has no contents"))),
+            };
+            let count = tensor_wire::element_count(&shape)
+                .ok_or_else(|| invalid(format!("{at}: shape {shape:?} is not valid")))?;
+            if data.len() != count {
+                return Err(invalid(format!(
+                    "{at}: shape {shape:?} holds {count} values, the data has {}",
+                    data.len()
+                )));
+            }
+            Ok(InferTensor { name, shape, data })
+        })
+        .collect()
+}
+
+fn params(parameters: &HashMap<String, pb::InferParameter>) -> InferParams {
+    let number = |k: &str| match parameters.get(k).and_then(|p| p.parameter_choice.as_ref()) {
+        Some(ParameterChoice::Int64Param(n)) => Some(*n as f64),
+        Some(ParameterChoice::Uint64Param(n)) => Some(*n as f64),
+        Some(ParameterChoice::DoubleParam(x)) => Some(*x),
+        Some(ParameterChoice::StringParam(s)) => s.parse().ok(),
+        _ => None,
+    };
+    InferParams {
+        max_tokens: number("max_tokens").filter(|n| *n >= 0.0).map(|n| n as usize),
+        temperature: number("temperature").map(|t| t as f32),
+    }
+}
+
+fn response(model: &str, id: String, outputs: Vec<InferTensor>) -> pb::ModelInferResponse {
+    let raw_output_contents = outputs.iter().map(|t| tensor_wire::encode(&t.data)).collect();
+    let outputs = outputs
+        .into_iter()
+        .map(|t| InferOutputTensor {
+            datatype: t.data.datatype().to_string(),
+            name: t.name,
+            shape: t.shape,
+            ..Default::default()
+        })
+        .collect();
+    pb::ModelInferResponse {
+        model_name: model.to_string(),
+        model_version: "1".into(),
+        id,
+        outputs,
+        raw_output_contents,
+        ..Default::default()
+    }
+}
+
+type StreamOut = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>>;
+
+impl KserveService {
+    async fn infer_one(&self, mut request: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+        Self::check_version(&request.model_version, &request.model_name)?;
+        let inputs = inputs(&mut request)?;
+        let wanted: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
+        let outputs = self
+            .engine
+            .infer(&request.model_name, inputs, &wanted, params(&request.parameters))
+            .await
+            .map_err(to_status)?;
+        Ok(response(&request.model_name, request.id, outputs))
+    }
+
+    /// The responses to one streamed request: one per piece of text for a generation model, else one.
+    async fn stream_one(&self, mut request: pb::ModelInferRequest) -> StreamOut {
+        let error =
+            |e: Status| pb::ModelStreamInferResponse { error_message: e.message().to_string(), infer_response: None };
+        let is_generation = self
+            .engine
+            .list_models()
+            .iter()
+            .any(|m| m.name == request.model_name && m.task == ferroserve_models::Task::Generation);
+        if !is_generation {
+            let answer = match self.infer_one(request).await {
+                Ok(r) => pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(r) },
+                Err(e) => error(e),
+            };
+            return Box::pin(futures::stream::once(async { Ok(answer) }));
+        }
+        let (model, id) = (request.model_name.clone(), request.id.clone());
+        let started = match inputs(&mut request) {
+            Ok(inputs) => {
+                self.engine.infer_stream(&model, inputs, params(&request.parameters)).await.map_err(to_status)
+            }
+            Err(e) => Err(e),
+        };
+        let generation = match started {
+            Ok(g) => g,
+            Err(e) => return Box::pin(futures::stream::once(async move { Ok(error(e)) })),
+        };
+        let pieces = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).filter_map(move |event| {
+            let (model, id) = (model.clone(), id.clone());
+            async move {
+                let text = match event {
+                    GenerationEvent::Token { text, .. } | GenerationEvent::Done { text, .. } if !text.is_empty() => {
+                        text
+                    }
+                    GenerationEvent::Failed(e) => return Some(Ok(error(to_status(EngineError::from(e))))),
+                    _ => return None,
+                };
+                let piece = InferTensor {
+                    name: "text_output".into(),
+                    shape: vec![1],
+                    data: InferData::Bytes(vec![text.into_bytes()]),
+                };
+                Some(Ok(pb::ModelStreamInferResponse {
+                    error_message: String::new(),
+                    infer_response: Some(response(&model, id, vec![piece])),
+                }))
+            }
+        });
+        Box::pin(pieces)
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for KserveService {
+    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: self.engine.is_ready() }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let r = request.into_inner();
+        Self::check_version(&r.version, &r.name)?;
+        match self.engine.list_models().into_iter().find(|m| m.name == r.name) {
+            Some(m) => Ok(Response::new(pb::ModelReadyResponse { ready: m.ready })),
+            None => Err(to_status(EngineError::ModelNotFound(r.name))),
+        }
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: "ferroserve".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: vec!["model_repository".into(), "statistics".into()],
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        use pb::model_metadata_response::TensorMetadata;
+        let r = request.into_inner();
+        Self::check_version(&r.version, &r.name)?;
+        let sig = self.engine.signature(&r.name).map_err(to_status)?;
+        let tensors = |list: Vec<(String, &str, Vec<i64>)>| {
+            list.into_iter()
+                .map(|(name, datatype, shape)| TensorMetadata { name, datatype: datatype.into(), shape })
+                .collect()
+        };
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: r.name,
+            versions: vec!["1".into()],
+            platform: sig.platform.into(),
+            inputs: tensors(sig.inputs),
+            outputs: tensors(sig.outputs),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        Ok(Response::new(self.infer_one(request.into_inner()).await?))
+    }
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<StreamOut>, Status> {
+        let service = self.clone();
+        let responses = request
+            .into_inner()
+            .then(move |item| {
+                let service = service.clone();
+                async move {
+                    match item {
+                        Ok(request) => service.stream_one(request).await,
+                        Err(status) => Box::pin(futures::stream::once(async { Err(status) })) as StreamOut,
+                    }
+                }
+            })
+            .flatten();
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn repository_index(
+        &self,
+        _: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        use pb::repository_index_response::ModelIndex;
+        let models = self
+            .engine
+            .list_models()
+            .into_iter()
+            .map(|m| ModelIndex {
+                name: m.name,
+                version: "1".into(),
+                state: match m.state {
+                    "ready" => "READY",
+                    "loading" => "LOADING",
+                    _ => "UNAVAILABLE",
+                }
+                .into(),
+                reason: m.error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+}
