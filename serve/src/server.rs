@@ -25,8 +25,15 @@ pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelEntry>> {
 /// Runs the server until a shutdown signal, then drains.
 pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBudget) -> anyhow::Result<()> {
     let limits = EngineLimits { max_client_batch_size: config.max_client_batch_size };
-    let engine =
-        Engine::new(models, limits, budget, &config.cache, config.vectors.clone(), Some(config.chains_folder()))?;
+    let engine = Engine::new(
+        models,
+        limits,
+        budget,
+        &config.cache,
+        config.vectors.clone(),
+        Some(config.chains_folder()),
+        Some(config.model_repository.clone()),
+    )?;
     let prometheus = telemetry::init_metrics();
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)

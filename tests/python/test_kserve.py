@@ -4,6 +4,7 @@ and binary tensors; the output checked against the project's expected output), M
 and FP32 vectors out (equal to /v1/embeddings), SmolLM2 with a BYTES prompt — and clear errors."""
 
 import json
+import pathlib
 import urllib.request
 
 import numpy as np
@@ -30,6 +31,7 @@ def repository(tmp):
 def kserve(tmp_path_factory):
     repo = repository(tmp_path_factory.mktemp("repo"))
     s = Server(["--model-repository", str(repo), "--max-body-bytes", str(64 << 20)]).wait_ready()
+    s.repo = repo
     s.client = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
     yield s
     s.stop()
@@ -227,3 +229,57 @@ def test_grpc_errors(grpc_client):
     with pytest.raises(InferenceServerException) as e:
         grpc_client.infer("no-such-model", inputs=[wrong])
     assert "NOT_FOUND" in str(e.value.status())
+
+
+def test_models_load_and_unload_at_run_time_under_traffic(kserve, grpc_client):
+    import threading
+
+    repo = pathlib.Path(kserve.repo)
+    (repo / "shufflenet.toml").write_text(
+        f'name = "shufflenet"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_shufflenet.onnx"\n'
+    )
+    (repo / "broken.toml").write_text(
+        f'name = "broken"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "missing.onnx"\n'
+    )
+    failures, done = [], threading.Event()
+
+    def traffic():
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{kserve.http_port}")
+        while not done.is_set():
+            inp = httpclient.InferInput("text", [1], "BYTES")
+            inp.set_data_from_numpy(np.array([b"load and unload"], dtype=object))
+            try:
+                client.infer("all-MiniLM-L6-v2:onnx", inputs=[inp])
+            except Exception as e:  # noqa: BLE001 - any failure fails the test below
+                failures.append(e)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        index = {m["name"]: m for m in kserve.client.get_model_repository_index()}
+        assert index["shufflenet"]["state"] == "UNAVAILABLE" and index["shufflenet"]["reason"] == "not loaded"
+        kserve.client.load_model("shufflenet")
+        assert kserve.client.is_model_ready("shufflenet")
+        meta = kserve.client.get_model_metadata("shufflenet")
+        shape = [d if d > 0 else 1 for d in meta["inputs"][0]["shape"]]
+        x = np.full(shape, 0.5, dtype=np.float32)
+        inp = grpcclient.InferInput(meta["inputs"][0]["name"], shape, "FP32")
+        inp.set_data_from_numpy(x)
+        first = grpc_client.infer("shufflenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
+        grpc_client.unload_model("shufflenet")
+        assert not kserve.client.is_model_ready("shufflenet")
+        with pytest.raises(InferenceServerException) as e:
+            grpc_client.infer("shufflenet", inputs=[inp])
+        assert "unloaded" in e.value.message()
+        grpc_client.load_model("shufflenet")
+        again = grpc_client.infer("shufflenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
+        np.testing.assert_array_equal(first, again)
+        with pytest.raises(InferenceServerException) as e:
+            kserve.client.load_model("broken")
+        assert "missing.onnx" in str(e.value)
+        assert kserve.client.is_server_ready() and kserve.client.is_model_ready("squeezenet")
+    finally:
+        done.set()
+        worker.join()
+        (repo / "broken.toml").unlink()
+    assert failures == [], failures[:3]

@@ -32,6 +32,8 @@ pub enum EngineError {
     /// The request contradicts what exists (a collection that already exists).
     #[error("{0}")]
     Conflict(String),
+    #[error("model {0:?} is unloaded; POST /v2/repository/models/{0}/load loads it")]
+    ModelUnloaded(String),
     #[error("model {model:?} is still loading; retry shortly")]
     ModelLoading { model: String },
     #[error("model {model:?} failed to load: {reason}")]
@@ -66,6 +68,7 @@ impl EngineError {
         match self {
             EngineError::InStep { error, .. } => error.kind(),
             EngineError::ChainNotFound(_) => "chain_not_found",
+            EngineError::ModelUnloaded(_) => "model_unloaded",
             EngineError::Upstream(_) => "upstream_error",
             EngineError::UpstreamUnavailable(_) => "upstream_unavailable",
             EngineError::Unprocessable(_) => "unprocessable",

@@ -7,6 +7,7 @@ mod embeddings;
 mod error;
 mod generate;
 mod meta;
+mod repository;
 mod tensors;
 mod vectors;
 
@@ -29,6 +30,7 @@ pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
 pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
+pub use repository::IndexEntry;
 pub use tensors::{InferData, InferParams, InferTensor, Signature, datatype};
 pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 
@@ -129,6 +131,8 @@ pub enum ModelState {
     Loading,
     Ready(Arc<ServedModel>),
     Failed(String),
+    /// Unloaded through the repository API (requests in flight finish on their own reference).
+    Unloaded,
 }
 
 /// A model as listed to clients.
@@ -151,6 +155,8 @@ pub struct Engine {
     caches: Caches,
     collections: Collections,
     chains: crate::chains::Chains,
+    /// The model repository folder, read again when a model is loaded through the API.
+    repository: Option<std::path::PathBuf>,
     /// Services chain steps call elsewhere.
     remote: crate::remote::Remote,
     limits: EngineLimits,
@@ -171,6 +177,7 @@ impl Engine {
         cache: &CacheConfig,
         vectors: VectorsConfig,
         chains_folder: Option<std::path::PathBuf>,
+        repository: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Arc<Self>> {
         let collections = Collections::open(vectors)?;
         let semantic = models.iter().filter_map(|m| Some((m.name(), m.semantic_cache.as_ref()?)));
@@ -181,6 +188,7 @@ impl Engine {
             caches,
             collections,
             chains: crate::chains::Chains::new(chains_folder),
+            repository,
             remote: crate::remote::Remote::default(),
             limits,
             budget,
@@ -255,7 +263,7 @@ impl Engine {
     /// True once start-up has finished and every model loaded successfully.
     pub fn is_ready(&self) -> bool {
         self.started.load(std::sync::atomic::Ordering::SeqCst)
-            && self.read().values().all(|(_, s)| matches!(s, ModelState::Ready(_)))
+            && self.read().values().all(|(_, s)| matches!(s, ModelState::Ready(_) | ModelState::Unloaded))
     }
 
     /// True when `name` is a model of this server (loaded or not). Used to keep metric labels bounded.
@@ -281,6 +289,7 @@ impl Engine {
                         ModelState::Loading => "loading",
                         ModelState::Ready(_) => "ready",
                         ModelState::Failed(_) => "failed",
+                        ModelState::Unloaded => "unloaded",
                     },
                     error: match state {
                         ModelState::Failed(e) => Some(e.clone()),
@@ -310,6 +319,7 @@ impl Engine {
                 Err(EngineError::ModelFailed { model: name.to_string(), reason: reason.clone() })
             }
             Some((_, ModelState::Ready(m))) => Ok(m.clone()),
+            Some((_, ModelState::Unloaded)) => Err(EngineError::ModelUnloaded(name.to_string())),
         }
     }
 

@@ -2,8 +2,8 @@
 //! `grpc_predict_v2` methods plus the extensions `tritonclient[grpc]` calls), a thin adapter over the engine's
 //! named-tensor inference: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
 //! (typed `contents` or `raw_input_contents` in; `raw_output_contents` out, as Triton answers),
-//! ModelStreamInfer (a generation model streams one response per piece of text), RepositoryIndex and
-//! ModelStatistics. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
+//! ModelStreamInfer (a generation model streams one response per piece of text), RepositoryIndex,
+//! RepositoryModelLoad and RepositoryModelUnload. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -286,25 +286,33 @@ impl GrpcInferenceService for KserveService {
 
     async fn repository_index(
         &self,
-        _: Request<pb::RepositoryIndexRequest>,
+        request: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
         use pb::repository_index_response::ModelIndex;
+        let ready_only = request.into_inner().ready;
         let models = self
             .engine
-            .list_models()
+            .repository_index()
             .into_iter()
-            .map(|m| ModelIndex {
-                name: m.name,
-                version: "1".into(),
-                state: match m.state {
-                    "ready" => "READY",
-                    "loading" => "LOADING",
-                    _ => "UNAVAILABLE",
-                }
-                .into(),
-                reason: m.error.unwrap_or_default(),
-            })
+            .filter(|m| !ready_only || m.state == "READY")
+            .map(|m| ModelIndex { name: m.name, version: "1".into(), state: m.state.into(), reason: m.reason })
             .collect();
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.engine.load_model(&request.into_inner().model_name).await.map_err(to_status)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.engine.unload_model(&request.into_inner().model_name).map_err(to_status)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }

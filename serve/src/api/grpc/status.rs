@@ -9,6 +9,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::ModelNotFound(_)
         | EngineError::CollectionNotFound(_)
         | EngineError::ChainNotFound(_)
+        | EngineError::ModelUnloaded(_)
         | EngineError::CacheMiss => Code::NotFound,
         EngineError::Unprocessable(_) => Code::FailedPrecondition,
         EngineError::Upstream(_) => Code::Internal,

@@ -38,6 +38,7 @@ impl From<EngineError> for ApiError {
             EngineError::ModelNotFound(_)
             | EngineError::CollectionNotFound(_)
             | EngineError::ChainNotFound(_)
+            | EngineError::ModelUnloaded(_)
             | EngineError::CacheMiss => StatusCode::NOT_FOUND,
             EngineError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Upstream(_) => StatusCode::BAD_GATEWAY,

@@ -292,3 +292,26 @@ pub async fn version_infer(
     check_version(Some(&version), &model)?;
     infer_body(&state, &model, &headers, &body).await
 }
+
+/// `POST /v2/repository/index` (`{"ready": true}` lists only ready models).
+pub async fn repository_index(State(state): State<AppState>, body: Bytes) -> Answer {
+    let ready_only = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ready")?.as_bool()).unwrap_or(false);
+    let models: Vec<Value> = state
+        .engine
+        .repository_index()
+        .into_iter()
+        .filter(|m| !ready_only || m.state == "READY")
+        .map(|m| json!({"name": m.name, "version": "1", "state": m.state, "reason": m.reason}))
+        .collect();
+    Ok(Json(Value::Array(models)).into_response())
+}
+
+pub async fn load(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    state.engine.load_model(&model).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+pub async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    state.engine.unload_model(&model)?;
+    Ok(Json(json!({})).into_response())
+}
