@@ -283,3 +283,24 @@ def test_models_load_and_unload_at_run_time_under_traffic(kserve, grpc_client):
         worker.join()
         (repo / "broken.toml").unlink()
     assert failures == [], failures[:3]
+
+
+def test_statistics_count_requests(kserve, grpc_client):
+    before = kserve.client.get_inference_statistics("squeezenet")["model_stats"][0]
+    meta = kserve.client.get_model_metadata("squeezenet")
+    shape = [d if d > 0 else 1 for d in meta["inputs"][0]["shape"]]
+    inp = httpclient.InferInput(meta["inputs"][0]["name"], shape, "FP32")
+    inp.set_data_from_numpy(np.zeros(shape, dtype=np.float32))
+    kserve.client.infer("squeezenet", inputs=[inp])
+    wrong = httpclient.InferInput(meta["inputs"][0]["name"], [1, 2], "FP32")
+    wrong.set_data_from_numpy(np.zeros([1, 2], dtype=np.float32))
+    with pytest.raises(InferenceServerException):
+        kserve.client.infer("squeezenet", inputs=[wrong])
+    after = kserve.client.get_inference_statistics("squeezenet")["model_stats"][0]
+    assert after["inference_stats"]["success"]["count"] == before["inference_stats"]["success"]["count"] + 1
+    assert after["inference_stats"]["fail"]["count"] == before["inference_stats"]["fail"]["count"] + 1
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    over_grpc = grpc_client.get_inference_statistics("squeezenet", as_json=True)["model_stats"][0]
+    assert int(over_grpc["inference_stats"]["success"]["count"]) == after["inference_stats"]["success"]["count"]
+    names = [m["name"] for m in kserve.client.get_inference_statistics()["model_stats"]]
+    assert "all-MiniLM-L6-v2:onnx" in names

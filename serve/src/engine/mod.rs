@@ -31,7 +31,7 @@ pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
 pub use repository::IndexEntry;
-pub use tensors::{InferData, InferParams, InferTensor, Signature, datatype};
+pub use tensors::{InferData, InferParams, InferStats, InferTensor, Signature, datatype};
 pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 
 /// Request limits that apply to every model.
@@ -155,6 +155,8 @@ pub struct Engine {
     caches: Caches,
     collections: Collections,
     chains: crate::chains::Chains,
+    /// Named-tensor inference statistics per model.
+    statistics: tensors::Statistics,
     /// The model repository folder, read again when a model is loaded through the API.
     repository: Option<std::path::PathBuf>,
     /// Services chain steps call elsewhere.
@@ -188,6 +190,7 @@ impl Engine {
             caches,
             collections,
             chains: crate::chains::Chains::new(chains_folder),
+            statistics: Default::default(),
             repository,
             remote: crate::remote::Remote::default(),
             limits,

@@ -112,7 +112,11 @@ impl Engine {
         let on_disk = self.repository.as_deref().and_then(|f| crate::repository::read_repository(f).ok());
         for entry in on_disk.unwrap_or_default() {
             if !index.iter().any(|i| i.name == entry.name()) {
-                index.push(IndexEntry { name: entry.name().to_string(), state: "UNAVAILABLE", reason: "not loaded".into() });
+                index.push(IndexEntry {
+                    name: entry.name().to_string(),
+                    state: "UNAVAILABLE",
+                    reason: "not loaded".into(),
+                });
             }
         }
         index.sort_by(|a, b| a.name.cmp(&b.name));

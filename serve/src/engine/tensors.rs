@@ -4,7 +4,9 @@
 //! `text_output`. A tensor model's request runs on the blocking pool holding the model's session; requests to
 //! one model run one at a time, in arrival order.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferroserve_models::llm::SamplingParams;
 use ferroserve_models::onnx::{ElementType, NamedTensor, TensorData, TensorSpec};
@@ -62,6 +64,53 @@ pub fn datatype(t: Option<ElementType>) -> &'static str {
     }
 }
 
+/// Per-model inference statistics, as Triton reports them (durations in nanoseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InferStats {
+    /// Milliseconds since the epoch of the last request.
+    pub last_inference_ms: u64,
+    pub inference_count: u64,
+    pub execution_count: u64,
+    pub success: (u64, u64),
+    pub fail: (u64, u64),
+    /// Waiting for the model (tensor models: for its session).
+    pub queue: (u64, u64),
+    /// Running the model.
+    pub compute: (u64, u64),
+}
+
+/// Statistics of every model served through named-tensor inference, kept across reloads.
+#[derive(Default)]
+pub struct Statistics(Mutex<BTreeMap<String, InferStats>>);
+
+impl Statistics {
+    fn record(&self, model: &str, ok: bool, total: Duration, queue: Duration, items: u64) {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.entry(model.to_string()).or_default();
+        s.last_inference_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let add = |pair: &mut (u64, u64), d: Duration| {
+            pair.0 += 1;
+            pair.1 += ns(d);
+        };
+        if ok {
+            s.inference_count += items;
+            s.execution_count += 1;
+            add(&mut s.success, total);
+            add(&mut s.queue, queue);
+            add(&mut s.compute, total.saturating_sub(queue));
+        } else {
+            add(&mut s.fail, total);
+        }
+    }
+
+    /// One model's, or every model's (by name).
+    pub fn get(&self, model: Option<&str>) -> Vec<(String, InferStats)> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().filter(|(name, _)| model.is_none_or(|m| m == *name)).map(|(n, s)| (n.clone(), *s)).collect()
+    }
+}
+
 /// Request-level settings for generation models.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InferParams {
@@ -115,6 +164,24 @@ impl Engine {
         })
     }
 
+    /// Inference statistics of one model or all.
+    pub fn inference_statistics(&self, model: Option<&str>) -> Result<Vec<(String, InferStats)>, EngineError> {
+        if let Some(m) = model
+            && !self.has_model(m)
+        {
+            return Err(EngineError::ModelNotFound(m.to_string()));
+        }
+        let mut stats = self.statistics.get(model);
+        // Models not asked yet are listed with zeros.
+        for m in self.list_models() {
+            if model.is_none_or(|x| x == m.name) && !stats.iter().any(|(n, _)| *n == m.name) {
+                stats.push((m.name, InferStats::default()));
+            }
+        }
+        stats.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(stats)
+    }
+
     /// Runs any model on named tensors; returns the outputs named in `wanted` (all when empty).
     pub async fn infer(
         &self,
@@ -122,6 +189,24 @@ impl Engine {
         inputs: Vec<InferTensor>,
         wanted: &[String],
         params: InferParams,
+    ) -> Result<Vec<InferTensor>, EngineError> {
+        let started = Instant::now();
+        let items = inputs.first().and_then(|t| t.shape.first()).map_or(1, |&n| n.max(1) as u64);
+        let mut queued = Duration::ZERO;
+        let result = self.infer_inner(model, inputs, wanted, params, &mut queued).await;
+        if self.has_model(model) {
+            self.statistics.record(model, result.is_ok(), started.elapsed(), queued, items);
+        }
+        result
+    }
+
+    async fn infer_inner(
+        &self,
+        model: &str,
+        inputs: Vec<InferTensor>,
+        wanted: &[String],
+        params: InferParams,
+        queued: &mut Duration,
     ) -> Result<Vec<InferTensor>, EngineError> {
         let outputs = match self.task_of(model)? {
             Task::Tensor => {
@@ -134,7 +219,7 @@ impl Engine {
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run_tensor_model(model, typed, wanted)
+                self.run_tensor_model(model, typed, wanted, queued)
                     .await?
                     .into_iter()
                     .map(|t| InferTensor { name: t.name, shape: t.shape, data: InferData::Typed(t.data) })
@@ -222,6 +307,7 @@ impl Engine {
         model: &str,
         inputs: Vec<NamedTensor>,
         wanted: &[String],
+        queued: &mut Duration,
     ) -> Result<Vec<NamedTensor>, EngineError> {
         let served = self.ready_model(model)?;
         let t = served.tensor()?.clone();
@@ -232,12 +318,14 @@ impl Engine {
             )));
         }
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
+        let (result, waited) = tokio::task::spawn_blocking(move || {
             let mut session = t.session.lock().unwrap_or_else(|p| p.into_inner());
-            session.run(inputs)
+            let waited = started.elapsed();
+            (session.run(inputs), waited)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("inference task failed: {e}")))?;
+        *queued = waited;
         let outcome: Result<Vec<NamedTensor>, EngineError> = result.map_err(|e| match e {
             ModelError::Unsupported(m) => EngineError::InvalidInput(format!("model {model:?}: {m}")),
             other => EngineError::Internal(format!("model {model:?}: {other}")),

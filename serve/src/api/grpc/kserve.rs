@@ -3,7 +3,7 @@
 //! named-tensor inference: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
 //! (typed `contents` or `raw_input_contents` in; `raw_output_contents` out, as Triton answers),
 //! ModelStreamInfer (a generation model streams one response per piece of text), RepositoryIndex,
-//! RepositoryModelLoad and RepositoryModelUnload. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
+//! RepositoryModelLoad, RepositoryModelUnload and ModelStatistics. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -314,5 +314,34 @@ impl GrpcInferenceService for KserveService {
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
         self.engine.unload_model(&request.into_inner().model_name).map_err(to_status)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let r = request.into_inner();
+        let name = (!r.name.is_empty()).then_some(r.name.as_str());
+        let stats = self.engine.inference_statistics(name).map_err(to_status)?;
+        let duration = |(count, ns): (u64, u64)| Some(pb::StatisticDuration { count, ns });
+        let model_stats = stats
+            .into_iter()
+            .map(|(name, s)| pb::ModelStatistics {
+                name,
+                version: "1".into(),
+                last_inference: s.last_inference_ms,
+                inference_count: s.inference_count,
+                execution_count: s.execution_count,
+                inference_stats: Some(pb::InferStatistics {
+                    success: duration(s.success),
+                    fail: duration(s.fail),
+                    queue: duration(s.queue),
+                    compute_infer: duration(s.compute),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
     }
 }

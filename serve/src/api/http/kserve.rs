@@ -295,7 +295,8 @@ pub async fn version_infer(
 
 /// `POST /v2/repository/index` (`{"ready": true}` lists only ready models).
 pub async fn repository_index(State(state): State<AppState>, body: Bytes) -> Answer {
-    let ready_only = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ready")?.as_bool()).unwrap_or(false);
+    let ready_only =
+        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ready")?.as_bool()).unwrap_or(false);
     let models: Vec<Value> = state
         .engine
         .repository_index()
@@ -314,4 +315,33 @@ pub async fn load(State(state): State<AppState>, Path(model): Path<String>) -> A
 pub async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     state.engine.unload_model(&model)?;
     Ok(Json(json!({})).into_response())
+}
+
+fn stats_json(stats: Vec<(String, crate::engine::InferStats)>) -> Value {
+    let duration = |(count, ns): (u64, u64)| json!({"count": count, "ns": ns});
+    let models: Vec<Value> = stats
+        .into_iter()
+        .map(|(name, s)| {
+            json!({
+                "name": name, "version": "1", "last_inference": s.last_inference_ms,
+                "inference_count": s.inference_count, "execution_count": s.execution_count,
+                "inference_stats": {
+                    "success": duration(s.success), "fail": duration(s.fail), "queue": duration(s.queue),
+                    "compute_input": duration((0, 0)), "compute_infer": duration(s.compute),
+                    "compute_output": duration((0, 0)), "cache_hit": duration((0, 0)), "cache_miss": duration((0, 0)),
+                },
+                "batch_stats": [],
+            })
+        })
+        .collect();
+    json!({"model_stats": models})
+}
+
+/// `GET /v2/models/stats`: every model's inference statistics.
+pub async fn all_stats(State(state): State<AppState>) -> Answer {
+    Ok(Json(stats_json(state.engine.inference_statistics(None)?)).into_response())
+}
+
+pub async fn model_stats(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    Ok(Json(stats_json(state.engine.inference_statistics(Some(&model))?)).into_response())
 }
