@@ -21,6 +21,11 @@ def repository(tmp):
     (tmp / "squeezenet.toml").write_text(
         f'name = "squeezenet"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_squeezenet.onnx"\n'
     )
+    # MiniLM's graph as a tensor model: its batch dimension is dynamic, so requests stack.
+    (tmp / "minilm-graph.toml").write_text(
+        f'name = "minilm-graph"\ntask = "tensor"\nbackend = "onnx"\npath = "{ROOT}/assets/all-MiniLM-L6-v2-onnx"\n'
+        "[batching]\nmax_batch_size = 16\nmax_queue_delay_ms = 100\n"
+    )
     for src in ["all-MiniLM-L6-v2-onnx.toml", "SmolLM2-135M-Instruct.toml"]:
         text = (ROOT / "deploy" / "model-repository" / src).read_text()
         (tmp / src).write_text(text.replace('path = "../../assets/', f'path = "{ROOT}/assets/'))
@@ -304,3 +309,42 @@ def test_statistics_count_requests(kserve, grpc_client):
     assert int(over_grpc["inference_stats"]["success"]["count"]) == after["inference_stats"]["success"]["count"]
     names = [m["name"] for m in kserve.client.get_inference_statistics()["model_stats"]]
     assert "all-MiniLM-L6-v2:onnx" in names
+
+
+def test_concurrent_tensor_requests_are_batched_and_answer_as_alone(kserve):
+    from concurrent.futures import ThreadPoolExecutor
+
+    meta = kserve.client.get_model_metadata("minilm-graph")
+    names = [i["name"] for i in meta["inputs"]]
+    out_name = meta["outputs"][0]["name"]
+
+    def request(seed):
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(1000, 20000, size=(1, 8)).astype(np.int64)
+        ids[0, 0], ids[0, -1] = 101, 102
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{kserve.http_port}")
+        inputs = []
+        for name in names:
+            inp = httpclient.InferInput(name, [1, 8], "INT64")
+            inp.set_data_from_numpy(feeds[name])
+            inputs.append(inp)
+        return client.infer("minilm-graph", inputs=inputs).as_numpy(out_name)
+
+    alone = [request(seed) for seed in range(8)]
+
+    def batches_seen():
+        with urllib.request.urlopen(f"{kserve.http}/metrics") as r:
+            text = r.read().decode()
+        line = lambda key: float(next(l.split()[-1] for l in text.splitlines()
+                                      if l.startswith(key) and 'model="minilm-graph"' in l))
+        return line("ferroserve_tensor_batch_size_sum"), line("ferroserve_tensor_batch_size_count")
+
+    rows_before, calls_before = batches_seen()
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(request, range(8)))
+    rows, calls = batches_seen()
+    assert rows - rows_before == 8
+    assert calls - calls_before < 8, "some requests shared a call"
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -15,5 +15,5 @@ pub mod proto {
 
 pub use embedder::OnnxEmbedder;
 pub use runtime::{RUNTIME_ENV, runtime_library};
-pub use session::{OnnxModel, TensorSpec};
+pub use session::{OnnxModel, TensorSpec, check_inputs};
 pub use tensor::{ElementType, NamedTensor, TensorData};

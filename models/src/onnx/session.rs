@@ -68,38 +68,11 @@ impl OnnxModel {
     /// Runs the model on `inputs` (every declared input, by name) and returns every output, in the
     /// model's declared order.
     pub fn run(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, ModelError> {
-        for spec in &self.inputs {
-            if !inputs.iter().any(|t| t.name == spec.name) {
-                return Err(ModelError::Unsupported(format!("input {:?} is missing", spec.name)));
-            }
-        }
-        let mut values = Vec::with_capacity(inputs.len());
-        for tensor in inputs {
-            tensor.check()?;
-            let Some(spec) = self.inputs.iter().find(|s| s.name == tensor.name) else {
-                let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
-                return Err(ModelError::Unsupported(format!(
-                    "unknown input {:?}; the model takes {known:?}",
-                    tensor.name
-                )));
-            };
-            let given = tensor.data.element_type();
-            if spec.element_type != Some(given) {
-                return Err(ModelError::Unsupported(format!(
-                    "input {:?} must be {:?}, got {given:?}",
-                    spec.name, spec.element_type
-                )));
-            }
-            let fits = spec.shape.len() == tensor.shape.len()
-                && spec.shape.iter().zip(&tensor.shape).all(|(&want, &got)| want < 0 || want == got);
-            if !fits {
-                return Err(ModelError::Unsupported(format!(
-                    "input {:?} must have shape {:?} (-1: any), got {:?}",
-                    spec.name, spec.shape, tensor.shape
-                )));
-            }
-            values.push((tensor.name.clone(), tensor.into_value()?));
-        }
+        check_inputs(&self.inputs, &inputs)?;
+        let values = inputs
+            .into_iter()
+            .map(|t| Ok((t.name.clone(), t.into_value()?)))
+            .collect::<Result<Vec<_>, ModelError>>()?;
         let outputs = self.session.run(values).map_err(|e| ModelError::Backend(e.to_string()))?;
         let mut result = Vec::with_capacity(outputs.len());
         for (name, value) in outputs.iter() {
@@ -107,4 +80,40 @@ impl OnnxModel {
         }
         Ok(result)
     }
+}
+
+/// Checks `inputs` against a model's declared inputs: every one given once, by name, with its element type,
+/// rank and fixed dimensions, and data that fills the shape.
+pub fn check_inputs(specs: &[TensorSpec], inputs: &[NamedTensor]) -> Result<(), ModelError> {
+    for spec in specs {
+        if !inputs.iter().any(|t| t.name == spec.name) {
+            return Err(ModelError::Unsupported(format!("input {:?} is missing", spec.name)));
+        }
+    }
+    for (i, tensor) in inputs.iter().enumerate() {
+        tensor.check()?;
+        if inputs[..i].iter().any(|t| t.name == tensor.name) {
+            return Err(ModelError::Unsupported(format!("input {:?} is given twice", tensor.name)));
+        }
+        let Some(spec) = specs.iter().find(|s| s.name == tensor.name) else {
+            let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            return Err(ModelError::Unsupported(format!("unknown input {:?}; the model takes {known:?}", tensor.name)));
+        };
+        let given = tensor.data.element_type();
+        if spec.element_type != Some(given) {
+            return Err(ModelError::Unsupported(format!(
+                "input {:?} must be {:?}, got {given:?}",
+                spec.name, spec.element_type
+            )));
+        }
+        let fits = spec.shape.len() == tensor.shape.len()
+            && spec.shape.iter().zip(&tensor.shape).all(|(&want, &got)| want < 0 || want == got);
+        if !fits {
+            return Err(ModelError::Unsupported(format!(
+                "input {:?} must have shape {:?} (-1: any), got {:?}",
+                spec.name, spec.shape, tensor.shape
+            )));
+        }
+    }
+    Ok(())
 }

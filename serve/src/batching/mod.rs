@@ -13,6 +13,7 @@ mod lane;
 mod pending;
 mod queue;
 mod speed;
+mod tensors;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,7 @@ pub use error::BatchError;
 use lane::LaneWorker;
 use pending::Pending;
 use queue::{Item, Levels};
+pub use tensors::{TensorAnswer, TensorBatcher};
 
 pub use pending::Embedded;
 pub use queue::BatchLimits;

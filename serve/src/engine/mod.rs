@@ -52,15 +52,8 @@ enum Runtime {
     Embedding { info: Box<EmbedderInfo>, queue: BatchQueue },
     /// A continuous-batching scheduler.
     Generation(Generator),
-    /// An ONNX graph run one request at a time on the blocking pool.
-    Tensor(Arc<TensorModel>),
-}
-
-/// A tensor model's session (one run at a time) and its declared inputs and outputs.
-pub struct TensorModel {
-    session: std::sync::Mutex<ferroserve_models::onnx::OnnxModel>,
-    pub inputs: Vec<ferroserve_models::onnx::TensorSpec>,
-    pub outputs: Vec<ferroserve_models::onnx::TensorSpec>,
+    /// An ONNX graph behind its dynamic batcher.
+    Tensor(Arc<crate::batching::TensorBatcher>),
 }
 
 impl ServedModel {
@@ -78,7 +71,7 @@ impl ServedModel {
         }
     }
 
-    fn tensor(&self) -> Result<&Arc<TensorModel>, EngineError> {
+    fn tensor(&self) -> Result<&Arc<crate::batching::TensorBatcher>, EngineError> {
         match &self.runtime {
             Runtime::Tensor(t) => Ok(t),
             _ => Err(EngineError::InvalidInput(format!(
@@ -346,11 +339,10 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
 fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let threads = entry.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
     let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads)?;
-    let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
     let name = entry.name().to_string();
-    tracing::info!(model = %name, threads, inputs = inputs.len(), outputs = outputs.len(), "tensor model loaded");
-    let runtime = Runtime::Tensor(Arc::new(TensorModel { session: std::sync::Mutex::new(model), inputs, outputs }));
-    Ok(ServedModel { name, entry, runtime })
+    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching)?;
+    tracing::info!(model = %name, threads, batches = batcher.batches, "tensor model loaded");
+    Ok(ServedModel { name, entry, runtime: Runtime::Tensor(Arc::new(batcher)) })
 }
 
 fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {

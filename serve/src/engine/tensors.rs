@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferroserve_models::Task;
 use ferroserve_models::llm::SamplingParams;
 use ferroserve_models::onnx::{ElementType, NamedTensor, TensorData, TensorSpec};
-use ferroserve_models::{ModelError, Task};
 
 use super::{EmbedRequest, Engine, EngineError, GenerateRequest};
 use crate::cache::CacheMode;
@@ -318,17 +318,15 @@ impl Engine {
             )));
         }
         let started = Instant::now();
-        let (result, waited) = tokio::task::spawn_blocking(move || {
-            let mut session = t.session.lock().unwrap_or_else(|p| p.into_inner());
-            let waited = started.elapsed();
-            (session.run(inputs), waited)
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("inference task failed: {e}")))?;
-        *queued = waited;
-        let outcome: Result<Vec<NamedTensor>, EngineError> = result.map_err(|e| match e {
-            ModelError::Unsupported(m) => EngineError::InvalidInput(format!("model {model:?}: {m}")),
-            other => EngineError::Internal(format!("model {model:?}: {other}")),
+        let (_, deadline) = served.schedule(None, None)?;
+        let result = t.run(inputs, deadline).await;
+        let outcome = result.map(|(outputs, waited)| {
+            *queued = waited;
+            outputs
+        });
+        let outcome: Result<Vec<NamedTensor>, EngineError> = outcome.map_err(|e| match e {
+            crate::batching::BatchError::InvalidInput(m) => EngineError::InvalidInput(format!("model {model:?}: {m}")),
+            other => other.into(),
         });
         served.record_outcome(&outcome);
         metrics::histogram!("ferroserve_tensor_infer_seconds", "model" => model.to_string())

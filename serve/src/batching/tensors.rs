@@ -1,0 +1,271 @@
+//! Dynamic batching for tensor models (Triton's dynamic batcher): requests whose inputs agree in everything
+//! but the leading batch dimension are stacked along it, run in one call, and the outputs split back by each
+//! request's rows. A model whose inputs do not all have a dynamic leading dimension runs one request at a
+//! time. The batch waits at most `max_queue_delay_ms` for company and holds at most `max_batch_size` rows;
+//! a full queue refuses at once, and a request whose deadline passed while queued is not run.
+//!
+//! One thread per model owns its session (a session runs one call at a time).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use ferroserve_models::ModelError;
+use ferroserve_models::onnx::{NamedTensor, OnnxModel, TensorData, TensorSpec, check_inputs};
+use tokio::sync::oneshot;
+
+use super::{BatchError, BatchingConfig};
+
+/// What a request gets back: its outputs, and how long it waited for the model.
+pub type TensorAnswer = Result<(Vec<NamedTensor>, Duration), BatchError>;
+
+struct Job {
+    inputs: Vec<NamedTensor>,
+    /// Rows along the batch dimension.
+    rows: usize,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<TensorAnswer>,
+}
+
+/// The queue of one tensor model.
+pub struct TensorBatcher {
+    model: String,
+    jobs: mpsc::Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+    max_queue: usize,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// Whether requests are stacked (every input has a dynamic leading dimension and batches may hold >1 row).
+    pub batches: bool,
+}
+
+impl TensorBatcher {
+    /// Starts the model's thread.
+    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig) -> Result<Self, ModelError> {
+        let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
+        let batches = config.max_batch_size > 1
+            && !inputs.is_empty()
+            && inputs.iter().all(|s| s.shape.first().is_some_and(|d| *d < 0));
+        let (jobs, rx) = mpsc::channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            model,
+            rx,
+            waiting: waiting.clone(),
+            name: name.to_string(),
+            max_rows: if batches { config.max_batch_size } else { 1 },
+            delay: Duration::from_millis(config.max_queue_delay_ms),
+            held: None,
+        };
+        std::thread::Builder::new()
+            .name(format!("tensor-{name}"))
+            .spawn(move || worker.run())
+            .map_err(|e| ModelError::Backend(format!("starting the model's thread: {e}")))?;
+        Ok(TensorBatcher {
+            model: name.to_string(),
+            jobs,
+            waiting,
+            max_queue: config.max_queue_size,
+            inputs,
+            outputs,
+            batches,
+        })
+    }
+
+    /// Queues one request (checked here, so a bad one never spoils a batch) and waits for its answer.
+    pub async fn run(&self, inputs: Vec<NamedTensor>, deadline: Option<Instant>) -> TensorAnswer {
+        check_inputs(&self.inputs, &inputs).map_err(|e| BatchError::InvalidInput(e.to_string()))?;
+        let rows =
+            if self.batches { inputs.first().and_then(|t| t.shape.first()).map_or(1, |&d| d as usize) } else { 1 };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(BatchError::Overloaded { model: self.model.clone(), retry_after: Duration::from_secs(1) });
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job { inputs, rows, enqueued: Instant::now(), deadline, reply };
+        if self.jobs.send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(BatchError::ShuttingDown);
+        }
+        answer.await.map_err(|_| BatchError::ShuttingDown)?
+    }
+}
+
+struct Worker {
+    model: OnnxModel,
+    rx: mpsc::Receiver<Job>,
+    waiting: Arc<AtomicUsize>,
+    name: String,
+    max_rows: usize,
+    delay: Duration,
+    /// A job that did not fit the last batch: it starts the next.
+    held: Option<Job>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Some(first) = self.held.take().or_else(|| self.rx.recv().ok()) {
+            let batch = self.gather(first);
+            self.waiting.fetch_sub(batch.len(), Ordering::SeqCst);
+            let now = Instant::now();
+            let (live, late): (Vec<Job>, Vec<Job>) =
+                batch.into_iter().partition(|j| j.deadline.is_none_or(|d| now < d));
+            for job in late {
+                let _ = job.reply.send(Err(BatchError::DeadlineExceeded));
+            }
+            if !live.is_empty() {
+                self.execute(live);
+            }
+        }
+    }
+
+    /// `first` and the jobs that arrive within the delay and can stack with it, up to `max_rows`.
+    fn gather(&mut self, first: Job) -> Vec<Job> {
+        let until = first.enqueued + self.delay;
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        while rows < self.max_rows {
+            let next = match until.checked_duration_since(Instant::now()) {
+                Some(wait) if !wait.is_zero() => self.rx.recv_timeout(wait),
+                _ => self.rx.try_recv().map_err(|_| RecvTimeoutError::Timeout),
+            };
+            let Ok(job) = next else { break };
+            if rows + job.rows <= self.max_rows && stackable(&batch[0].inputs, &job.inputs) {
+                rows += job.rows;
+                batch.push(job);
+            } else {
+                self.held = Some(job);
+                break;
+            }
+        }
+        batch
+    }
+
+    fn execute(&mut self, batch: Vec<Job>) {
+        let started = Instant::now();
+        metrics::histogram!("ferroserve_tensor_batch_size", "model" => self.name.clone()).record(batch.len() as f64);
+        let rows: Vec<usize> = batch.iter().map(|j| j.rows).collect();
+        let waited: Vec<Duration> = batch.iter().map(|j| started - j.enqueued).collect();
+        let (replies, inputs): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.reply, j.inputs)).unzip();
+        let result = match stack(inputs) {
+            Ok(stacked) => self.model.run(stacked).and_then(|outputs| split(outputs, &rows)),
+            Err(e) => Err(e),
+        };
+        metrics::histogram!("ferroserve_tensor_compute_seconds", "model" => self.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(parts) => {
+                for ((reply, outputs), waited) in replies.into_iter().zip(parts).zip(waited) {
+                    let _ = reply.send(Ok((outputs, waited)));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(BatchError::LaneFailed(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Same input names in the same order, same element types, same shapes after the first dimension.
+fn stackable(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name && x.data.element_type() == y.data.element_type() && x.shape.get(1..) == y.shape.get(1..)
+        })
+}
+
+/// The requests' inputs stacked along the first dimension (one request: as it is).
+fn stack(mut requests: Vec<Vec<NamedTensor>>) -> Result<Vec<NamedTensor>, ModelError> {
+    if requests.len() == 1 {
+        return Ok(requests.remove(0));
+    }
+    let mut rest = requests.split_off(1);
+    let mut stacked = requests.remove(0);
+    for (i, tensor) in stacked.iter_mut().enumerate() {
+        for request in &mut rest {
+            let part = std::mem::replace(&mut request[i].data, TensorData::U8(Vec::new()));
+            tensor.shape[0] += request[i].shape[0];
+            append(&mut tensor.data, part)?;
+        }
+    }
+    Ok(stacked)
+}
+
+fn append(into: &mut TensorData, part: TensorData) -> Result<(), ModelError> {
+    match (into, part) {
+        (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
+        (TensorData::F64(a), TensorData::F64(b)) => a.extend(b),
+        (TensorData::I32(a), TensorData::I32(b)) => a.extend(b),
+        (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
+        (TensorData::U8(a), TensorData::U8(b)) => a.extend(b),
+        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
+        _ => return Err(ModelError::Backend("stacking tensors of different types".into())),
+    }
+    Ok(())
+}
+
+/// Each request's rows of every output (an output must lead with the batch's total rows).
+fn split(outputs: Vec<NamedTensor>, rows: &[usize]) -> Result<Vec<Vec<NamedTensor>>, ModelError> {
+    if rows.len() == 1 {
+        return Ok(vec![outputs]);
+    }
+    let total: usize = rows.iter().sum();
+    let mut parts: Vec<Vec<NamedTensor>> = vec![Vec::with_capacity(outputs.len()); rows.len()];
+    for output in outputs {
+        if output.shape.first().map(|d| *d as usize) != Some(total) {
+            return Err(ModelError::Backend(format!(
+                "output {:?} has shape {:?}: it does not lead with the batch's {total} rows",
+                output.name, output.shape
+            )));
+        }
+        let per_row = output.data.len() / total.max(1);
+        let mut offset = 0;
+        for (part, &n) in parts.iter_mut().zip(rows) {
+            let mut shape = output.shape.clone();
+            shape[0] = n as i64;
+            let data = slice(&output.data, offset * per_row, (offset + n) * per_row);
+            part.push(NamedTensor { name: output.name.clone(), shape, data });
+            offset += n;
+        }
+    }
+    Ok(parts)
+}
+
+fn slice(data: &TensorData, from: usize, to: usize) -> TensorData {
+    match data {
+        TensorData::F32(v) => TensorData::F32(v[from..to].to_vec()),
+        TensorData::F64(v) => TensorData::F64(v[from..to].to_vec()),
+        TensorData::I32(v) => TensorData::I32(v[from..to].to_vec()),
+        TensorData::I64(v) => TensorData::I64(v[from..to].to_vec()),
+        TensorData::U8(v) => TensorData::U8(v[from..to].to_vec()),
+        TensorData::Bool(v) => TensorData::Bool(v[from..to].to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, shape: Vec<i64>, data: Vec<f32>) -> NamedTensor {
+        NamedTensor { name: name.into(), shape, data: TensorData::F32(data) }
+    }
+
+    #[test]
+    fn stacking_and_splitting_are_inverse() {
+        let a = vec![t("x", vec![1, 2], vec![1.0, 2.0])];
+        let b = vec![t("x", vec![2, 2], vec![3.0, 4.0, 5.0, 6.0])];
+        assert!(stackable(&a, &b));
+        assert!(!stackable(&a, &[t("x", vec![1, 3], vec![0.0; 3])]), "other trailing shape");
+        assert!(!stackable(&a, &[t("y", vec![1, 2], vec![0.0; 2])]), "other name");
+        let stacked = stack(vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!(stacked[0].shape, vec![3, 2]);
+        let parts = split(stacked, &[1, 2]).unwrap();
+        assert_eq!(parts, vec![a, b]);
+        let wrong = vec![t("y", vec![2], vec![0.0, 0.0])];
+        assert!(split(wrong, &[1, 2]).unwrap_err().to_string().contains("does not lead"));
+    }
+}
