@@ -1,14 +1,19 @@
-"""KServe v2 / Open Inference Protocol over REST with the real `tritonclient[http]`: health, metadata, and
-inference on every kind of model — an ONNX graph from the ONNX project's test models by its tensors (JSON
-and binary tensors; the output checked against the project's expected output), MiniLM with BYTES texts in
-and FP32 vectors out (equal to /v1/embeddings), SmolLM2 with a BYTES prompt — and clear errors."""
+"""KServe v2 / Open Inference Protocol over REST and gRPC with the real `tritonclient[http]` and
+`tritonclient[grpc]`: health, metadata, inference on every kind of model — the ONNX project's light test
+models by their tensors (JSON and binary tensors, and gRPC; each output checked against the project's
+expected output), MiniLM with BYTES texts in and FP32 vectors out (equal to /v1/embeddings), SmolLM2 with a
+BYTES prompt (streamed over gRPC) —, the repository (index, load, unload under traffic), statistics, dynamic
+batching, and clear errors."""
 
 import json
 import pathlib
 import urllib.request
 
+import queue
+
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from conftest import ROOT, Server
 from tritonclient.utils import InferenceServerException
@@ -16,11 +21,17 @@ from tritonclient.utils import InferenceServerException
 LIGHT = ROOT / "assets" / "onnx-light"
 
 
+# The ONNX project's light test models (fetched by deploy/fetch-assets.sh) and the suite's tolerances.
+LIGHT_MODELS = {"bvlc_alexnet": 1e-3, "densenet121": 2e-3, "inception_v1": 1e-3, "inception_v2": 1e-3,
+                "resnet50": 1e-3, "squeezenet": 1e-3, "vgg19": 1e-3, "zfnet512": 1e-3}
+
+
 def repository(tmp):
-    """squeezenet (tensor), MiniLM on ONNX Runtime (embedding) and SmolLM2 (generation)."""
-    (tmp / "squeezenet.toml").write_text(
-        f'name = "squeezenet"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_squeezenet.onnx"\n'
-    )
+    """The light ONNX models (tensor), MiniLM on ONNX Runtime (embedding) and SmolLM2 (generation)."""
+    for name in LIGHT_MODELS:
+        (tmp / f"{name}.toml").write_text(
+            f'name = "{name}"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_{name}.onnx"\n'
+        )
     # MiniLM's graph as a tensor model: its batch dimension is dynamic, so requests stack.
     (tmp / "minilm-graph.toml").write_text(
         f'name = "minilm-graph"\ntask = "tensor"\nbackend = "onnx"\npath = "{ROOT}/assets/all-MiniLM-L6-v2-onnx"\n'
@@ -40,6 +51,11 @@ def kserve(tmp_path_factory):
     s.client = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def grpc_client(kserve):
+    return grpcclient.InferenceServerClient(url=f"127.0.0.1:{kserve.grpc_port}")
 
 
 def expected_output(name):
@@ -107,21 +123,31 @@ def test_health_and_metadata(kserve):
     assert meta["outputs"][0]["shape"] == [-1, 384]
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_an_onnx_graph_reproduces_its_expected_output(kserve, binary):
-    meta = kserve.client.get_model_metadata("squeezenet")
-    spec, out_name = meta["inputs"][0], meta["outputs"][0]["name"]
-    shape = [d if d > 0 else 1 for d in spec["shape"]]
+def suite_input(spec):
+    """The ONNX test suite's input: arange(n) / n, float32, dynamic dimensions taken as 1."""
+    shape = [int(d) if int(d) > 0 else 1 for d in spec["shape"]]
     n = int(np.prod(shape))
-    x = (np.arange(n, dtype=np.float64) / n).astype(np.float32).reshape(shape)
-    inp = httpclient.InferInput(spec["name"], shape, "FP32")
-    inp.set_data_from_numpy(x, binary_data=binary)
-    out = httpclient.InferRequestedOutput(out_name, binary_data=binary)
-    result = kserve.client.infer("squeezenet", inputs=[inp], outputs=[out])
-    got = result.as_numpy(out_name)
-    dims, want = expected_output("squeezenet")
-    assert list(got.shape) == dims
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+    return shape, (np.arange(n, dtype=np.float64) / n).astype(np.float32).reshape(shape)
+
+
+@pytest.mark.parametrize("name", sorted(LIGHT_MODELS))
+def test_light_onnx_models_reproduce_their_expected_outputs_over_rest_and_grpc(kserve, grpc_client, name):
+    meta = kserve.client.get_model_metadata(name)
+    spec, out_name = meta["inputs"][0], meta["outputs"][0]["name"]
+    shape, x = suite_input(spec)
+    dims, want = expected_output(name)
+    answers = []
+    for binary in [False, True]:
+        inp = httpclient.InferInput(spec["name"], shape, "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        out = httpclient.InferRequestedOutput(out_name, binary_data=binary)
+        answers.append(kserve.client.infer(name, inputs=[inp], outputs=[out]).as_numpy(out_name))
+    inp = grpcclient.InferInput(spec["name"], shape, "FP32")
+    inp.set_data_from_numpy(x)
+    answers.append(grpc_client.infer(name, inputs=[inp]).as_numpy(out_name))
+    for got in answers:
+        assert list(got.shape) == dims
+        np.testing.assert_allclose(got, want, rtol=LIGHT_MODELS[name], atol=1e-7)
 
 
 def test_embeddings_with_bytes_equal_the_openai_route(kserve):
@@ -165,18 +191,6 @@ def test_bad_requests_are_refused_clearly(kserve):
     assert "text" in str(e.value)
 
 
-# ---- the same over gRPC (tritonclient[grpc]) ----
-
-import queue  # noqa: E402
-
-import tritonclient.grpc as grpcclient  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def grpc_client(kserve):
-    return grpcclient.InferenceServerClient(url=f"127.0.0.1:{kserve.grpc_port}")
-
-
 def test_grpc_health_metadata_and_repository_index(grpc_client):
     c = grpc_client
     assert c.is_server_live() and c.is_server_ready() and c.is_model_ready("squeezenet")
@@ -187,19 +201,7 @@ def test_grpc_health_metadata_and_repository_index(grpc_client):
     assert index["squeezenet"]["state"] == "READY" and "SmolLM2-135M-Instruct" in index
 
 
-def test_grpc_onnx_graph_and_embeddings(grpc_client, kserve):
-    meta = grpc_client.get_model_metadata("squeezenet", as_json=True)
-    spec = meta["inputs"][0]
-    shape = [int(d) if int(d) > 0 else 1 for d in spec["shape"]]
-    n = int(np.prod(shape))
-    x = (np.arange(n, dtype=np.float64) / n).astype(np.float32).reshape(shape)
-    inp = grpcclient.InferInput(spec["name"], shape, "FP32")
-    inp.set_data_from_numpy(x)
-    got = grpc_client.infer("squeezenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
-    dims, want = expected_output("squeezenet")
-    assert list(got.shape) == dims
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
-
+def test_grpc_embeddings_equal_rest(grpc_client, kserve):
     texts = np.array([b"The quick brown fox", b"over the lazy dog"], dtype=object)
     inp = grpcclient.InferInput("text", [2], "BYTES")
     inp.set_data_from_numpy(texts)
