@@ -97,6 +97,14 @@ pub struct ServeArgs {
     /// Folder of the chain definitions (overrides `chains.path`) [default: `chains` beside the model repository].
     #[arg(long, env = "FERROSERVE_CHAINS_PATH")]
     pub chains_path: Option<PathBuf>,
+    /// Seconds between checks of the model repository for changed files, reloading those models (overrides
+    /// `server.repository_poll_secs`) [default: 0, never].
+    #[arg(long, env = "FERROSERVE_REPOSITORY_POLL_SECS")]
+    pub repository_poll_secs: Option<u64>,
+    /// Most MiB of model weights loaded at once; loading a model through the repository API unloads the least
+    /// recently used ones (overrides `server.max_loaded_mb`) [default: 0, no limit].
+    #[arg(long, env = "FERROSERVE_MAX_LOADED_MB")]
+    pub max_loaded_mb: Option<u64>,
     /// Log line format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "FERROSERVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

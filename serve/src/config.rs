@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `None`: see [`crate::threads::ThreadBudget`].
     pub io_threads: Option<usize>,
+    /// Seconds between checks of the repository folder for changed model files (0: never).
+    pub repository_poll_secs: u64,
+    /// Most MiB of model weights loaded at once (0: no limit).
+    pub max_loaded_mb: u64,
     /// The `[cache]` table of the file.
     #[serde(skip)]
     pub cache: CacheConfig,
@@ -62,6 +66,8 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
             io_threads: None,
+            repository_poll_secs: 0,
+            max_loaded_mb: 0,
             cache: CacheConfig::default(),
             vectors: VectorsConfig::default(),
             chains: ChainsConfig::default(),
@@ -103,6 +109,8 @@ impl ServerConfig {
             redis_url,
             vectors_path,
             chains_path,
+            repository_poll_secs,
+            max_loaded_mb,
         } = args.clone();
         override_with(&mut config.http_addr, http_addr);
         override_with(&mut config.grpc_addr, grpc_addr);
@@ -118,6 +126,8 @@ impl ServerConfig {
             config.cache.redis_url = redis_url;
         }
         override_with(&mut config.vectors.path, vectors_path);
+        override_with(&mut config.repository_poll_secs, repository_poll_secs);
+        override_with(&mut config.max_loaded_mb, max_loaded_mb);
         if chains_path.is_some() {
             config.chains.path = chains_path;
         }

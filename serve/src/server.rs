@@ -24,7 +24,8 @@ pub fn read_models(config: &ServerConfig) -> anyhow::Result<Vec<ModelEntry>> {
 
 /// Runs the server until a shutdown signal, then drains.
 pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBudget) -> anyhow::Result<()> {
-    let limits = EngineLimits { max_client_batch_size: config.max_client_batch_size };
+    let limits =
+        EngineLimits { max_client_batch_size: config.max_client_batch_size, max_loaded_mb: config.max_loaded_mb };
     let engine = Engine::new(
         models,
         limits,
@@ -48,7 +49,8 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let loader = engine.clone();
     let reload = std::time::Duration::from_secs(config.chains.reload_secs);
-    tokio::spawn(async move { loader.start(reload).await });
+    let poll = std::time::Duration::from_secs(config.repository_poll_secs);
+    tokio::spawn(async move { loader.start(reload, poll).await });
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };

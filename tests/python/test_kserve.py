@@ -7,6 +7,7 @@ batching, and clear errors."""
 
 import json
 import pathlib
+import time
 import urllib.request
 
 import queue
@@ -350,3 +351,52 @@ def test_concurrent_tensor_requests_are_batched_and_answer_as_alone(kserve):
     assert calls - calls_before < 8, "some requests shared a call"
     for a, b in zip(alone, together):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_memory_budget_unloads_the_least_recently_used_and_changed_files_reload(tmp_path):
+    """--max-loaded-mb 160: MiniLM's graph in INT8 (56 MiB) and FP32 (86 MiB) fit; FP16 (43 MiB) makes room by
+    unloading the least recently used. --repository-poll-secs 1: a changed model file is reloaded."""
+    def graph(name, variant):
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\ntask = "tensor"\nbackend = "onnx"\npath = "{ROOT}/assets/all-MiniLM-L6-v2-onnx{variant}"\n'
+        )
+
+    graph("int8", "-int8")
+    s = Server(["--model-repository", str(tmp_path), "--max-loaded-mb", "160", "--repository-poll-secs", "1"]).wait_ready()
+    try:
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
+        ids = np.array([[101, 2023, 2003, 102]], dtype=np.int64)
+
+        def infer(model):
+            inputs = []
+            for name, value in [("input_ids", ids), ("attention_mask", np.ones_like(ids)), ("token_type_ids", np.zeros_like(ids))]:
+                inp = httpclient.InferInput(name, [1, 4], "INT64")
+                inp.set_data_from_numpy(value)
+                inputs.append(inp)
+            return client.infer(model, inputs=inputs).as_numpy("last_hidden_state")
+
+        graph("fp32", "")
+        graph("fp16", "-fp16")
+        client.load_model("fp32")
+        infer("fp32")
+        infer("int8")  # int8 is now the most recently used
+        client.load_model("fp16")
+        state = {m["name"]: (m["state"], m.get("reason", "")) for m in client.get_model_repository_index()}
+        assert state["fp32"] == ("UNAVAILABLE", "unloaded"), state
+        assert state["int8"][0] == "READY" and state["fp16"][0] == "READY"
+        assert infer("fp16").shape == (1, 4, 384)
+
+        def loads():
+            with urllib.request.urlopen(f"{s.http}/metrics") as r:
+                return sum(float(l.split()[-1]) for l in r.read().decode().splitlines()
+                           if l.startswith("ferroserve_model_loads_total") and 'outcome="ok"' in l)
+
+        before = loads()
+        (tmp_path / "int8.toml").write_text((tmp_path / "int8.toml").read_text() + "[batching]\nmax_batch_size = 4\n")
+        deadline = time.monotonic() + 30
+        while loads() == before:
+            assert time.monotonic() < deadline, "the changed file was not reloaded"
+            time.sleep(0.2)
+        assert client.is_model_ready("int8") and infer("int8").shape == (1, 4, 384)
+    finally:
+        s.stop()

@@ -38,6 +38,9 @@ pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 #[derive(Debug, Clone)]
 pub struct EngineLimits {
     pub max_client_batch_size: usize,
+    /// Most MiB of model weights loaded at once (0: no limit); loading through the repository API unloads the
+    /// least recently used models to make room.
+    pub max_loaded_mb: u64,
 }
 
 /// A loaded model and what runs it.
@@ -45,6 +48,22 @@ pub struct ServedModel {
     pub name: String,
     pub entry: ModelEntry,
     runtime: Runtime,
+    /// Bytes of its weight file (what the memory budget counts).
+    bytes: u64,
+    /// Its config and weight file as loaded, to notice changes.
+    fingerprint: String,
+    /// Milliseconds since the epoch of the last request.
+    last_used: std::sync::atomic::AtomicU64,
+}
+
+/// What identifies a model's files as loaded: its settings, and its weight file's size and time.
+fn fingerprint(entry: &ModelEntry) -> String {
+    let weights = std::fs::metadata(entry.model.weights_path()).ok();
+    format!("{entry:?}|{:?}|{:?}", weights.as_ref().map(|m| m.len()), weights.and_then(|m| m.modified().ok()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 enum Runtime {
@@ -57,6 +76,12 @@ enum Runtime {
 }
 
 impl ServedModel {
+    fn new(name: String, entry: ModelEntry, runtime: Runtime) -> Self {
+        let bytes = std::fs::metadata(entry.model.weights_path()).map_or(0, |m| m.len());
+        let fingerprint = fingerprint(&entry);
+        ServedModel { name, entry, runtime, bytes, fingerprint, last_used: std::sync::atomic::AtomicU64::new(now_ms()) }
+    }
+
     fn embedding(&self) -> Result<(&EmbedderInfo, &BatchQueue), EngineError> {
         match &self.runtime {
             Runtime::Embedding { info, queue } => Ok((info, queue)),
@@ -234,9 +259,14 @@ impl Engine {
     }
 
     /// Start-up, once listening: loads the models, fills the seeded collections, loads the chains, then
-    /// reports ready; afterwards re-reads the chains folder every `reload` (zero: never).
-    pub async fn start(self: &Arc<Self>, reload: Duration) {
+    /// reports ready; afterwards re-reads the chains folder every `reload` and reloads models whose files
+    /// changed every `poll` (zero: never).
+    pub async fn start(self: &Arc<Self>, reload: Duration, poll: Duration) {
         self.load_all().await;
+        if !poll.is_zero() {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.poll_repository(poll).await });
+        }
         self.seed_collections().await;
         self.reload_chains();
         self.started.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -314,7 +344,10 @@ impl Engine {
             Some((_, ModelState::Failed(reason))) => {
                 Err(EngineError::ModelFailed { model: name.to_string(), reason: reason.clone() })
             }
-            Some((_, ModelState::Ready(m))) => Ok(m.clone()),
+            Some((_, ModelState::Ready(m))) => {
+                m.last_used.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+                Ok(m.clone())
+            }
             Some((_, ModelState::Unloaded)) => Err(EngineError::ModelUnloaded(name.to_string())),
         }
     }
@@ -342,7 +375,7 @@ fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedM
     let name = entry.name().to_string();
     let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching)?;
     tracing::info!(model = %name, threads, batches = batcher.batches, "tensor model loaded");
-    Ok(ServedModel { name, entry, runtime: Runtime::Tensor(Arc::new(batcher)) })
+    Ok(ServedModel::new(name, entry, Runtime::Tensor(Arc::new(batcher))))
 }
 
 fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
@@ -352,7 +385,7 @@ fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Ser
     tracing::info!(model = %name, threads, context = lm.info.context_length, "language model loaded");
     let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads)
         .map_err(|e| ModelError::Backend(e.to_string()))?;
-    Ok(ServedModel { name, entry, runtime: Runtime::Generation(generator) })
+    Ok(ServedModel::new(name, entry, Runtime::Generation(generator)))
 }
 
 fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
@@ -372,5 +405,5 @@ fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Serv
     }
     let queue = BatchQueue::start(&config.name, &entry.batching, lanes);
     let name = config.name.clone();
-    Ok(ServedModel { name, entry, runtime: Runtime::Embedding { info: Box::new(info), queue } })
+    Ok(ServedModel::new(name, entry, Runtime::Embedding { info: Box::new(info), queue }))
 }

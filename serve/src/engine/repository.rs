@@ -4,7 +4,8 @@
 //! down.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::{Engine, EngineError, ModelState, load_model};
 use crate::repository::ModelEntry;
@@ -42,6 +43,12 @@ impl Engine {
                 }
             }
         };
+        if let Err(e) = self.make_room(name, &entry) {
+            if !replacing {
+                self.write().remove(name);
+            }
+            return Err(e);
+        }
         let started = Instant::now();
         let budget = self.budget.clone();
         let loading = entry.clone();
@@ -65,6 +72,67 @@ impl Engine {
             }
             EngineError::InvalidInput(format!("model {name:?} failed to load: {reason}"))
         })
+    }
+
+    /// Unloads the least recently used models until `entry`'s weights fit `max_loaded_mb` beside the others.
+    fn make_room(&self, name: &str, entry: &ModelEntry) -> Result<(), EngineError> {
+        let limit = self.limits.max_loaded_mb * 1024 * 1024;
+        if limit == 0 {
+            return Ok(());
+        }
+        let need = std::fs::metadata(entry.model.weights_path()).map_or(0, |m| m.len());
+        loop {
+            let loaded: Vec<(String, u64, u64)> = self
+                .read()
+                .iter()
+                .filter(|(n, _)| n.as_str() != name)
+                .filter_map(|(n, (_, state))| match state {
+                    ModelState::Ready(m) => Some((n.clone(), m.bytes, m.last_used.load(Ordering::Relaxed))),
+                    _ => None,
+                })
+                .collect();
+            let total: u64 = loaded.iter().map(|(_, bytes, _)| bytes).sum();
+            if total + need <= limit {
+                return Ok(());
+            }
+            let Some((victim, bytes, _)) = loaded.into_iter().min_by_key(|(_, _, used)| *used) else {
+                return Err(EngineError::InvalidInput(format!(
+                    "model {name:?} has {} MiB of weights; max_loaded_mb is {}",
+                    need >> 20,
+                    self.limits.max_loaded_mb
+                )));
+            };
+            tracing::info!(model = %victim, mib = bytes >> 20, for_model = %name, "unloading the least recently used model to make room");
+            metrics::counter!("ferroserve_model_evictions_total").increment(1);
+            self.unload_model(&victim)?;
+        }
+    }
+
+    /// Every `every`, reloads the loaded models whose config or weight file changed.
+    pub(super) async fn poll_repository(&self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(folder) = self.repository.clone() else { return };
+            let Ok(Ok(entries)) =
+                tokio::task::spawn_blocking(move || crate::repository::read_repository(&folder)).await
+            else {
+                continue;
+            };
+            for entry in entries {
+                let changed = match self.read().get(entry.name()) {
+                    Some((_, ModelState::Ready(m))) => m.fingerprint != super::fingerprint(&entry),
+                    _ => false,
+                };
+                if changed {
+                    tracing::info!(model = %entry.name(), "model files changed: reloading");
+                    if let Err(e) = self.load_model(entry.name()).await {
+                        tracing::error!(model = %entry.name(), error = %e, "reload failed; the loaded version keeps serving");
+                    }
+                }
+            }
+        }
     }
 
     /// Unloads `name`: no new requests; those running finish.
