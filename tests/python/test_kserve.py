@@ -400,3 +400,14 @@ def test_memory_budget_unloads_the_least_recently_used_and_changed_files_reload(
         assert client.is_model_ready("int8") and infer("int8").shape == (1, 4, 384)
     finally:
         s.stop()
+
+
+def test_model_config_as_triton_writes_it(kserve, grpc_client):
+    config = kserve.client.get_model_config("minilm-graph")
+    assert config["max_batch_size"] == 16 and config["platform"] == "onnxruntime_onnx"
+    ids = next(i for i in config["input"] if i["name"] == "input_ids")
+    assert ids["data_type"] == "TYPE_INT64" and ids["dims"] == [-1], "the batch dimension is left out"
+    fixed = kserve.client.get_model_config("squeezenet")
+    assert fixed["max_batch_size"] == 0 and fixed["input"][0]["dims"] == [1, 3, 224, 224]
+    over_grpc = grpc_client.get_model_config("all-MiniLM-L6-v2:onnx", as_json=True)["config"]
+    assert over_grpc["input"][0] == {"name": "text", "data_type": "TYPE_STRING", "dims": ["-1"]}

@@ -122,6 +122,8 @@ pub struct InferParams {
 #[derive(Debug, Clone)]
 pub struct Signature {
     pub platform: &'static str,
+    /// Rows a batch may stack along the leading dimension (Triton's `max_batch_size`; 0: no batching).
+    pub max_batch_size: usize,
     pub inputs: Vec<(String, &'static str, Vec<i64>)>,
     pub outputs: Vec<(String, &'static str, Vec<i64>)>,
 }
@@ -146,18 +148,25 @@ impl Engine {
             Task::Tensor => {
                 let served = self.ready_model(model)?;
                 let t = served.tensor()?;
-                Signature { platform: "onnxruntime_onnx", inputs: described(&t.inputs), outputs: described(&t.outputs) }
+                Signature {
+                    platform: "onnxruntime_onnx",
+                    max_batch_size: if t.batches { served.entry.batching.max_batch_size } else { 0 },
+                    inputs: described(&t.inputs),
+                    outputs: described(&t.outputs),
+                }
             }
             Task::Embedding => {
                 let dims = self.ready_model(model)?.embedding()?.0.dimensions as i64;
                 Signature {
                     platform: "ferroserve_embedding",
+                    max_batch_size: 0,
                     inputs: bytes("text", vec![-1]),
                     outputs: vec![("embedding".into(), "FP32", vec![-1, dims])],
                 }
             }
             Task::Generation => Signature {
                 platform: "ferroserve_generation",
+                max_batch_size: 0,
                 inputs: bytes("text_input", vec![1]),
                 outputs: bytes("text_output", vec![1]),
             },
@@ -347,5 +356,20 @@ fn texts(inputs: Vec<InferTensor>, expected: &str) -> Result<Vec<String>, Engine
             })
             .collect(),
         _ => Err(EngineError::InvalidInput(format!("this model takes one BYTES input named {expected:?}"))),
+    }
+}
+
+impl Signature {
+    /// Triton's model configuration: with batching, dimensions leave out the leading batch dimension.
+    pub fn triton_dims(&self, shape: &[i64]) -> Vec<i64> {
+        if self.max_batch_size > 0 { shape.get(1..).unwrap_or_default().to_vec() } else { shape.to_vec() }
+    }
+}
+
+/// Triton's name of a datatype in model configurations (`TYPE_FP32`, `TYPE_STRING` for BYTES).
+pub fn triton_type(datatype: &str) -> String {
+    match datatype {
+        "BYTES" => "TYPE_STRING".to_string(),
+        other => format!("TYPE_{other}"),
     }
 }

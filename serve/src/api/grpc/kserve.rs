@@ -3,7 +3,7 @@
 //! named-tensor inference: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
 //! (typed `contents` or `raw_input_contents` in; `raw_output_contents` out, as Triton answers),
 //! ModelStreamInfer (a generation model streams one response per piece of text), RepositoryIndex,
-//! RepositoryModelLoad, RepositoryModelUnload and ModelStatistics. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
+//! RepositoryModelLoad, RepositoryModelUnload, ModelStatistics and ModelConfig. The other methods (shared memory, tracing, log settings) answer UNIMPLEMENTED.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -343,5 +343,48 @@ impl GrpcInferenceService for KserveService {
             })
             .collect();
         Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let r = request.into_inner();
+        Self::check_version(&r.version, &r.name)?;
+        let sig = self.engine.signature(&r.name).map_err(to_status)?;
+        let data_type = |datatype: &str| {
+            pb::DataType::from_str_name(&crate::engine::triton_type(datatype)).unwrap_or(pb::DataType::TypeInvalid)
+                as i32
+        };
+        let input = sig
+            .inputs
+            .iter()
+            .map(|(name, datatype, shape)| pb::ModelInput {
+                name: name.clone(),
+                data_type: data_type(datatype),
+                dims: sig.triton_dims(shape),
+                ..Default::default()
+            })
+            .collect();
+        let output = sig
+            .outputs
+            .iter()
+            .map(|(name, datatype, shape)| pb::ModelOutput {
+                name: name.clone(),
+                data_type: data_type(datatype),
+                dims: sig.triton_dims(shape),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(pb::ModelConfig {
+                name: r.name,
+                platform: sig.platform.into(),
+                max_batch_size: sig.max_batch_size as i32,
+                input,
+                output,
+                ..Default::default()
+            }),
+        }))
     }
 }

@@ -345,3 +345,19 @@ pub async fn all_stats(State(state): State<AppState>) -> Answer {
 pub async fn model_stats(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     Ok(Json(stats_json(state.engine.inference_statistics(Some(&model))?)).into_response())
 }
+
+/// `GET /v2/models/{name}/config`: Triton's model configuration (name, platform, max_batch_size, inputs and
+/// outputs with `TYPE_*` data types).
+pub async fn model_config(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    let sig = state.engine.signature(&model)?;
+    let tensors = |list: &[(String, &str, Vec<i64>)]| -> Vec<Value> {
+        list.iter()
+            .map(|(name, datatype, shape)| {
+                json!({"name": name, "data_type": crate::engine::triton_type(datatype), "dims": sig.triton_dims(shape)})
+            })
+            .collect()
+    };
+    let body = json!({"name": model, "platform": sig.platform, "max_batch_size": sig.max_batch_size,
+                      "input": tensors(&sig.inputs), "output": tensors(&sig.outputs)});
+    Ok(Json(body).into_response())
+}

@@ -70,6 +70,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v2/models/stats", get(kserve::all_stats))
         .route("/v2/models/{model}", get(kserve::model_metadata))
         .route("/v2/models/{model}/stats", get(kserve::model_stats))
+        .route("/v2/models/{model}/config", get(kserve::model_config))
         .route("/v2/models/{model}/ready", get(kserve::model_ready))
         .route("/v2/models/{model}/infer", post(kserve::infer))
         .route("/v2/models/{model}/versions/{version}", get(kserve::version_metadata))
