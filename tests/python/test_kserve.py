@@ -59,44 +59,36 @@ def grpc_client(kserve):
     return grpcclient.InferenceServerClient(url=f"127.0.0.1:{kserve.grpc_port}")
 
 
+def varint(buf, i):
+    """A protobuf varint at buf[i]: its value and the index after it."""
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
 def expected_output(name):
     """dims and float values of the ONNX test suite's output_0.pb (a TensorProto), read without onnx."""
     data, dims, floats, raw = (LIGHT / f"light_{name}_output_0.pb").read_bytes(), [], [], b""
     i = 0
-
-    def varint():
-        nonlocal i
-        shift = value = 0
-        while True:
-            b = data[i]
-            i += 1
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return value
-
     while i < len(data):
-        key = varint()
+        key, i = varint(data, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            v = varint()
+            v, i = varint(data, i)
             if field == 1:
                 dims.append(v)
         elif wire == 2:
-            n = varint()
-            chunk = data[i:i + n]
-            i += n
-            if field == 1:
+            n, i = varint(data, i)
+            chunk, i = data[i:i + n], i + n
+            if field == 1:  # packed dims
                 j = 0
-                while j < len(chunk):  # packed dims
-                    shift = v = 0
-                    while True:
-                        b = chunk[j]
-                        j += 1
-                        v |= (b & 0x7F) << shift
-                        shift += 7
-                        if b < 0x80:
-                            break
+                while j < len(chunk):
+                    v, j = varint(chunk, j)
                     dims.append(v)
             elif field == 4:
                 floats = np.frombuffer(chunk, dtype="<f4")
