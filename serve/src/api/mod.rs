@@ -7,3 +7,7 @@ mod tensor_wire;
 /// The Qdrant version whose API the collections endpoints answer like (REST `GET /`, gRPC `HealthCheck`;
 /// `qdrant-client` compares it with its own).
 pub const QDRANT_API_VERSION: &str = "1.20.0";
+
+/// The KServe v2 / Triton protocol extensions both transports serve (server metadata lists them).
+pub const KSERVE_EXTENSIONS: [&str; 4] =
+    ["binary_tensor_data", "model_repository", "statistics", "model_configuration"];

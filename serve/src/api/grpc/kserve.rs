@@ -231,7 +231,7 @@ impl GrpcInferenceService for KserveService {
         Ok(Response::new(pb::ServerMetadataResponse {
             name: "ferroserve".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            extensions: vec!["model_repository".into(), "statistics".into()],
+            extensions: crate::api::KSERVE_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
         }))
     }
 

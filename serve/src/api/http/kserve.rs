@@ -42,7 +42,9 @@ fn invalid(message: impl Into<String>) -> KserveError {
 }
 
 pub async fn server_metadata() -> Json<Value> {
-    Json(json!({"name": "ferroserve", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}))
+    Json(
+        json!({"name": "ferroserve", "version": env!("CARGO_PKG_VERSION"), "extensions": crate::api::KSERVE_EXTENSIONS}),
+    )
 }
 
 pub async fn live() -> StatusCode {
