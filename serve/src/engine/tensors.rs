@@ -133,11 +133,11 @@ fn described(specs: &[TensorSpec]) -> Vec<(String, &'static str, Vec<i64>)> {
 }
 
 impl Engine {
-    fn task_of(&self, model: &str) -> Result<Task, EngineError> {
-        self.list_models()
-            .into_iter()
-            .find(|m| m.name == model)
-            .map(|m| m.task)
+    /// What a model of this server does (loaded or not).
+    pub fn task_of(&self, model: &str) -> Result<Task, EngineError> {
+        self.read()
+            .get(model)
+            .map(|(entry, _)| entry.model.task)
             .ok_or_else(|| EngineError::ModelNotFound(model.to_string()))
     }
 

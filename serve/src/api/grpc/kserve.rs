@@ -151,11 +151,7 @@ impl KserveService {
     async fn stream_one(&self, mut request: pb::ModelInferRequest) -> StreamOut {
         let error =
             |e: Status| pb::ModelStreamInferResponse { error_message: e.message().to_string(), infer_response: None };
-        let is_generation = self
-            .engine
-            .list_models()
-            .iter()
-            .any(|m| m.name == request.model_name && m.task == ferroserve_models::Task::Generation);
+        let is_generation = self.engine.task_of(&request.model_name).ok() == Some(ferroserve_models::Task::Generation);
         if !is_generation {
             let answer = match self.infer_one(request).await {
                 Ok(r) => pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(r) },
