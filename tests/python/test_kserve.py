@@ -177,6 +177,13 @@ def test_bad_requests_are_refused_clearly(kserve):
     with pytest.raises(InferenceServerException) as e:
         c.infer("no-such-model", inputs=[wrong])
     assert "no-such-model" in str(e.value) and "404" in str(e.value.status())
+    # Triton's priority (1: first level) and timeout (microseconds) are the model's scheduling.
+    good = httpclient.InferInput("data_0", [1, 3, 224, 224], "FP32")
+    good.set_data_from_numpy(np.zeros([1, 3, 224, 224], dtype=np.float32))
+    c.infer("squeezenet", inputs=[good], priority=1, timeout=5_000_000)
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("squeezenet", inputs=[good], priority=10)
+    assert "priority" in str(e.value) and "400" in str(e.value.status())
     texts = httpclient.InferInput("prompt", [1], "BYTES")
     texts.set_data_from_numpy(np.array([b"x"], dtype=object))
     with pytest.raises(InferenceServerException) as e:

@@ -2,13 +2,16 @@
 //! but the leading batch dimension are stacked along it, run in one call, and the outputs split back by each
 //! request's rows. A model whose inputs do not all have a dynamic leading dimension runs one request at a
 //! time. The batch waits at most `max_queue_delay_ms` for company and holds at most `max_batch_size` rows;
-//! a full queue refuses at once, and a request whose deadline passed while queued is not run.
+//! waiting requests are taken by priority (0 first), then in arrival order; a full queue refuses at once, and
+//! a request whose deadline passed while queued is not run.
 //!
 //! One thread per model owns its session (a session runs one call at a time).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferroserve_models::ModelError;
@@ -24,6 +27,8 @@ struct Job {
     inputs: Vec<NamedTensor>,
     /// Rows along the batch dimension.
     rows: usize,
+    /// 0 is served first.
+    priority: u8,
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: oneshot::Sender<TensorAnswer>,
@@ -57,7 +62,7 @@ impl TensorBatcher {
             name: name.to_string(),
             max_rows: if batches { config.max_batch_size } else { 1 },
             delay: Duration::from_millis(config.max_queue_delay_ms),
-            held: None,
+            queue: Waiting::default(),
         };
         std::thread::Builder::new()
             .name(format!("tensor-{name}"))
@@ -75,7 +80,7 @@ impl TensorBatcher {
     }
 
     /// Queues one request (checked here, so a bad one never spoils a batch) and waits for its answer.
-    pub async fn run(&self, inputs: Vec<NamedTensor>, deadline: Option<Instant>) -> TensorAnswer {
+    pub async fn run(&self, inputs: Vec<NamedTensor>, priority: u8, deadline: Option<Instant>) -> TensorAnswer {
         check_inputs(&self.inputs, &inputs).map_err(|e| BatchError::InvalidInput(e.to_string()))?;
         let rows =
             if self.batches { inputs.first().and_then(|t| t.shape.first()).map_or(1, |&d| d as usize) } else { 1 };
@@ -84,7 +89,7 @@ impl TensorBatcher {
             return Err(BatchError::Overloaded { model: self.model.clone(), retry_after: Duration::from_secs(1) });
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job { inputs, rows, enqueued: Instant::now(), deadline, reply };
+        let job = Job { inputs, rows, priority, enqueued: Instant::now(), deadline, reply };
         if self.jobs.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(BatchError::ShuttingDown);
@@ -100,14 +105,92 @@ struct Worker {
     name: String,
     max_rows: usize,
     delay: Duration,
-    /// A job that did not fit the last batch: it starts the next.
-    held: Option<Job>,
+    queue: Waiting,
+}
+
+/// Jobs received and not yet run, by priority, then arrival.
+#[derive(Default)]
+struct Waiting {
+    heap: BinaryHeap<Reverse<(u8, u64, Slot)>>,
+    arrivals: u64,
+}
+
+/// A job in the heap (ordered by the key beside it only).
+struct Slot(Job);
+
+impl PartialEq for Slot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Slot {}
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Slot {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Waiting {
+    fn push(&mut self, job: Job) {
+        self.arrivals += 1;
+        self.heap.push(Reverse((job.priority, self.arrivals, Slot(job))));
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        self.heap.pop().map(|Reverse((_, _, Slot(job)))| job)
+    }
+
+    /// `first` and the waiting jobs that stack with it, by priority, up to `max_rows`; the rest stay.
+    fn batch(&mut self, first: Job, max_rows: usize) -> Vec<Job> {
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        let mut left = Vec::new();
+        while rows < max_rows {
+            let Some(Reverse((p, n, Slot(job)))) = self.heap.pop() else { break };
+            if rows + job.rows <= max_rows && stackable(&batch[0].inputs, &job.inputs) {
+                rows += job.rows;
+                batch.push(job);
+            } else {
+                left.push(Reverse((p, n, Slot(job))));
+            }
+        }
+        self.heap.extend(left);
+        batch
+    }
 }
 
 impl Worker {
     fn run(mut self) {
-        while let Some(first) = self.held.take().or_else(|| self.rx.recv().ok()) {
-            let batch = self.gather(first);
+        loop {
+            while let Ok(job) = self.rx.try_recv() {
+                self.queue.push(job);
+            }
+            let first = match self.queue.pop() {
+                Some(job) => job,
+                None => match self.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            // Company: what arrives before the first job's delay is up.
+            if self.max_rows > first.rows {
+                let until = first.enqueued + self.delay;
+                while let Some(wait) = until.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
+                    match self.rx.recv_timeout(wait) {
+                        Ok(job) => self.queue.push(job),
+                        Err(_) => break,
+                    }
+                }
+                while let Ok(job) = self.rx.try_recv() {
+                    self.queue.push(job);
+                }
+            }
+            let batch = self.queue.batch(first, self.max_rows);
             self.waiting.fetch_sub(batch.len(), Ordering::SeqCst);
             let now = Instant::now();
             let (live, late): (Vec<Job>, Vec<Job>) =
@@ -119,28 +202,6 @@ impl Worker {
                 self.execute(live);
             }
         }
-    }
-
-    /// `first` and the jobs that arrive within the delay and can stack with it, up to `max_rows`.
-    fn gather(&mut self, first: Job) -> Vec<Job> {
-        let until = first.enqueued + self.delay;
-        let mut rows = first.rows;
-        let mut batch = vec![first];
-        while rows < self.max_rows {
-            let next = match until.checked_duration_since(Instant::now()) {
-                Some(wait) if !wait.is_zero() => self.rx.recv_timeout(wait),
-                _ => self.rx.try_recv().map_err(|_| RecvTimeoutError::Timeout),
-            };
-            let Ok(job) = next else { break };
-            if rows + job.rows <= self.max_rows && stackable(&batch[0].inputs, &job.inputs) {
-                rows += job.rows;
-                batch.push(job);
-            } else {
-                self.held = Some(job);
-                break;
-            }
-        }
-        batch
     }
 
     fn execute(&mut self, batch: Vec<Job>) {
@@ -252,6 +313,27 @@ mod tests {
 
     fn t(name: &str, shape: Vec<i64>, data: Vec<f32>) -> NamedTensor {
         NamedTensor { name: name.into(), shape, data: TensorData::F32(data) }
+    }
+
+    fn job(priority: u8, rows: usize, width: i64) -> Job {
+        let (reply, _) = oneshot::channel();
+        let inputs = vec![t("x", vec![rows as i64, width], vec![0.0; rows * width as usize])];
+        Job { inputs, rows, priority, enqueued: Instant::now(), deadline: None, reply }
+    }
+
+    #[test]
+    fn waiting_jobs_go_by_priority_then_arrival_and_only_stackable_ones_share() {
+        let mut q = Waiting::default();
+        for (priority, rows, width) in [(2, 1, 4), (0, 1, 4), (1, 1, 3), (0, 2, 4), (1, 1, 4)] {
+            q.push(job(priority, rows, width));
+        }
+        let first = q.pop().unwrap();
+        assert_eq!((first.priority, first.rows), (0, 1), "priority 0, the earlier of the two");
+        let batch = q.batch(first, 4);
+        let taken: Vec<(u8, usize)> = batch.iter().map(|j| (j.priority, j.rows)).collect();
+        assert_eq!(taken, vec![(0, 1), (0, 2), (1, 1)], "up to 4 rows of width 4, by priority");
+        let rest: Vec<u8> = std::iter::from_fn(|| q.pop()).map(|j| j.priority).collect();
+        assert_eq!(rest, vec![1, 2], "the width-3 job and the last one wait");
     }
 
     #[test]

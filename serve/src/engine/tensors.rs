@@ -116,6 +116,25 @@ impl Statistics {
 pub struct InferParams {
     pub max_tokens: Option<usize>,
     pub temperature: Option<f32>,
+    /// The model's priority level (0 first); `None`: its default.
+    pub priority: Option<u8>,
+    /// How long the request may wait; `None`: the model's default deadline.
+    pub timeout: Option<Duration>,
+}
+
+impl InferParams {
+    /// Triton's request parameters: `priority` (0: the model's default; 1 the first level, 2 the next, ...)
+    /// and `timeout` (microseconds).
+    pub fn triton_scheduling(mut self, priority: Option<u64>, timeout_us: Option<u64>) -> Result<Self, EngineError> {
+        self.priority = match priority {
+            None | Some(0) => None,
+            Some(p) => Some(u8::try_from(p - 1).map_err(|_| {
+                EngineError::InvalidInput(format!("priority {p} is out of range (0: default, 1: first, ...)"))
+            })?),
+        };
+        self.timeout = timeout_us.filter(|t| *t > 0).map(Duration::from_micros);
+        Ok(self)
+    }
 }
 
 /// A model's tensors as the protocol describes them: name, datatype, shape (-1: any).
@@ -228,7 +247,7 @@ impl Engine {
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run_tensor_model(model, typed, wanted, queued)
+                self.run_tensor_model(model, typed, wanted, params, queued)
                     .await?
                     .into_iter()
                     .map(|t| InferTensor { name: t.name, shape: t.shape, data: InferData::Typed(t.data) })
@@ -304,8 +323,8 @@ fn generate_request(model: &str, prompt: String, params: InferParams) -> Generat
         max_tokens: params.max_tokens,
         stop: Vec::new(),
         ignore_eos: false,
-        priority: None,
-        timeout: None,
+        priority: params.priority,
+        timeout: params.timeout,
         cache: CacheMode::Default,
     }
 }
@@ -316,6 +335,7 @@ impl Engine {
         model: &str,
         inputs: Vec<NamedTensor>,
         wanted: &[String],
+        params: InferParams,
         queued: &mut Duration,
     ) -> Result<Vec<NamedTensor>, EngineError> {
         let served = self.ready_model(model)?;
@@ -327,8 +347,8 @@ impl Engine {
             )));
         }
         let started = Instant::now();
-        let (_, deadline) = served.schedule(None, None)?;
-        let result = t.run(inputs, deadline).await;
+        let (priority, deadline) = served.schedule(params.priority, params.timeout)?;
+        let result = t.run(inputs, priority, deadline).await;
         let outcome = result.map(|(outputs, waited)| {
             *queued = waited;
             outputs

@@ -97,7 +97,7 @@ fn inputs(request: &mut pb::ModelInferRequest) -> Result<Vec<InferTensor>, Statu
         .collect()
 }
 
-fn params(parameters: &HashMap<String, pb::InferParameter>) -> InferParams {
+fn params(parameters: &HashMap<String, pb::InferParameter>) -> Result<InferParams, Status> {
     let number = |k: &str| match parameters.get(k).and_then(|p| p.parameter_choice.as_ref()) {
         Some(ParameterChoice::Int64Param(n)) => Some(*n as f64),
         Some(ParameterChoice::Uint64Param(n)) => Some(*n as f64),
@@ -105,10 +105,14 @@ fn params(parameters: &HashMap<String, pb::InferParameter>) -> InferParams {
         Some(ParameterChoice::StringParam(s)) => s.parse().ok(),
         _ => None,
     };
+    let whole = |k: &str| number(k).filter(|n| *n >= 0.0).map(|n| n as u64);
     InferParams {
-        max_tokens: number("max_tokens").filter(|n| *n >= 0.0).map(|n| n as usize),
+        max_tokens: whole("max_tokens").map(|n| n as usize),
         temperature: number("temperature").map(|t| t as f32),
+        ..Default::default()
     }
+    .triton_scheduling(whole("priority"), whole("timeout"))
+    .map_err(to_status)
 }
 
 fn response(model: &str, id: String, outputs: Vec<InferTensor>) -> pb::ModelInferResponse {
@@ -139,11 +143,8 @@ impl KserveService {
         Self::check_version(&request.model_version, &request.model_name)?;
         let inputs = inputs(&mut request)?;
         let wanted: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
-        let outputs = self
-            .engine
-            .infer(&request.model_name, inputs, &wanted, params(&request.parameters))
-            .await
-            .map_err(to_status)?;
+        let params = params(&request.parameters)?;
+        let outputs = self.engine.infer(&request.model_name, inputs, &wanted, params).await.map_err(to_status)?;
         Ok(response(&request.model_name, request.id, outputs))
     }
 
@@ -160,11 +161,9 @@ impl KserveService {
             return Box::pin(futures::stream::once(async { Ok(answer) }));
         }
         let (model, id) = (request.model_name.clone(), request.id.clone());
-        let started = match inputs(&mut request) {
-            Ok(inputs) => {
-                self.engine.infer_stream(&model, inputs, params(&request.parameters)).await.map_err(to_status)
-            }
-            Err(e) => Err(e),
+        let started = match (inputs(&mut request), params(&request.parameters)) {
+            (Ok(inputs), Ok(params)) => self.engine.infer_stream(&model, inputs, params).await.map_err(to_status),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         let generation = match started {
             Ok(g) => g,

@@ -271,7 +271,9 @@ async fn infer_body(state: &AppState, model: &str, headers: &HeaderMap, body: &B
     let params = InferParams {
         max_tokens: param("max_tokens").and_then(Value::as_u64).map(|n| n as usize),
         temperature: param("temperature").and_then(Value::as_f64).map(|t| t as f32),
-    };
+        ..Default::default()
+    }
+    .triton_scheduling(param("priority").and_then(Value::as_u64), param("timeout").and_then(Value::as_u64))?;
     let outputs = state.engine.infer(model, inputs, &wanted, params).await?;
     Ok(respond(model, &header, outputs))
 }
