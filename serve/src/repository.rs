@@ -21,6 +21,19 @@ pub struct ModelEntry {
     pub lanes: Vec<LaneConfig>,
     pub generation: GenerationConfig,
     pub semantic_cache: Option<SemanticCacheConfig>,
+    /// The version this entry serves, for models with numbered version folders (its name is `name@version`).
+    pub version: Option<u64>,
+    pub version_policy: Option<VersionPolicy>,
+}
+
+/// Which versions of a model are served, when its `path` holds numbered version folders (`1/`, `2/`, ...),
+/// as Triton's `version_policy`: the newest `num_versions`, all, or the ones listed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum VersionPolicy {
+    Latest { num_versions: usize },
+    All {},
+    Specific { versions: Vec<u64> },
 }
 
 /// The tables of a model file.
@@ -35,6 +48,8 @@ struct Serving {
     generation: GenerationConfig,
     #[serde(default)]
     semantic_cache: Option<SemanticCacheConfig>,
+    #[serde(default)]
+    version_policy: Option<VersionPolicy>,
 }
 
 fn default_lanes() -> Vec<LaneConfig> {
@@ -55,6 +70,8 @@ impl ModelEntry {
             lanes: serving.lanes,
             generation: serving.generation,
             semantic_cache: serving.semantic_cache,
+            version: None,
+            version_policy: serving.version_policy,
         };
         entry.validate().map_err(|message| ModelError::Config { path: file.into(), message })?;
         Ok(entry)
@@ -62,6 +79,45 @@ impl ModelEntry {
 
     pub fn name(&self) -> &str {
         &self.model.name
+    }
+
+    /// One entry per served version (`name@version`, its files in `path/version/`), or itself when the model
+    /// has no version policy.
+    pub fn versions(self, file: &Path) -> Result<Vec<ModelEntry>, ModelError> {
+        let Some(policy) = self.version_policy.clone() else { return Ok(vec![self]) };
+        let bad = |message: String| ModelError::Config { path: file.into(), message };
+        let mut found: Vec<u64> = std::fs::read_dir(&self.model.path)
+            .map_err(|e| bad(format!("{}: {e}", self.model.path.display())))?
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        found.sort_unstable();
+        let chosen: Vec<u64> = match &policy {
+            VersionPolicy::Latest { num_versions } => {
+                found.iter().rev().take((*num_versions).max(1)).copied().collect()
+            }
+            VersionPolicy::All {} => found.clone(),
+            VersionPolicy::Specific { versions } => {
+                if let Some(v) = versions.iter().find(|v| !found.contains(v)) {
+                    return Err(bad(format!("version {v} has no folder in {}", self.model.path.display())));
+                }
+                versions.clone()
+            }
+        };
+        if chosen.is_empty() {
+            return Err(bad(format!("no numbered version folders in {}", self.model.path.display())));
+        }
+        Ok(chosen
+            .into_iter()
+            .map(|v| {
+                let mut entry = self.clone();
+                entry.model.name = format!("{}@{v}", self.model.name);
+                entry.model.path = self.model.path.join(v.to_string());
+                entry.version = Some(v);
+                entry
+            })
+            .collect())
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -132,14 +188,15 @@ pub fn read_repository(dir: &Path) -> Result<Vec<ModelEntry>, ModelError> {
     files.sort();
     let mut models: Vec<ModelEntry> = Vec::with_capacity(files.len());
     for file in files {
-        let entry = ModelEntry::from_file(&file)?;
-        if models.iter().any(|m| m.name() == entry.name()) {
-            return Err(ModelError::Config {
-                path: file,
-                message: format!("model name {:?} is used twice", entry.name()),
-            });
+        for entry in ModelEntry::from_file(&file)?.versions(&file)? {
+            if models.iter().any(|m| m.name() == entry.name()) {
+                return Err(ModelError::Config {
+                    path: file,
+                    message: format!("model name {:?} is used twice", entry.name()),
+                });
+            }
+            models.push(entry);
         }
-        models.push(entry);
     }
     for entry in &models {
         if let Some(semantic) = &entry.semantic_cache

@@ -410,3 +410,43 @@ def test_model_config_as_triton_writes_it(kserve, grpc_client):
     assert fixed["max_batch_size"] == 0 and fixed["input"][0]["dims"] == [1, 3, 224, 224]
     over_grpc = grpc_client.get_model_config("all-MiniLM-L6-v2:onnx", as_json=True)["config"]
     assert over_grpc["input"][0] == {"name": "text", "data_type": "TYPE_STRING", "dims": ["-1"]}
+
+
+@pytest.mark.parametrize("policy", ["all", "latest"])
+def test_model_versions_from_numbered_folders(tmp_path, policy):
+    """A model whose folder holds 1/ (squeezenet) and 2/ (alexnet): `all` serves both, the plain name the
+    newest; `latest` (one version) serves only 2."""
+    versions = tmp_path / "vision"
+    for v, light in [(1, "squeezenet"), (2, "bvlc_alexnet")]:
+        (versions / str(v)).mkdir(parents=True)
+        (versions / str(v) / "model.onnx").symlink_to(LIGHT / f"light_{light}.onnx")
+    table = "[version_policy.all]\n" if policy == "all" else "[version_policy.latest]\nnum_versions = 1\n"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "vision.toml").write_text(f'name = "vision"\ntask = "tensor"\nbackend = "onnx"\npath = "{versions}"\n{table}')
+    s = Server(["--model-repository", str(repo)]).wait_ready()
+    try:
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
+        grpc = grpcclient.InferenceServerClient(url=f"127.0.0.1:{s.grpc_port}")
+        meta = client.get_model_metadata("vision")
+        assert meta["versions"] == (["1", "2"] if policy == "all" else ["2"])
+        assert meta["outputs"][0]["name"] == "prob_1", "the plain name is the newest version (alexnet)"
+        assert client.get_model_metadata("vision", model_version="2")["outputs"][0]["name"] == "prob_1"
+        if policy == "all":
+            assert client.get_model_metadata("vision", model_version="1")["outputs"][0]["name"] == "softmaxout_1"
+            assert grpc.get_model_metadata("vision", model_version="1", as_json=True)["outputs"][0]["name"] == "softmaxout_1"
+            assert client.is_model_ready("vision", model_version="1")
+        else:
+            assert not client.is_model_ready("vision", model_version="1")
+            with pytest.raises(InferenceServerException):
+                client.get_model_metadata("vision", model_version="1")
+        x = np.zeros([1, 3, 224, 224], dtype=np.float32)
+        inp = grpcclient.InferInput("data_0", [1, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(x)
+        assert grpc.infer("vision", inputs=[inp], model_version="2").as_numpy("prob_1").shape == (1, 1000)
+        grpc.unload_model("vision")
+        assert not client.is_model_ready("vision")
+        client.load_model("vision")
+        assert client.is_model_ready("vision")
+    finally:
+        s.stop()

@@ -294,7 +294,7 @@ impl Engine {
 
     /// True when `name` is a model of this server (loaded or not). Used to keep metric labels bounded.
     pub fn has_model(&self, name: &str) -> bool {
-        self.read().contains_key(name)
+        self.model_key(name).is_some()
     }
 
     /// Every configured model, in name order.
@@ -337,7 +337,62 @@ impl Engine {
         self.read().values().find(|(c, _)| c.model.task == Task::Embedding).map(|(c, _)| c.name().to_string())
     }
 
+    /// The entry a name addresses: the model of that name, or, for a model with versions, its newest ready
+    /// version (its newest version when none is ready).
+    fn model_key(&self, name: &str) -> Option<String> {
+        let models = self.read();
+        if models.contains_key(name) {
+            return Some(name.to_string());
+        }
+        let prefix = format!("{name}@");
+        let versions: Vec<(u64, bool, &String)> = models
+            .iter()
+            .filter_map(|(key, (entry, state))| {
+                key.starts_with(&prefix).then_some((entry.version?, matches!(state, ModelState::Ready(_)), key))
+            })
+            .collect();
+        let ready = versions.iter().filter(|(_, ready, _)| *ready).max_by_key(|(v, _, _)| *v);
+        ready.or_else(|| versions.iter().max_by_key(|(v, _, _)| *v)).map(|(_, _, key)| (*key).clone())
+    }
+
+    /// Whether the model a name addresses is ready; `None` when there is none.
+    pub fn model_ready(&self, name: &str) -> Option<bool> {
+        let key = self.model_key(name)?;
+        self.read().get(&key).map(|(_, state)| matches!(state, ModelState::Ready(_)))
+    }
+
+    /// The versions served under `name` (`1` for a model without version folders).
+    pub fn versions_of(&self, name: &str) -> Vec<String> {
+        let models = self.read();
+        if models.contains_key(name) && models.get(name).is_some_and(|(e, _)| e.version.is_none()) {
+            return vec!["1".to_string()];
+        }
+        let prefix = format!("{name}@");
+        let mut versions: Vec<u64> =
+            models.iter().filter(|(k, _)| k.starts_with(&prefix)).filter_map(|(_, (e, _))| e.version).collect();
+        versions.sort_unstable();
+        versions.into_iter().map(|v| v.to_string()).collect()
+    }
+
+    /// The entry of `version` of `name`: `name@version`, or `name` itself as version 1.
+    pub fn versioned(&self, name: &str, version: &str) -> Result<String, EngineError> {
+        if version.is_empty() {
+            return Ok(name.to_string());
+        }
+        let key = format!("{name}@{version}");
+        let models = self.read();
+        if models.contains_key(&key) {
+            return Ok(key);
+        }
+        if version == "1" && models.get(name).is_some_and(|(e, _)| e.version.is_none()) {
+            return Ok(name.to_string());
+        }
+        Err(EngineError::ModelNotFound(format!("{name} version {version}")))
+    }
+
     fn ready_model(&self, name: &str) -> Result<Arc<ServedModel>, EngineError> {
+        let resolved = self.model_key(name);
+        let name = resolved.as_deref().unwrap_or(name);
         match self.read().get(name) {
             None => Err(EngineError::ModelNotFound(name.to_string())),
             Some((_, ModelState::Loading)) => Err(EngineError::ModelLoading { model: name.to_string() }),

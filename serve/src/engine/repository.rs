@@ -11,7 +11,7 @@ use super::{Engine, EngineError, ModelState, load_model};
 use crate::repository::ModelEntry;
 
 impl Engine {
-    /// Loads (or reloads) `name` from the repository folder.
+    /// Loads (or reloads) `name` from the repository folder: the model, or every version its policy serves.
     pub async fn load_model(&self, name: &str) -> Result<(), EngineError> {
         let folder = self
             .repository
@@ -21,10 +21,21 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("reading the repository: {e}")))?
             .map_err(|e| EngineError::InvalidInput(format!("the model repository cannot be read: {e}")))?;
-        let entry: ModelEntry = entries
-            .into_iter()
-            .find(|e| e.name() == name)
-            .ok_or_else(|| EngineError::ModelNotFound(format!("{name} (no such model in the repository folder)")))?;
+        let prefix = format!("{name}@");
+        let chosen: Vec<ModelEntry> =
+            entries.into_iter().filter(|e| e.name() == name || e.name().starts_with(&prefix)).collect();
+        if chosen.is_empty() {
+            return Err(EngineError::ModelNotFound(format!("{name} (no such model in the repository folder)")));
+        }
+        for entry in chosen {
+            let key = entry.name().to_string();
+            self.load_entry(&key, entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads one entry (a model or one version of it) under `name`.
+    async fn load_entry(&self, name: &str, entry: ModelEntry) -> Result<(), EngineError> {
         let replacing = {
             let mut models = self.write();
             match models.get_mut(name) {
@@ -135,15 +146,23 @@ impl Engine {
         }
     }
 
-    /// Unloads `name`: no new requests; those running finish.
+    /// Unloads `name` (every version of it): no new requests; those running finish.
     pub fn unload_model(&self, name: &str) -> Result<(), EngineError> {
         let mut models = self.write();
-        let (_, state) = models.get_mut(name).ok_or_else(|| EngineError::ModelNotFound(name.to_string()))?;
-        if matches!(state, ModelState::Loading) {
-            return Err(EngineError::Conflict(format!("model {name:?} is loading; unload it once it is ready")));
+        let prefix = format!("{name}@");
+        let keys: Vec<String> =
+            models.keys().filter(|k| k.as_str() == name || k.starts_with(&prefix)).cloned().collect();
+        if keys.is_empty() {
+            return Err(EngineError::ModelNotFound(name.to_string()));
         }
-        *state = ModelState::Unloaded;
-        tracing::info!(model = %name, "model unloaded");
+        for key in keys {
+            let Some((_, state)) = models.get_mut(&key) else { continue };
+            if matches!(state, ModelState::Loading) {
+                return Err(EngineError::Conflict(format!("model {key:?} is loading; unload it once it is ready")));
+            }
+            *state = ModelState::Unloaded;
+            tracing::info!(model = %key, "model unloaded");
+        }
         Ok(())
     }
 }

@@ -154,10 +154,8 @@ fn described(specs: &[TensorSpec]) -> Vec<(String, &'static str, Vec<i64>)> {
 impl Engine {
     /// What a model of this server does (loaded or not).
     pub fn task_of(&self, model: &str) -> Result<Task, EngineError> {
-        self.read()
-            .get(model)
-            .map(|(entry, _)| entry.model.task)
-            .ok_or_else(|| EngineError::ModelNotFound(model.to_string()))
+        let key = self.model_key(model).ok_or_else(|| EngineError::ModelNotFound(model.to_string()))?;
+        self.read().get(&key).map(|(entry, _)| entry.model.task).ok_or(EngineError::ModelNotFound(key))
     }
 
     /// What a model takes and gives.

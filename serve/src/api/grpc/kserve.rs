@@ -32,11 +32,9 @@ impl KserveService {
         KserveService { engine }
     }
 
-    fn check_version(version: &str, model: &str) -> Result<(), Status> {
-        match version {
-            "" | "1" => Ok(()),
-            v => Err(Status::not_found(format!("model {model:?} version {v} (only version 1 is served)"))),
-        }
+    /// The entry a request addresses: `name` (its newest version), or `name@version`.
+    fn key(&self, name: &str, version: &str) -> Result<String, Status> {
+        self.engine.versioned(name, version).map_err(to_status)
     }
 }
 
@@ -140,7 +138,7 @@ type StreamOut = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, 
 
 impl KserveService {
     async fn infer_one(&self, mut request: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
-        Self::check_version(&request.model_version, &request.model_name)?;
+        request.model_name = self.key(&request.model_name, &request.model_version)?;
         let inputs = inputs(&mut request)?;
         let wanted: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
         let params = params(&request.parameters)?;
@@ -212,9 +210,9 @@ impl GrpcInferenceService for KserveService {
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let r = request.into_inner();
-        Self::check_version(&r.version, &r.name)?;
-        match self.engine.list_models().into_iter().find(|m| m.name == r.name) {
-            Some(m) => Ok(Response::new(pb::ModelReadyResponse { ready: m.ready })),
+        let key = self.key(&r.name, &r.version)?;
+        match self.engine.model_ready(&key) {
+            Some(ready) => Ok(Response::new(pb::ModelReadyResponse { ready })),
             None => Err(to_status(EngineError::ModelNotFound(r.name))),
         }
     }
@@ -236,16 +234,16 @@ impl GrpcInferenceService for KserveService {
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
         use pb::model_metadata_response::TensorMetadata;
         let r = request.into_inner();
-        Self::check_version(&r.version, &r.name)?;
-        let sig = self.engine.signature(&r.name).map_err(to_status)?;
+        let key = self.key(&r.name, &r.version)?;
+        let sig = self.engine.signature(&key).map_err(to_status)?;
         let tensors = |list: Vec<(String, &str, Vec<i64>)>| {
             list.into_iter()
                 .map(|(name, datatype, shape)| TensorMetadata { name, datatype: datatype.into(), shape })
                 .collect()
         };
         Ok(Response::new(pb::ModelMetadataResponse {
+            versions: self.engine.versions_of(&r.name),
             name: r.name,
-            versions: vec!["1".into()],
             platform: sig.platform.into(),
             inputs: tensors(sig.inputs),
             outputs: tensors(sig.outputs),
@@ -345,8 +343,8 @@ impl GrpcInferenceService for KserveService {
         request: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
         let r = request.into_inner();
-        Self::check_version(&r.version, &r.name)?;
-        let sig = self.engine.signature(&r.name).map_err(to_status)?;
+        let key = self.key(&r.name, &r.version)?;
+        let sig = self.engine.signature(&key).map_err(to_status)?;
         let data_type = |datatype: &str| {
             pb::DataType::from_str_name(&crate::engine::triton_type(datatype)).unwrap_or(pb::DataType::TypeInvalid)
                 as i32

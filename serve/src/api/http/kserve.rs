@@ -55,57 +55,47 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
     if state.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
 }
 
-/// Only version 1 exists (one version per model).
-fn check_version(version: Option<&str>, model: &str) -> Result<(), KserveError> {
-    match version {
-        None | Some("1") | Some("") => Ok(()),
-        Some(v) => Err(KserveError(
-            EngineError::ModelNotFound(format!("{model} version {v} (only version 1 is served)")).into(),
-        )),
-    }
-}
-
-async fn metadata(state: &AppState, model: &str) -> Answer {
-    let sig = state.engine.signature(model)?;
+async fn metadata(state: &AppState, model: &str, key: &str) -> Answer {
+    let sig = state.engine.signature(key)?;
     let tensors = |list: Vec<(String, &str, Vec<i64>)>| -> Vec<Value> {
         list.into_iter()
             .map(|(name, datatype, shape)| json!({"name": name, "datatype": datatype, "shape": shape}))
             .collect()
     };
-    let body = json!({"name": model, "versions": ["1"], "platform": sig.platform,
+    let body = json!({"name": model, "versions": state.engine.versions_of(model), "platform": sig.platform,
                       "inputs": tensors(sig.inputs), "outputs": tensors(sig.outputs)});
     Ok(Json(body).into_response())
 }
 
 pub async fn model_metadata(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
-    metadata(&state, &model).await
+    metadata(&state, &model, &model).await
 }
 
 pub async fn version_metadata(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
-    check_version(Some(&version), &model)?;
-    metadata(&state, &model).await
+    let key = state.engine.versioned(&model, &version)?;
+    metadata(&state, &model, &key).await
 }
 
-async fn model_ready_status(state: &AppState, model: &str) -> StatusCode {
-    match state.engine.list_models().into_iter().find(|m| m.name == model) {
-        Some(m) if m.ready => StatusCode::OK,
-        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+fn ready_status(state: &AppState, key: &str) -> StatusCode {
+    match state.engine.model_ready(key) {
+        Some(true) => StatusCode::OK,
+        Some(false) => StatusCode::SERVICE_UNAVAILABLE,
         None => StatusCode::NOT_FOUND,
     }
 }
 
 pub async fn model_ready(State(state): State<AppState>, Path(model): Path<String>) -> StatusCode {
-    model_ready_status(&state, &model).await
+    ready_status(&state, &model)
 }
 
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
 ) -> StatusCode {
-    if check_version(Some(&version), &model).is_err() {
-        return StatusCode::NOT_FOUND;
+    match state.engine.versioned(&model, &version) {
+        Ok(key) => ready_status(&state, &key),
+        Err(_) => StatusCode::NOT_FOUND,
     }
-    model_ready_status(&state, &model).await
 }
 
 fn flatten(v: &Value, out: &mut Vec<Value>) {
@@ -293,8 +283,8 @@ pub async fn version_infer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    check_version(Some(&version), &model)?;
-    infer_body(&state, &model, &headers, &body).await
+    let key = state.engine.versioned(&model, &version)?;
+    infer_body(&state, &key, &headers, &body).await
 }
 
 /// `POST /v2/repository/index` (`{"ready": true}` lists only ready models).
