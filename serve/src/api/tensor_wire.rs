@@ -4,31 +4,15 @@
 
 use ferroserve_models::onnx::TensorData;
 
-use crate::engine::InferData;
+use crate::engine::{InferData, element_type};
 
 /// Decodes `raw` as `datatype`.
 pub fn decode(raw: &[u8], datatype: &str) -> Result<InferData, String> {
-    fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-        raw.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect()
+    if datatype == "BYTES" {
+        return decode_bytes(raw).map(InferData::Bytes);
     }
-    let width = match datatype {
-        "BYTES" => return decode_bytes(raw).map(InferData::Bytes),
-        "FP32" | "INT32" => 4,
-        "FP64" | "INT64" => 8,
-        "UINT8" | "BOOL" => 1,
-        other => return Err(format!("datatype {other} is not supported here")),
-    };
-    if !raw.len().is_multiple_of(width) {
-        return Err(format!("{} bytes is not a whole number of {datatype} values", raw.len()));
-    }
-    Ok(InferData::Typed(match datatype {
-        "FP32" => TensorData::F32(chunks(raw, f32::from_le_bytes)),
-        "INT32" => TensorData::I32(chunks(raw, i32::from_le_bytes)),
-        "FP64" => TensorData::F64(chunks(raw, f64::from_le_bytes)),
-        "INT64" => TensorData::I64(chunks(raw, i64::from_le_bytes)),
-        "UINT8" => TensorData::U8(raw.to_vec()),
-        _ => TensorData::Bool(raw.iter().map(|b| *b != 0).collect()),
-    }))
+    let t = element_type(datatype).ok_or_else(|| format!("datatype {datatype} is not supported"))?;
+    TensorData::from_le_bytes(t, raw).map(InferData::Typed).map_err(|e| e.to_string())
 }
 
 fn decode_bytes(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
@@ -49,14 +33,7 @@ pub fn encode(data: &InferData) -> Vec<u8> {
         InferData::Bytes(items) => {
             items.iter().flat_map(|i| (i.len() as u32).to_le_bytes().into_iter().chain(i.iter().copied())).collect()
         }
-        InferData::Typed(t) => match t {
-            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::U8(v) => v.clone(),
-            TensorData::Bool(v) => v.iter().map(|b| u8::from(*b)).collect(),
-        },
+        InferData::Typed(t) => t.to_le_bytes(),
     }
 }
 
@@ -81,8 +58,9 @@ mod tests {
             assert_eq!(decode(&encode(&data), datatype).unwrap(), data, "{datatype}");
         }
         assert!(decode(&[1, 2, 3], "FP32").unwrap_err().contains("whole number"));
+        assert!(decode(&[0, 60], "FP16").is_ok(), "FP16 is a type of its own");
         assert!(decode(&[5, 0, 0, 0, b'a'], "BYTES").unwrap_err().contains("cut short"));
-        assert!(decode(&[], "FP16").is_err());
+        assert!(decode(&[], "FP8").is_err());
         assert_eq!(element_count(&[2, 3]), Some(6));
         assert_eq!(element_count(&[-1, 3]), None);
     }

@@ -250,23 +250,10 @@ fn stack(mut requests: Vec<Vec<NamedTensor>>) -> Result<Vec<NamedTensor>, ModelE
         for request in &mut rest {
             let part = std::mem::replace(&mut request[i].data, TensorData::U8(Vec::new()));
             tensor.shape[0] += request[i].shape[0];
-            append(&mut tensor.data, part)?;
+            tensor.data.append(part)?;
         }
     }
     Ok(stacked)
-}
-
-fn append(into: &mut TensorData, part: TensorData) -> Result<(), ModelError> {
-    match (into, part) {
-        (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
-        (TensorData::F64(a), TensorData::F64(b)) => a.extend(b),
-        (TensorData::I32(a), TensorData::I32(b)) => a.extend(b),
-        (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
-        (TensorData::U8(a), TensorData::U8(b)) => a.extend(b),
-        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
-        _ => return Err(ModelError::Backend("stacking tensors of different types".into())),
-    }
-    Ok(())
 }
 
 /// Each request's rows of every output (an output must lead with the batch's total rows).
@@ -288,23 +275,12 @@ fn split(outputs: Vec<NamedTensor>, rows: &[usize]) -> Result<Vec<Vec<NamedTenso
         for (part, &n) in parts.iter_mut().zip(rows) {
             let mut shape = output.shape.clone();
             shape[0] = n as i64;
-            let data = slice(&output.data, offset * per_row, (offset + n) * per_row);
+            let data = output.data.slice(offset * per_row, (offset + n) * per_row);
             part.push(NamedTensor { name: output.name.clone(), shape, data });
             offset += n;
         }
     }
     Ok(parts)
-}
-
-fn slice(data: &TensorData, from: usize, to: usize) -> TensorData {
-    match data {
-        TensorData::F32(v) => TensorData::F32(v[from..to].to_vec()),
-        TensorData::F64(v) => TensorData::F64(v[from..to].to_vec()),
-        TensorData::I32(v) => TensorData::I32(v[from..to].to_vec()),
-        TensorData::I64(v) => TensorData::I64(v[from..to].to_vec()),
-        TensorData::U8(v) => TensorData::U8(v[from..to].to_vec()),
-        TensorData::Bool(v) => TensorData::Bool(v[from..to].to_vec()),
-    }
 }
 
 #[cfg(test)]

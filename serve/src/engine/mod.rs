@@ -31,7 +31,7 @@ pub use error::EngineError;
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
 pub use repository::IndexEntry;
-pub use tensors::{InferData, InferParams, InferStats, InferTensor, Signature, datatype, triton_type};
+pub use tensors::{InferData, InferParams, InferStats, InferTensor, Signature, datatype, element_type, triton_type};
 pub use vectors::{CollectionSpec, PointWrite, QueryInput, VectorInput};
 
 /// Request limits that apply to every model.

@@ -54,14 +54,40 @@ impl InferData {
 /// The protocol's name of an element type.
 pub fn datatype(t: Option<ElementType>) -> &'static str {
     match t {
+        Some(ElementType::F16) => "FP16",
         Some(ElementType::F32) => "FP32",
         Some(ElementType::F64) => "FP64",
+        Some(ElementType::I8) => "INT8",
+        Some(ElementType::I16) => "INT16",
         Some(ElementType::I32) => "INT32",
         Some(ElementType::I64) => "INT64",
         Some(ElementType::U8) => "UINT8",
+        Some(ElementType::U16) => "UINT16",
+        Some(ElementType::U32) => "UINT32",
+        Some(ElementType::U64) => "UINT64",
         Some(ElementType::Bool) => "BOOL",
         None => "UNSUPPORTED",
     }
+}
+
+/// The element type a protocol datatype names (`None` for BYTES and unknown names).
+pub fn element_type(datatype: &str) -> Option<ElementType> {
+    [
+        ElementType::F16,
+        ElementType::F32,
+        ElementType::F64,
+        ElementType::I8,
+        ElementType::I16,
+        ElementType::I32,
+        ElementType::I64,
+        ElementType::U8,
+        ElementType::U16,
+        ElementType::U32,
+        ElementType::U64,
+        ElementType::Bool,
+    ]
+    .into_iter()
+    .find(|t| self::datatype(Some(*t)) == datatype)
 }
 
 /// Per-model inference statistics, as Triton reports them (durations in nanoseconds).

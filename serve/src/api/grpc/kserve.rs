@@ -42,23 +42,33 @@ fn invalid(message: String) -> Status {
     Status::invalid_argument(message)
 }
 
-/// Typed `contents` of one input.
+/// Typed `contents` of one input (FP16 has no typed field: it comes raw).
 fn from_contents(c: pb::InferTensorContents, datatype: &str, at: &str) -> Result<InferData, Status> {
-    Ok(match datatype {
-        "FP32" => InferData::Typed(TensorData::F32(c.fp32_contents)),
-        "FP64" => InferData::Typed(TensorData::F64(c.fp64_contents)),
-        "INT32" | "INT16" | "INT8" => InferData::Typed(TensorData::I32(c.int_contents)),
-        "INT64" => InferData::Typed(TensorData::I64(c.int64_contents)),
-        "UINT8" => InferData::Typed(TensorData::U8(
-            c.uint_contents
-                .into_iter()
-                .map(|x| u8::try_from(x).map_err(|_| invalid(format!("{at}: {x} is not UINT8"))))
-                .collect::<Result<_, _>>()?,
-        )),
-        "BOOL" => InferData::Typed(TensorData::Bool(c.bool_contents)),
-        "BYTES" => InferData::Bytes(c.bytes_contents),
-        other => return Err(invalid(format!("{at}: datatype {other} is not supported here"))),
-    })
+    fn narrow<A: Copy + std::fmt::Display, B: TryFrom<A>>(
+        values: Vec<A>,
+        at: &str,
+        datatype: &str,
+    ) -> Result<Vec<B>, Status> {
+        values
+            .into_iter()
+            .map(|x| B::try_from(x).map_err(|_| invalid(format!("{at}: {x} is not {datatype}"))))
+            .collect()
+    }
+    Ok(InferData::Typed(match datatype {
+        "FP32" => TensorData::F32(c.fp32_contents),
+        "FP64" => TensorData::F64(c.fp64_contents),
+        "INT8" => TensorData::I8(narrow(c.int_contents, at, datatype)?),
+        "INT16" => TensorData::I16(narrow(c.int_contents, at, datatype)?),
+        "INT32" => TensorData::I32(c.int_contents),
+        "INT64" => TensorData::I64(c.int64_contents),
+        "UINT8" => TensorData::U8(narrow(c.uint_contents, at, datatype)?),
+        "UINT16" => TensorData::U16(narrow(c.uint_contents, at, datatype)?),
+        "UINT32" => TensorData::U32(c.uint_contents),
+        "UINT64" => TensorData::U64(c.uint64_contents),
+        "BOOL" => TensorData::Bool(c.bool_contents),
+        "BYTES" => return Ok(InferData::Bytes(c.bytes_contents)),
+        other => return Err(invalid(format!("{at}: datatype {other} needs raw_input_contents or is not supported"))),
+    }))
 }
 
 fn inputs(request: &mut pb::ModelInferRequest) -> Result<Vec<InferTensor>, Status> {

@@ -107,21 +107,9 @@ fn flatten(v: &Value, out: &mut Vec<Value>) {
 
 /// Typed data from JSON values.
 fn from_json(values: &[Value], datatype: &str, at: &str) -> Result<TensorData, KserveError> {
-    let bad = |v: &Value| invalid(format!("{at}: {v} is not {datatype}"));
-    macro_rules! collect {
-        ($variant:ident, $f:expr) => {
-            values.iter().map(|v| $f(v).ok_or_else(|| bad(v))).collect::<Result<Vec<_>, _>>().map(TensorData::$variant)
-        };
-    }
-    match datatype {
-        "FP32" | "FP16" => collect!(F32, |v: &Value| v.as_f64().map(|x| x as f32)),
-        "FP64" => collect!(F64, |v: &Value| v.as_f64()),
-        "INT32" | "INT16" | "INT8" => collect!(I32, |v: &Value| v.as_i64().and_then(|x| i32::try_from(x).ok())),
-        "INT64" => collect!(I64, |v: &Value| v.as_i64()),
-        "UINT8" => collect!(U8, |v: &Value| v.as_u64().and_then(|x| u8::try_from(x).ok())),
-        "BOOL" => collect!(Bool, |v: &Value| v.as_bool()),
-        other => Err(invalid(format!("{at}: datatype {other} is not supported here"))),
-    }
+    let t = crate::engine::element_type(datatype)
+        .ok_or_else(|| invalid(format!("{at}: datatype {datatype} is not supported")))?;
+    TensorData::from_json(t, values).map_err(|v| invalid(format!("{at}: {v} is not {datatype}")))
 }
 
 /// The request's inputs, in order.
@@ -192,17 +180,6 @@ fn requested(header: &Value) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
-fn typed_json(data: TensorData) -> Value {
-    match data {
-        TensorData::F32(v) => json!(v),
-        TensorData::F64(v) => json!(v),
-        TensorData::I32(v) => json!(v),
-        TensorData::I64(v) => json!(v),
-        TensorData::U8(v) => json!(v),
-        TensorData::Bool(v) => json!(v),
-    }
-}
-
 fn respond(model: &str, header: &Value, outputs: Vec<InferTensor>) -> Response {
     let requested = requested(header);
     let default_binary = header.pointer("/parameters/binary_data_output").and_then(Value::as_bool).unwrap_or(false);
@@ -217,7 +194,7 @@ fn respond(model: &str, header: &Value, outputs: Vec<InferTensor>) -> Response {
             binary.extend_from_slice(&raw);
         } else {
             out["data"] = match t.data {
-                InferData::Typed(data) => typed_json(data),
+                InferData::Typed(data) => data.to_json(),
                 InferData::Bytes(items) => {
                     json!(items.iter().map(|i| String::from_utf8_lossy(i).into_owned()).collect::<Vec<_>>())
                 }
