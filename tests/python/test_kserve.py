@@ -36,7 +36,7 @@ def repository(tmp):
     # MiniLM's graph as a tensor model: its batch dimension is dynamic, so requests stack.
     (tmp / "minilm-graph.toml").write_text(
         f'name = "minilm-graph"\ntask = "tensor"\nbackend = "onnx"\npath = "{ROOT}/assets/all-MiniLM-L6-v2-onnx"\n'
-        "[batching]\nmax_batch_size = 16\nmax_queue_delay_ms = 100\n"
+        "[batching]\nmax_batch_size = 16\nmax_queue_delay_ms = 100\npreferred_batch_sizes = [4, 8]\n"
     )
     for src in ["all-MiniLM-L6-v2-onnx.toml", "SmolLM2-135M-Instruct.toml"]:
         text = (ROOT / "deploy" / "model-repository" / src).read_text()

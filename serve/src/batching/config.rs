@@ -24,6 +24,9 @@ pub struct BatchingConfig {
     pub default_priority: u8,
     /// Deadline of requests that do not say one, in milliseconds; 0: none.
     pub default_timeout_ms: u64,
+    /// Tensor models: batch sizes (rows) to form when enough requests wait — a batch stops waiting once it
+    /// reaches one, and takes the largest one the waiting requests fill (Triton's `preferred_batch_size`).
+    pub preferred_batch_sizes: Vec<usize>,
 }
 
 impl Default for BatchingConfig {
@@ -36,6 +39,7 @@ impl Default for BatchingConfig {
             priority_levels: 3,
             default_priority: 1,
             default_timeout_ms: 30_000,
+            preferred_batch_sizes: Vec::new(),
         }
     }
 }

@@ -61,6 +61,7 @@ impl TensorBatcher {
             waiting: waiting.clone(),
             name: name.to_string(),
             max_rows: if batches { config.max_batch_size } else { 1 },
+            preferred: if batches { config.preferred_batch_sizes.clone() } else { Vec::new() },
             delay: Duration::from_millis(config.max_queue_delay_ms),
             queue: Waiting::default(),
         };
@@ -104,6 +105,8 @@ struct Worker {
     waiting: Arc<AtomicUsize>,
     name: String,
     max_rows: usize,
+    /// Preferred batch sizes, in rows.
+    preferred: Vec<usize>,
     delay: Duration,
     queue: Waiting,
 }
@@ -145,6 +148,11 @@ impl Waiting {
         self.heap.pop().map(|Reverse((_, _, Slot(job)))| job)
     }
 
+    /// Rows waiting.
+    fn rows(&self) -> usize {
+        self.heap.iter().map(|Reverse((_, _, Slot(job)))| job.rows).sum()
+    }
+
     /// `first` and the waiting jobs that stack with it, by priority, up to `max_rows`; the rest stay.
     fn batch(&mut self, first: Job, max_rows: usize) -> Vec<Job> {
         let mut rows = first.rows;
@@ -177,10 +185,13 @@ impl Worker {
                     Err(_) => return,
                 },
             };
-            // Company: what arrives before the first job's delay is up.
+            // Company: what arrives before the first job's delay is up, or until a preferred size is reached.
             if self.max_rows > first.rows {
                 let until = first.enqueued + self.delay;
-                while let Some(wait) = until.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
+                let full = |rows: usize| rows >= self.max_rows || self.preferred.contains(&rows);
+                while !full(first.rows + self.queue.rows())
+                    && let Some(wait) = until.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())
+                {
                     match self.rx.recv_timeout(wait) {
                         Ok(job) => self.queue.push(job),
                         Err(_) => break,
@@ -190,7 +201,8 @@ impl Worker {
                     self.queue.push(job);
                 }
             }
-            let batch = self.queue.batch(first, self.max_rows);
+            let limit = preferred_limit(&self.preferred, first.rows + self.queue.rows(), self.max_rows);
+            let batch = self.queue.batch(first, limit);
             self.waiting.fetch_sub(batch.len(), Ordering::SeqCst);
             let now = Instant::now();
             let (live, late): (Vec<Job>, Vec<Job>) =
@@ -229,6 +241,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// Rows for the next batch: the largest preferred size the waiting rows fill, else the maximum.
+fn preferred_limit(preferred: &[usize], available: usize, max_rows: usize) -> usize {
+    preferred.iter().copied().filter(|&p| p <= available.min(max_rows)).max().unwrap_or(max_rows)
 }
 
 /// Same input names in the same order, same element types, same shapes after the first dimension.
@@ -310,6 +327,14 @@ mod tests {
         assert_eq!(taken, vec![(0, 1), (0, 2), (1, 1)], "up to 4 rows of width 4, by priority");
         let rest: Vec<u8> = std::iter::from_fn(|| q.pop()).map(|j| j.priority).collect();
         assert_eq!(rest, vec![1, 2], "the width-3 job and the last one wait");
+    }
+
+    #[test]
+    fn preferred_sizes_cap_batches_when_enough_rows_wait() {
+        assert_eq!(preferred_limit(&[4, 8], 10, 16), 8);
+        assert_eq!(preferred_limit(&[4, 8], 5, 16), 4);
+        assert_eq!(preferred_limit(&[4, 8], 3, 16), 16, "none filled: up to the maximum");
+        assert_eq!(preferred_limit(&[], 10, 16), 16);
     }
 
     #[test]
