@@ -39,15 +39,13 @@ impl IntoResponse for LangServeError {
 
 type Answer = Result<Response, LangServeError>;
 
-/// A LangServe request: `input`, `config` (`configurable` is read), `kwargs` (ignored, as LangServe does).
+/// A LangServe request: `input` and `config` (`configurable` is read); other fields (`kwargs`) are ignored,
+/// as LangServe ignores them.
 #[derive(Deserialize)]
 pub struct InvokeBody {
     input: Value,
     #[serde(default)]
     config: Option<Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    kwargs: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -56,9 +54,6 @@ pub struct BatchBody {
     /// One config for all, or one per input.
     #[serde(default)]
     config: Option<Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    kwargs: Option<Value>,
 }
 
 /// A run id in UUID form (version 4 layout): time, process and a counter, mixed (splitmix64).
