@@ -37,11 +37,6 @@ pub fn encode(data: &InferData) -> Vec<u8> {
     }
 }
 
-/// The element count a shape holds; `None` for a negative or overflowing shape.
-pub fn element_count(shape: &[i64]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +56,5 @@ mod tests {
         assert!(decode(&[0, 60], "FP16").is_ok(), "FP16 is a type of its own");
         assert!(decode(&[5, 0, 0, 0, b'a'], "BYTES").unwrap_err().contains("cut short"));
         assert!(decode(&[], "FP8").is_err());
-        assert_eq!(element_count(&[2, 3]), Some(6));
-        assert_eq!(element_count(&[-1, 3]), None);
     }
 }

@@ -14,7 +14,7 @@ use super::{EmbedRequest, Engine, EngineError, GenerateRequest, QueryInput, Vect
 use crate::cache::CacheMode;
 use crate::chains::run::{self, Effects, GenerateCall, Generated, Overrides, PromptValue, RetrieveCall, Retrieved};
 use crate::chains::{Chain, ChainDef, definition::StepKind};
-use crate::generation::{GenerationEvent, Prompt};
+use crate::generation::Prompt;
 use crate::vectors::{Filter, Search};
 
 pub use crate::chains::run::{RunOutput, StepReport};
@@ -138,35 +138,22 @@ impl Effects for Engine {
             timeout: None,
             cache: CacheMode::Default,
         };
-        let mut stream = Engine::generate(self, request).await?;
-        let mut text = String::new();
-        let emit = |piece: String, text: &mut String| -> Result<(), EngineError> {
-            if let Some(tx) = tokens
-                && !piece.is_empty()
-                && tx.send(piece.clone()).is_err()
-            {
-                // The client went away: dropping the events stops the generation.
-                return Err(EngineError::Internal("the client disconnected".into()));
-            }
-            text.push_str(&piece);
-            Ok(())
-        };
-        while let Some(event) = stream.events.recv().await {
-            match event {
-                GenerationEvent::Token { text: piece, .. } => emit(piece, &mut text)?,
-                GenerationEvent::Done { finish_reason, text: rest, usage } => {
-                    emit(rest, &mut text)?;
-                    return Ok(Generated {
-                        text,
-                        prompt_tokens: usage.prompt_tokens,
-                        completion_tokens: usage.completion_tokens,
-                        finish_reason: finish_reason.as_str().to_string(),
-                    });
+        let out = Engine::generate(self, request)
+            .await?
+            .collect(|piece| match tokens {
+                // The client went away: stop the generation.
+                Some(tx) if tx.send(piece.to_string()).is_err() => {
+                    Err(EngineError::Internal("the client disconnected".into()))
                 }
-                GenerationEvent::Failed(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Internal("the generation ended without an answer".into()))
+                _ => Ok(()),
+            })
+            .await?;
+        Ok(Generated {
+            text: out.text,
+            prompt_tokens: out.usage.prompt_tokens,
+            completion_tokens: out.usage.completion_tokens,
+            finish_reason: out.finish_reason.as_str().to_string(),
+        })
     }
 }
 
@@ -279,10 +266,10 @@ impl Engine {
     }
 
     fn check_model(&self, model: &str, task: Task) -> Result<(), String> {
-        match self.list_models().into_iter().find(|m| m.name == model) {
-            None => Err(format!("model {model:?} is not in the model repository")),
-            Some(m) if m.task != task => Err(format!("model {model:?} is not a {task:?} model")),
-            Some(_) => Ok(()),
+        match self.task_of(model) {
+            Err(_) => Err(format!("model {model:?} is not in the model repository")),
+            Ok(t) if t != task => Err(format!("model {model:?} is not a {task:?} model")),
+            Ok(_) => Ok(()),
         }
     }
 }

@@ -63,7 +63,38 @@ impl GenerateRequest {
     }
 }
 
+/// A whole generation: its text, how it finished and its token counts.
+pub struct Collected {
+    pub text: String,
+    pub finish_reason: crate::generation::FinishReason,
+    pub usage: crate::generation::GenerationUsage,
+}
+
 impl GenerationStream {
+    /// Reads the events to the end. `on_piece` sees each non-empty piece of text as it comes; an error from
+    /// it stops reading (dropping the events stops the generation).
+    pub async fn collect(
+        mut self,
+        mut on_piece: impl FnMut(&str) -> Result<(), EngineError>,
+    ) -> Result<Collected, EngineError> {
+        let mut text = String::new();
+        while let Some(event) = self.events.recv().await {
+            let (piece, done) = match event {
+                GenerationEvent::Token { text, .. } => (text, None),
+                GenerationEvent::Done { finish_reason, text, usage } => (text, Some((finish_reason, usage))),
+                GenerationEvent::Failed(e) => return Err(e.into()),
+            };
+            if !piece.is_empty() {
+                on_piece(&piece)?;
+                text.push_str(&piece);
+            }
+            if let Some((finish_reason, usage)) = done {
+                return Ok(Collected { text, finish_reason, usage });
+            }
+        }
+        Err(EngineError::Internal("the generation ended without an answer".into()))
+    }
+
     /// How the request was served, for headers and metadata.
     pub fn meta(&self) -> super::ResponseMeta {
         super::ResponseMeta {

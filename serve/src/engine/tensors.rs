@@ -14,7 +14,7 @@ use ferroserve_models::onnx::{ElementType, NamedTensor, TensorData, TensorSpec};
 
 use super::{EmbedRequest, Engine, EngineError, GenerateRequest};
 use crate::cache::CacheMode;
-use crate::generation::{GenerationEvent, Prompt};
+use crate::generation::Prompt;
 
 /// A request's or response's tensor: typed numbers, or BYTES elements.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,28 @@ pub struct InferTensor {
 pub enum InferData {
     Typed(TensorData),
     Bytes(Vec<Vec<u8>>),
+}
+
+impl InferTensor {
+    /// Checks that the shape is valid and holds exactly the data's values.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let at = format!("input {:?}", self.name);
+        let count = element_count(&self.shape)
+            .ok_or_else(|| EngineError::InvalidInput(format!("{at}: shape {:?} is not valid", self.shape)))?;
+        if self.data.len() != count {
+            return Err(EngineError::InvalidInput(format!(
+                "{at}: shape {:?} holds {count} values, the data has {}",
+                self.shape,
+                self.data.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The element count a shape holds; `None` for a negative or overflowing shape.
+pub fn element_count(shape: &[i64]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
 }
 
 impl InferData {
@@ -242,6 +264,7 @@ impl Engine {
         wanted: &[String],
         params: InferParams,
     ) -> Result<Vec<InferTensor>, EngineError> {
+        inputs.iter().try_for_each(InferTensor::check)?;
         let started = Instant::now();
         let items = inputs.first().and_then(|t| t.shape.first()).map_or(1, |&n| n.max(1) as u64);
         let mut queued = Duration::ZERO;
@@ -323,19 +346,8 @@ impl Engine {
 
     /// The whole text of a generation (not streamed).
     async fn generate_text(&self, model: &str, prompt: String, params: InferParams) -> Result<String, EngineError> {
-        let mut stream = self.generate(generate_request(model, prompt, params)).await?;
-        let mut text = String::new();
-        while let Some(event) = stream.events.recv().await {
-            match event {
-                GenerationEvent::Token { text: piece, .. } => text.push_str(&piece),
-                GenerationEvent::Done { text: rest, .. } => {
-                    text.push_str(&rest);
-                    return Ok(text);
-                }
-                GenerationEvent::Failed(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Internal("the generation ended without an answer".into()))
+        let stream = self.generate(generate_request(model, prompt, params)).await?;
+        Ok(stream.collect(|_| Ok(())).await?.text)
     }
 }
 
@@ -415,5 +427,25 @@ pub fn triton_type(datatype: &str) -> String {
     match datatype {
         "BYTES" => "TYPE_STRING".to_string(),
         other => format!("TYPE_{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_must_hold_the_data() {
+        assert_eq!(element_count(&[2, 3]), Some(6));
+        assert_eq!(element_count(&[-1, 3]), None);
+        let t = |shape: Vec<i64>, n: usize| InferTensor {
+            name: "x".into(),
+            shape,
+            data: InferData::Typed(TensorData::F32(vec![0.0; n])),
+        };
+        assert!(t(vec![2, 3], 6).check().is_ok());
+        let e = t(vec![2, 3], 5).check().unwrap_err().to_string();
+        assert!(e.contains("input \"x\": shape [2, 3] holds 6 values, the data has 5"), "{e}");
+        assert!(t(vec![-1, 3], 3).check().unwrap_err().to_string().contains("is not valid"));
     }
 }

@@ -92,14 +92,6 @@ fn inputs(request: &mut pb::ModelInferRequest) -> Result<Vec<InferTensor>, Statu
                 (None, Some(c)) => from_contents(c, &datatype, &at)?,
                 (None, None) => return Err(invalid(format!("{at} has no contents"))),
             };
-            let count = tensor_wire::element_count(&shape)
-                .ok_or_else(|| invalid(format!("{at}: shape {shape:?} is not valid")))?;
-            if data.len() != count {
-                return Err(invalid(format!(
-                    "{at}: shape {shape:?} holds {count} values, the data has {}",
-                    data.len()
-                )));
-            }
             Ok(InferTensor { name, shape, data })
         })
         .collect()
