@@ -340,19 +340,7 @@ impl Engine {
     /// The entry a name addresses: the model of that name, or, for a model with versions, its newest ready
     /// version (its newest version when none is ready).
     fn model_key(&self, name: &str) -> Option<String> {
-        let models = self.read();
-        if models.contains_key(name) {
-            return Some(name.to_string());
-        }
-        let prefix = format!("{name}@");
-        let versions: Vec<(u64, bool, &String)> = models
-            .iter()
-            .filter_map(|(key, (entry, state))| {
-                key.starts_with(&prefix).then_some((entry.version?, matches!(state, ModelState::Ready(_)), key))
-            })
-            .collect();
-        let ready = versions.iter().filter(|(_, ready, _)| *ready).max_by_key(|(v, _, _)| *v);
-        ready.or_else(|| versions.iter().max_by_key(|(v, _, _)| *v)).map(|(_, _, key)| (*key).clone())
+        key_in(&self.read(), name).map(str::to_string)
     }
 
     /// Whether the model a name addresses is ready; `None` when there is none.
@@ -391,9 +379,9 @@ impl Engine {
     }
 
     fn ready_model(&self, name: &str) -> Result<Arc<ServedModel>, EngineError> {
-        let resolved = self.model_key(name);
-        let name = resolved.as_deref().unwrap_or(name);
-        match self.read().get(name) {
+        let models = self.read();
+        let name = key_in(&models, name).unwrap_or(name);
+        match models.get(name) {
             None => Err(EngineError::ModelNotFound(name.to_string())),
             Some((_, ModelState::Loading)) => Err(EngineError::ModelLoading { model: name.to_string() }),
             Some((_, ModelState::Failed(reason))) => {
@@ -414,6 +402,23 @@ impl Engine {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, (ModelEntry, ModelState)>> {
         self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The key of `models` a name addresses: the name itself, or, for a model with versions, its newest ready
+/// version (its newest version when none is ready). Borrowed from the map: no allocation on the usual path.
+fn key_in<'a>(models: &'a BTreeMap<String, (ModelEntry, ModelState)>, name: &'a str) -> Option<&'a str> {
+    if models.contains_key(name) {
+        return Some(name);
+    }
+    let prefix = format!("{name}@");
+    let versions: Vec<(u64, bool, &'a str)> = models
+        .iter()
+        .filter_map(|(key, (entry, state))| {
+            key.starts_with(&prefix).then_some((entry.version?, matches!(state, ModelState::Ready(_)), key.as_str()))
+        })
+        .collect();
+    let ready = versions.iter().filter(|(_, ready, _)| *ready).max_by_key(|(v, _, _)| *v);
+    ready.or_else(|| versions.iter().max_by_key(|(v, _, _)| *v)).map(|(_, _, key)| *key)
 }
 
 fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
