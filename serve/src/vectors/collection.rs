@@ -132,6 +132,14 @@ struct Slot {
     vector: Vec<f32>,
     payload: Payload,
     version: u64,
+    /// What it holds in memory, approximately (kept so that `counts` needs no pass over the payloads).
+    bytes: usize,
+}
+
+impl Slot {
+    fn measure(&mut self) {
+        self.bytes = self.vector.len() * 4 + serde_json::to_string(&self.payload).map_or(0, |p| p.len()) + 64;
+    }
 }
 
 struct State {
@@ -143,6 +151,17 @@ struct State {
     pending: Option<Vec<usize>>,
     /// Operations applied.
     version: u64,
+    /// The live slots' `bytes`.
+    bytes: usize,
+}
+
+impl State {
+    /// Empties `slot` (a tombstone).
+    fn clear(&mut self, slot: usize) {
+        if let Some(old) = self.slots.get_mut(slot).and_then(Option::take) {
+            self.bytes -= old.bytes;
+        }
+    }
 }
 
 /// Sizes for `info`.
@@ -172,8 +191,14 @@ impl Collection {
     /// A collection in memory (`on_disk` needs a folder: see [`Collection::in_folder`]).
     pub fn new(name: &str, config: CollectionConfig) -> Self {
         let index = config.new_index(&[]);
-        let state =
-            State { slots: Vec::new(), ids: BTreeMap::new(), index: Arc::new(index), pending: None, version: 0 };
+        let state = State {
+            slots: Vec::new(),
+            ids: BTreeMap::new(),
+            index: Arc::new(index),
+            pending: None,
+            version: 0,
+            bytes: 0,
+        };
         Collection {
             name: name.to_string(),
             config,
@@ -261,7 +286,7 @@ impl Collection {
         state.version = version;
         for ((id, payload), vector) in points.into_iter().zip(prepared) {
             if let Some(old) = state.ids.get(&id).copied() {
-                state.slots[old] = None;
+                state.clear(old);
             }
             let slot = state.slots.len();
             if let Some(pending) = &mut state.pending {
@@ -269,7 +294,10 @@ impl Collection {
             }
             let kept = if self.originals.is_some() { Vec::new() } else { vector.clone() };
             added.push((slot, vector));
-            state.slots.push(Some(Slot { id: id.clone(), vector: kept, payload, version }));
+            let mut s = Slot { id: id.clone(), vector: kept, payload, version, bytes: 0 };
+            s.measure();
+            state.bytes += s.bytes;
+            state.slots.push(Some(s));
             state.ids.insert(id, slot);
         }
         // The first vectors of a quantized collection fit its quantizer (a refit follows as it grows).
@@ -312,7 +340,7 @@ impl Collection {
         state.version += 1;
         for id in ids {
             if let Some(slot) = state.ids.remove(id) {
-                state.slots[slot] = None;
+                state.clear(slot);
             }
         }
         let version = state.version;
@@ -326,6 +354,7 @@ impl Collection {
         let mut state = self.write();
         state.version += 1;
         let version = state.version;
+        let state = &mut *state;
         for id in ids {
             let Some(slot) = state.ids.get(id).copied() else { continue };
             if let Some(Some(s)) = state.slots.get_mut(slot) {
@@ -335,6 +364,9 @@ impl Collection {
                     s.payload.extend(payload.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 s.version = version;
+                let before = s.bytes;
+                s.measure();
+                state.bytes = state.bytes - before + s.bytes;
             }
         }
         version
@@ -396,17 +428,11 @@ impl Collection {
 
     pub fn counts(&self) -> Counts {
         let state = self.read();
-        let slots: usize = state
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| s.vector.len() * 4 + serde_json::to_string(&s.payload).map_or(0, |p| p.len()) + 64)
-            .sum();
         let graph_bytes = state.index.bytes();
         Counts {
             points: state.ids.len(),
             graph_points: state.index.len(),
-            bytes: slots + graph_bytes,
+            bytes: state.bytes + graph_bytes,
             graph_bytes,
             disk_bytes: self.originals.as_ref().map_or(0, |f| f.len()),
         }

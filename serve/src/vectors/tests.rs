@@ -320,3 +320,27 @@ fn quantized_search_rescoring_and_oversampling() {
     }
     assert!(hits as f64 / total as f64 >= 0.9, "recall {}", hits as f64 / total as f64);
 }
+
+/// Memory counts follow writes without a pass over the payloads: they grow with upserts and payloads, and
+/// deletes and replacements give it back.
+#[test]
+fn memory_counts_follow_writes() {
+    let c = Collection::new("m", config(4, Distance::Dot, 100));
+    let held = |c: &Collection| c.counts().bytes - c.counts().graph_bytes;
+    assert_eq!(held(&c), 0);
+    let point = |i: u64, text: &str| PointInput {
+        id: PointId::Num(i),
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+        payload: json!({"t": text}).as_object().unwrap().clone(),
+    };
+    c.upsert(vec![point(1, "a"), point(2, "b")]).unwrap();
+    let two = held(&c);
+    assert!(two > 0);
+    c.upsert(vec![point(1, "a")]).unwrap();
+    assert_eq!(held(&c), two, "a replacement gives back what it replaced");
+    let long = json!({"t": "x".repeat(1000)}).as_object().unwrap().clone();
+    c.set_payload(&[PointId::Num(2)], &long, true);
+    assert!(held(&c) >= two + 990);
+    c.delete(&[PointId::Num(1), PointId::Num(2)]);
+    assert_eq!(held(&c), 0);
+}
