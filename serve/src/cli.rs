@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Load the model repository and serve it over HTTP and gRPC until SIGINT/SIGTERM.
     Serve(Box<ServeArgs>),
+    /// Print the SHA-256 of an API key read from standard input, as `[[auth.keys]] sha256` takes it.
+    HashKey,
     /// Convert a checkpoint to another format.
     #[command(subcommand)]
     Export(ExportCommand),

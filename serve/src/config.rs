@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::api::auth::AuthConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::vectors::VectorsConfig;
@@ -37,6 +38,9 @@ pub struct ServerConfig {
     /// The `[chains]` table of the file.
     #[serde(skip)]
     pub chains: ChainsConfig,
+    /// The `[auth]` table of the file (API keys).
+    #[serde(skip)]
+    pub auth: AuthConfig,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             cache: CacheConfig::default(),
             vectors: VectorsConfig::default(),
             chains: ChainsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -86,6 +91,8 @@ struct ConfigFile {
     vectors: VectorsConfig,
     #[serde(default)]
     chains: ChainsConfig,
+    #[serde(default)]
+    auth: AuthConfig,
 }
 
 impl ServerConfig {
@@ -144,6 +151,7 @@ impl ServerConfig {
         config.cache = file.cache;
         config.vectors = file.vectors;
         config.chains = file.chains;
+        config.auth = file.auth;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
             ferroserve::export::export_onnx(&checkpoint, &output)
         }
         Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
+        Command::HashKey => hash_key(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -23,6 +24,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads one key from standard input (so it stays out of the shell history) and prints its digest.
+fn hash_key() -> anyhow::Result<()> {
+    let mut key = String::new();
+    std::io::stdin().read_line(&mut key)?;
+    let key = key.trim();
+    anyhow::ensure!(!key.is_empty(), "no key on standard input");
+    println!("{}", ferroserve::api::auth::hex_digest(key));
+    Ok(())
 }
 
 fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {

@@ -1,12 +1,14 @@
 //! `ferroserve serve`: loads the model repository, serves HTTP and gRPC in one process, and shuts down
 //! gracefully on SIGINT/SIGTERM (stop accepting, let in-flight requests finish within the grace period).
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::{ENV_API_KEY, Keys};
 use crate::api::{grpc, http};
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineLimits};
@@ -36,6 +38,7 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
         Some(config.model_repository.clone()),
     )?;
     let prometheus = telemetry::init_metrics();
+    let keys = api_keys(&config)?;
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -54,7 +57,7 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
-    let app = http::router(state, config.max_body_bytes);
+    let app = http::router(state, keys.clone(), config.max_body_bytes);
     // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add latency per call.
     let http_listener = http_listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -62,7 +65,7 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
         }
     });
     let http_server = axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let grpc_server = grpc::serve(engine, grpc_listener, config.max_body_bytes, shutdown.clone());
+    let grpc_server = grpc::serve(engine, grpc_listener, keys, config.max_body_bytes, shutdown.clone());
 
     let servers = async { tokio::try_join!(async { http_server.await.context("HTTP server") }, grpc_server) };
     tokio::pin!(servers);
@@ -78,6 +81,21 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API keys of `[auth]` and the environment; `None` (authentication off) with a warning when either
+/// port listens beyond loopback.
+fn api_keys(config: &ServerConfig) -> anyhow::Result<Option<Arc<Keys>>> {
+    let keys = Keys::from_config(&config.auth, std::env::var(ENV_API_KEY).ok().as_deref())?;
+    match &keys {
+        Some(_) => tracing::info!(keys = config.auth.keys.len(), "API keys required"),
+        None if !(config.http_addr.ip().is_loopback() && config.grpc_addr.ip().is_loopback()) => tracing::warn!(
+            "no API keys are configured and the server listens beyond loopback: anyone who reaches the ports may \
+             call every model and change collections, chains and caches (set [[auth.keys]] or {ENV_API_KEY})"
+        ),
+        None => {}
+    }
+    Ok(keys.map(Arc::new))
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), env=None):
         assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --bin ferroserve` (make test does)"
         self.http_port, self.grpc_port = free_port(), free_port()
         self.http = f"http://127.0.0.1:{self.http_port}"
@@ -37,6 +37,7 @@ class Server:
                ["--model-repository", str(ROOT / "deploy" / "model-repository")]),
              "--vectors-path", str(logs / f"python-collections-{self.http_port}"), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout=120.0):

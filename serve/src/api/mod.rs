@@ -1,5 +1,7 @@
-//! Transports: thin adapters that decode wire types, call the engine, and encode its answers.
+//! Transports: thin adapters that decode wire types, call the engine, and encode its answers; and the API
+//! keys both of them check.
 
+pub mod auth;
 pub mod grpc;
 pub mod http;
 mod tensor_wire;

@@ -17,7 +17,9 @@ use ferroserve_proto::inference::{
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::allow_model;
 use super::status::to_status;
+use crate::api::auth::Principal;
 use crate::api::tensor_wire;
 use crate::engine::{Engine, EngineError, InferData, InferParams, InferTensor};
 use crate::generation::GenerationEvent;
@@ -139,7 +141,12 @@ fn response(model: &str, id: String, outputs: Vec<InferTensor>) -> pb::ModelInfe
 type StreamOut = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>>;
 
 impl KserveService {
-    async fn infer_one(&self, mut request: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+    async fn infer_one(
+        &self,
+        principal: Option<&Principal>,
+        mut request: pb::ModelInferRequest,
+    ) -> Result<pb::ModelInferResponse, Status> {
+        allow_model(principal, &request.model_name)?;
         request.model_name = self.key(&request.model_name, &request.model_version)?;
         let inputs = inputs(&mut request)?;
         let wanted: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
@@ -149,12 +156,15 @@ impl KserveService {
     }
 
     /// The responses to one streamed request: one per piece of text for a generation model, else one.
-    async fn stream_one(&self, mut request: pb::ModelInferRequest) -> StreamOut {
+    async fn stream_one(&self, principal: Option<&Principal>, mut request: pb::ModelInferRequest) -> StreamOut {
         let error =
             |e: Status| pb::ModelStreamInferResponse { error_message: e.message().to_string(), infer_response: None };
+        if let Err(e) = allow_model(principal, &request.model_name) {
+            return Box::pin(futures::stream::once(async move { Ok(error(e)) }));
+        }
         let is_generation = self.engine.task_of(&request.model_name).ok() == Some(ferroserve_models::Task::Generation);
         if !is_generation {
-            let answer = match self.infer_one(request).await {
+            let answer = match self.infer_one(principal, request).await {
                 Ok(r) => pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(r) },
                 Err(e) => error(e),
             };
@@ -211,6 +221,7 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        allow_model(request.extensions().get(), &request.get_ref().name)?;
         let r = request.into_inner();
         let key = self.key(&r.name, &r.version)?;
         match self.engine.model_ready(&key) {
@@ -235,6 +246,7 @@ impl GrpcInferenceService for KserveService {
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
         use pb::model_metadata_response::TensorMetadata;
+        allow_model(request.extensions().get(), &request.get_ref().name)?;
         let r = request.into_inner();
         let key = self.key(&r.name, &r.version)?;
         let sig = self.engine.signature(&key).map_err(to_status)?;
@@ -256,7 +268,8 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        Ok(Response::new(self.infer_one(request.into_inner()).await?))
+        let principal = request.extensions().get::<Principal>().cloned();
+        Ok(Response::new(self.infer_one(principal.as_ref(), request.into_inner()).await?))
     }
 
     async fn model_stream_infer(
@@ -264,13 +277,14 @@ impl GrpcInferenceService for KserveService {
         request: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<StreamOut>, Status> {
         let service = self.clone();
+        let principal = request.extensions().get::<Principal>().cloned();
         let responses = request
             .into_inner()
             .then(move |item| {
-                let service = service.clone();
+                let (service, principal) = (service.clone(), principal.clone());
                 async move {
                     match item {
-                        Ok(request) => service.stream_one(request).await,
+                        Ok(request) => service.stream_one(principal.as_ref(), request).await,
                         Err(status) => Box::pin(futures::stream::once(async { Err(status) })) as StreamOut,
                     }
                 }
@@ -315,6 +329,9 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        if !request.get_ref().name.is_empty() {
+            allow_model(request.extensions().get(), &request.get_ref().name)?;
+        }
         let r = request.into_inner();
         let name = (!r.name.is_empty()).then_some(r.name.as_str());
         let stats = self.engine.inference_statistics(name).map_err(to_status)?;
@@ -344,6 +361,7 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        allow_model(request.extensions().get(), &request.get_ref().name)?;
         let r = request.into_inner();
         let key = self.key(&r.name, &r.version)?;
         let sig = self.engine.signature(&key).map_err(to_status)?;

@@ -2,6 +2,7 @@
 //! `inference.GRPCInferenceService`, Qdrant's `Collections`, `Points` and `Qdrant` services, the standard health service, and server reflection (so `grpcurl` works without the
 //! proto files).
 
+mod auth;
 mod kserve;
 mod metrics;
 mod native;
@@ -21,15 +22,18 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::api::auth::Keys;
 use crate::engine::Engine;
 
 pub use native::NativeService;
 pub use qdrant::QdrantService;
 
-/// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight calls finish.
+/// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight calls finish. `keys`: the API keys
+/// calls must carry (`None`: authentication off).
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
+    keys: Option<Arc<Keys>>,
     max_message_bytes: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -62,6 +66,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(metrics::GrpcMetricsLayer)
+        .layer(auth::GrpcAuthLayer(keys))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -11,9 +11,11 @@ use ferroserve_proto::ferroserve::v1::{
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::allow_model;
 use super::metrics::CallModel;
 use super::scheduling::CallOptions;
 use super::status::to_status;
+use crate::api::auth::Principal;
 use crate::engine::{self, Engine, EngineError, ResponseMeta};
 use crate::generation::{GenerationEvent, Prompt};
 
@@ -137,6 +139,7 @@ fn generate_response(event: GenerationEvent) -> Result<GenerateResponse, Status>
 impl Inference for NativeService {
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
         self.label(&request, &request.get_ref().model);
+        allow_model(request.extensions().get(), &request.get_ref().model)?;
         let call = CallOptions::from_metadata(request.metadata())?;
         let (body, meta) = self.embed_one(request.into_inner(), &call).await?;
         Ok(with_meta(Response::new(body), &meta))
@@ -150,14 +153,19 @@ impl Inference for NativeService {
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let service = self.clone();
         let call = CallOptions::from_metadata(request.metadata())?;
+        let principal = request.extensions().get::<Principal>().cloned();
         let responses = request
             .into_inner()
             .map(move |item| {
-                let service = service.clone();
+                let (service, principal) = (service.clone(), principal.clone());
                 async move {
                     let req = item?;
                     let request_id = req.request_id.clone();
-                    Ok(match service.embed_one(req, &call).await {
+                    let answer = match allow_model(principal.as_ref(), &req.model) {
+                        Ok(()) => service.embed_one(req, &call).await,
+                        Err(denied) => Err(denied),
+                    };
+                    Ok(match answer {
                         Ok((resp, _)) => resp,
                         Err(status) => EmbedResponse {
                             request_id,
@@ -178,6 +186,7 @@ impl Inference for NativeService {
 
     async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<Self::GenerateStream>, Status> {
         self.label(&request, &request.get_ref().model);
+        allow_model(request.extensions().get(), &request.get_ref().model)?;
         let call = CallOptions::from_metadata(request.metadata())?;
         let req = generate_request(request.into_inner(), &call)?;
         let generation = self.engine.generate(req).await.map_err(to_status)?;
@@ -228,11 +237,13 @@ impl Inference for NativeService {
         Ok(Response::new(Box::pin(text.chain(last)) as Self::RunChainStream))
     }
 
-    async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+    async fn list_models(&self, request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        let principal = request.extensions().get::<Principal>();
         let models = self
             .engine
             .list_models()
             .into_iter()
+            .filter(|m| principal.is_none_or(|p| p.may_use(&m.name)))
             .map(|m| pb::ModelInfo {
                 name: m.name,
                 task: m.task.as_str().to_string(),

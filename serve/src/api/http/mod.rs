@@ -1,6 +1,7 @@
-//! The HTTP (REST) transport: routes, shared state, body limits, and per-route request metrics.
+//! The HTTP (REST) transport: routes, shared state, API keys, body limits, and per-route request metrics.
 
 mod admin;
+mod auth;
 mod completions;
 mod error;
 mod extract;
@@ -24,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::api::auth::Keys;
 use crate::engine::Engine;
 
 /// What every handler can reach.
@@ -40,7 +42,9 @@ pub struct AppState {
 struct ModelLabel(String);
 
 /// Builds the router with every HTTP route.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// `keys`: the API keys requests must carry (`None`: authentication off).
+pub fn router(state: AppState, keys: Option<Arc<Keys>>, max_body_bytes: usize) -> Router {
+    let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
     Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(completions::chat_completions))
@@ -91,6 +95,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(auth, auth::authorize))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // 5xx answers are expected at times (503 while loading or overloaded): warn, not error.

@@ -1,9 +1,9 @@
 //! OpenAI-compatible routes: `POST /v1/embeddings`, `GET /v1/models`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use super::error::{ApiError, OpenAiError};
 use super::extract::{JsonBody, MetaHeaders};
 use super::scheduling::Scheduling;
 use super::{AppState, labeled};
+use crate::api::auth::Principal;
 use crate::cache::CacheMode;
 use crate::engine::{EmbedOutput, EmbedRequest, EngineError, Truncate};
 
@@ -160,12 +161,13 @@ fn encode(v: Vec<f32>, format: EncodingFormat) -> Value {
     }
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
+/// The ready models the caller's key may use.
+pub async fn list_models(State(state): State<AppState>, principal: Option<Extension<Principal>>) -> Json<Value> {
     let data: Vec<Value> = state
         .engine
         .list_models()
         .into_iter()
-        .filter(|m| m.ready)
+        .filter(|m| m.ready && principal.as_ref().is_none_or(|p| p.may_use(&m.name)))
         .map(|m| json!({"id": m.name, "object": "model", "created": state.started_unix, "owned_by": "ferroserve"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
