@@ -5,7 +5,7 @@ CARGO ?= cargo
 ASSETS ?= assets
 CONFIG ?= deploy/ferroserve.toml
 
-.PHONY: run test assets build build-release test-rust test-python venv redis lint fmt bench clean-assets
+.PHONY: run test assets build build-release test-rust test-python venv packages lint fmt bench clean-assets
 
 ## Fetch what is missing, build in release, make the ONNX variants, and serve the default model repository.
 run: assets build-release
@@ -13,7 +13,7 @@ run: assets build-release
 	./target/release/ferroserve serve --config $(CONFIG)
 
 ## Run every test: unit, model, end-to-end (Rust), and real third-party clients (Python).
-test: assets venv redis build
+test: assets venv packages build
 	deploy/make-variants.sh ./target/debug/ferroserve $(ASSETS)
 	$(CARGO) test --workspace
 	tests/.venv/bin/python -m pytest -q tests/python
@@ -30,9 +30,9 @@ build-release:
 venv:
 	tests/python/setup-venv.sh
 
-## The Redis server the shared-cache tests start (Debian package).
-redis:
-	tests/setup-redis.sh
+## Debian packages the tests use: the Redis server the shared-cache tests start, curl.
+packages:
+	tests/setup-packages.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,7 @@
 #   1. hits: the same 800 sentences, cache warm, versus the cache skipped (x-ferroserve-cache: skip), at
 #      concurrency 1 and 32;
 #   2. the cost of a miss: every text unique (--unique), cache on versus cache off (embedding_mb = 0);
-#   3. the shared Redis cache (needs redis-server: tests/setup-redis.sh): a second server whose local cache is
+#   3. the shared Redis cache (needs redis-server: tests/setup-packages.sh): a second server whose local cache is
 #      cold reads the 800 sentences another server wrote to Redis (every request an L2 hit), against the same
 #      server skipping the caches, at concurrency 1 and 32 (the server restarts for each level: a hit fills L1).
 # Usage: benches/cache.sh   (after `cargo build --release --bin ferroserve --bin loadgen`)

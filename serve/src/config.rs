@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::api::auth::AuthConfig;
+use crate::api::http::HttpConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::vectors::VectorsConfig;
@@ -41,6 +42,9 @@ pub struct ServerConfig {
     /// The `[auth]` table of the file (API keys).
     #[serde(skip)]
     pub auth: AuthConfig,
+    /// The `[http]` table of the file (compression, CORS).
+    #[serde(skip)]
+    pub http: HttpConfig,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             vectors: VectorsConfig::default(),
             chains: ChainsConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -93,6 +98,8 @@ struct ConfigFile {
     chains: ChainsConfig,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    http: HttpConfig,
 }
 
 impl ServerConfig {
@@ -141,6 +148,7 @@ impl ServerConfig {
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
         anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
+        config.http.check()?;
         Ok(config)
     }
 
@@ -152,6 +160,7 @@ impl ServerConfig {
         config.vectors = file.vectors;
         config.chains = file.chains;
         config.auth = file.auth;
+        config.http = file.http;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {

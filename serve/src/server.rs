@@ -57,7 +57,7 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
-    let app = http::router(state, keys.clone(), config.max_body_bytes);
+    let app = http::router(state, keys.clone(), &config.http, config.max_body_bytes);
     // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add latency per call.
     let http_listener = http_listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

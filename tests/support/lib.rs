@@ -232,7 +232,7 @@ pub fn semantic_repository(name: &str, semantic: &str) -> PathBuf {
     dir
 }
 
-/// A real `redis-server` (Debian package `redis-server`, installed by `tests/setup-redis.sh`) on a free
+/// A real `redis-server` (Debian package `redis-server`, installed by `tests/setup-packages.sh`) on a free
 /// loopback port, without persistence; killed when dropped.
 pub struct Redis {
     child: Option<Child>,
@@ -258,7 +258,7 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is not installed: run tests/setup-redis.sh (make test does)");
+            .expect("redis-server is not installed: run tests/setup-packages.sh (make test does)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pings() {

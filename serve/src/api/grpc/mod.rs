@@ -13,14 +13,18 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use ferroserve_proto::ferroserve::v1::inference_server::InferenceServer;
 use ferroserve_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use ferroserve_proto::qdrant::{
     collections_server::CollectionsServer, points_server::PointsServer, qdrant_server::QdrantServer,
 };
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::api::auth::Keys;
 use crate::engine::Engine;
@@ -48,23 +52,35 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
-    let inference = InferenceServer::new(NativeService::new(engine.clone()))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(usize::MAX);
-    let kserve = GrpcInferenceServiceServer::new(kserve::KserveService::new(engine.clone()))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(usize::MAX);
+    // Every service: messages up to the size limit in, any size out; gzip and zstd in, and out to clients
+    // that accept them (`grpc-accept-encoding`).
+    macro_rules! configured {
+        ($server:expr) => {
+            $server
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(usize::MAX)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+        };
+    }
+    let inference = configured!(InferenceServer::new(NativeService::new(engine.clone())));
+    let kserve = configured!(GrpcInferenceServiceServer::new(kserve::KserveService::new(engine.clone())));
     let qdrant = QdrantService::new(engine);
-    let collections = CollectionsServer::new(qdrant.clone())
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(usize::MAX);
-    let points = PointsServer::new(qdrant.clone())
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(usize::MAX);
+    let collections = configured!(CollectionsServer::new(qdrant.clone()));
+    let points = configured!(PointsServer::new(qdrant.clone()));
     // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per call.
+    let request_id = HeaderName::from_static("x-request-id");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(TraceLayer::new_for_grpc().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
+        }))
         .layer(metrics::GrpcMetricsLayer)
         .layer(auth::GrpcAuthLayer(keys))
         .add_service(health_service)
@@ -74,7 +90,7 @@ pub async fn serve(
         .add_service(kserve)
         .add_service(collections)
         .add_service(points)
-        .add_service(QdrantServer::new(qdrant))
+        .add_service(configured!(QdrantServer::new(qdrant)))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())

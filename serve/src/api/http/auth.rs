@@ -78,7 +78,7 @@ pub async fn authorize(State(state): State<AuthState>, request: Request, next: N
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
             Ok(bytes) => bytes,
-            Err(_) => return too_large(state.max_body_bytes),
+            Err(_) => return super::stack::body_too_large(state.max_body_bytes),
         };
         // A body that does not parse is let through: its handler refuses it with the right message.
         if let Ok(ModelField { model }) = serde_json::from_slice::<ModelField>(&bytes) {
@@ -113,12 +113,6 @@ fn refusal(e: &AuthError) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
-}
-
-fn too_large(limit: usize) -> Response {
-    let message = format!("request body is larger than the server's limit of {limit} bytes (max_body_bytes)");
-    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "body_too_large"}});
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
 
 /// A path segment with its `%XX` escapes decoded (model names may hold characters a URL escapes).

@@ -1,4 +1,5 @@
-//! The HTTP (REST) transport: routes, shared state, API keys, body limits, and per-route request metrics.
+//! The HTTP (REST) transport: routes, shared state, API keys, body limits, per-route request metrics, and
+//! the layers around them (request ids, compression, CORS; `stack.rs`).
 
 mod admin;
 mod auth;
@@ -10,6 +11,7 @@ mod langserve;
 mod openai;
 mod qdrant;
 mod scheduling;
+mod stack;
 mod tei;
 
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+
+pub use stack::HttpConfig;
 
 use crate::api::auth::Keys;
 use crate::engine::Engine;
@@ -41,11 +44,11 @@ pub struct AppState {
 #[derive(Clone)]
 struct ModelLabel(String);
 
-/// Builds the router with every HTTP route.
-/// `keys`: the API keys requests must carry (`None`: authentication off).
-pub fn router(state: AppState, keys: Option<Arc<Keys>>, max_body_bytes: usize) -> Router {
+/// Builds the router with every HTTP route and the layers around them. `keys`: the API keys requests must
+/// carry (`None`: authentication off).
+pub fn router(state: AppState, keys: Option<Arc<Keys>>, config: &HttpConfig, max_body_bytes: usize) -> Router {
     let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
-    Router::new()
+    let routes = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(completions::chat_completions))
         .route("/v1/completions", post(completions::completions))
@@ -98,9 +101,8 @@ pub fn router(state: AppState, keys: Option<Arc<Keys>>, max_body_bytes: usize) -
         .layer(middleware::from_fn_with_state(auth, auth::authorize))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        // 5xx answers are expected at times (503 while loading or overloaded): warn, not error.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
-        .with_state(state)
+        .with_state(state);
+    stack::wrap(routes, config, max_body_bytes)
 }
 
 /// Turns a handler result into a response labelled with `model` when the model exists.
