@@ -90,7 +90,9 @@ async fn missing_onnx_runtime_fails_its_models_clearly_and_the_rest_serve() {
     assert_eq!(r.status(), 500);
     let body: Value = r.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("/nonexistent/libonnxruntime.so") && message.contains("ORT_DYLIB_PATH"), "{message}");
+    // It names the library and the variable to set, not the server's folders.
+    assert!(message.contains("libonnxruntime.so") && message.contains("ORT_DYLIB_PATH"), "{message}");
+    assert!(!message.contains("/nonexistent/"), "{message}");
     let ok = client
         .post(format!("{}/v1/embeddings", server.http))
         .json(&json!({"model": MODEL, "input": "x"}))

@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::api::auth::AuthConfig;
+use crate::api::connections::ConnectionLimits;
 use crate::api::http::HttpConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     /// The `[http]` table of the file (compression, CORS).
     #[serde(skip)]
     pub http: HttpConfig,
+    /// The `[connections]` table of the file (caps, timeouts, stream limits of both ports).
+    #[serde(skip)]
+    pub connections: ConnectionLimits,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             chains: ChainsConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -100,6 +105,8 @@ struct ConfigFile {
     auth: AuthConfig,
     #[serde(default)]
     http: HttpConfig,
+    #[serde(default)]
+    connections: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -149,6 +156,7 @@ impl ServerConfig {
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
         anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
         config.http.check()?;
+        config.connections.check()?;
         Ok(config)
     }
 
@@ -161,6 +169,7 @@ impl ServerConfig {
         config.chains = file.chains;
         config.auth = file.auth;
         config.http = file.http;
+        config.connections = file.connections;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{ENV_API_KEY, Keys};
@@ -57,15 +56,9 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
-    let app = http::router(state, keys.clone(), &config.http, config.max_body_bytes);
-    // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add latency per call.
-    let http_listener = http_listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let http_server = axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let grpc_server = grpc::serve(engine, grpc_listener, keys, config.max_body_bytes, shutdown.clone());
+    let app = http::router(state, keys.clone(), &config.http, &config.connections, config.max_body_bytes);
+    let http_server = http::serve(http_listener, app, &config.connections, shutdown.clone());
+    let grpc_server = grpc::serve(engine, grpc_listener, keys, &config, shutdown.clone());
 
     let servers = async { tokio::try_join!(async { http_server.await.context("HTTP server") }, grpc_server) };
     tokio::pin!(servers);

@@ -2,6 +2,7 @@
 //! keys both of them check.
 
 pub mod auth;
+pub mod connections;
 pub mod grpc;
 pub mod http;
 mod tensor_wire;

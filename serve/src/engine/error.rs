@@ -2,7 +2,10 @@
 //! `GenerationError`) and convert with `From`; each transport maps these to its own status codes in one
 //! place (`api::http::error`, `api::grpc::status`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use regex::Regex;
 
 use ferroserve_models::InputTooLong;
 
@@ -60,6 +63,14 @@ impl EngineError {
         match self {
             EngineError::InStep { error, .. } => error.cause(),
             other => other,
+        }
+    }
+
+    /// The message a client sees: what went wrong, without the server's file paths (the log has those).
+    pub fn public_message(&self) -> String {
+        match self.cause() {
+            EngineError::Internal(_) | EngineError::ModelFailed { .. } => without_paths(&self.to_string()),
+            _ => self.to_string(),
         }
     }
 
@@ -139,5 +150,32 @@ impl From<crate::remote::RemoteError> for EngineError {
             crate::remote::RemoteError::Unavailable(m) => EngineError::UpstreamUnavailable(m),
             other => EngineError::Upstream(other.to_string()),
         }
+    }
+}
+
+/// `message` with every absolute file path cut to its last component (`/srv/models/m/model.onnx` becomes
+/// `model.onnx`), so answers do not show the server's file layout. URLs are left alone.
+pub fn without_paths(message: &str) -> String {
+    static PATH: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(^|[\s"'(=\[])/(?:[^/\s"'()\[\],]+/)+([^/\s"'()\[\],]*)"#).expect("a valid pattern")
+    });
+    PATH.replace_all(message, "${1}${2}").into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cut_to_file_names() {
+        let message = "model \"m\" failed to load: reading /work/models/m/model.onnx: No such file (os error 2)";
+        assert_eq!(without_paths(message), "model \"m\" failed to load: reading model.onnx: No such file (os error 2)");
+        assert_eq!(without_paths("\"/srv/a/b.toml\" and (/x/y/)"), "\"b.toml\" and ()");
+        assert_eq!(without_paths("see http://host/a/b and /single"), "see http://host/a/b and /single");
+        assert_eq!(
+            EngineError::Internal("writing /data/c/wal.log failed".into()).public_message(),
+            "internal error: writing wal.log failed"
+        );
+        assert!(EngineError::ModelUnloaded("m".into()).public_message().contains("/v2/repository/models/m/load"));
     }
 }

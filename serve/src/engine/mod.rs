@@ -27,7 +27,7 @@ use crate::vectors::{Collections, VectorsConfig};
 
 pub use chains::{ChainStream, RunOutput, StepReport};
 pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
-pub use error::EngineError;
+pub use error::{EngineError, without_paths};
 pub use generate::{GenerateRequest, GenerationStream};
 pub use meta::ResponseMeta;
 pub use repository::IndexEntry;
@@ -248,7 +248,7 @@ impl Engine {
                 }
                 Ok(Err(e)) => {
                     tracing::error!(model = %name, error = %e, "model failed to load");
-                    ModelState::Failed(e.to_string())
+                    ModelState::Failed(without_paths(&e.to_string()))
                 }
                 Err(e) => ModelState::Failed(format!("loader panicked: {e}")),
             };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Engine, EngineError, ModelState, load_model};
+use super::{Engine, EngineError, ModelState, load_model, without_paths};
 use crate::repository::ModelEntry;
 
 impl Engine {
@@ -20,7 +20,10 @@ impl Engine {
         let entries = tokio::task::spawn_blocking(move || crate::repository::read_repository(&folder))
             .await
             .map_err(|e| EngineError::Internal(format!("reading the repository: {e}")))?
-            .map_err(|e| EngineError::InvalidInput(format!("the model repository cannot be read: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "the model repository cannot be read");
+                EngineError::InvalidInput(without_paths(&format!("the model repository cannot be read: {e:#}")))
+            })?;
         let prefix = format!("{name}@");
         let chosen: Vec<ModelEntry> =
             entries.into_iter().filter(|e| e.name() == name || e.name().starts_with(&prefix)).collect();
@@ -81,7 +84,7 @@ impl Engine {
                 // It never served: drop it again, so a failed load leaves the server ready.
                 self.write().remove(name);
             }
-            EngineError::InvalidInput(format!("model {name:?} failed to load: {reason}"))
+            EngineError::InvalidInput(without_paths(&format!("model {name:?} failed to load: {reason}")))
         })
     }
 

@@ -11,7 +11,6 @@ mod scheduling;
 mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::HeaderName;
 use ferroserve_proto::ferroserve::v1::inference_server::InferenceServer;
@@ -27,6 +26,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::api::auth::Keys;
+use crate::api::connections::{ConnectionSlots, after_accept_error};
+use crate::config::ServerConfig;
 use crate::engine::Engine;
 
 pub use native::NativeService;
@@ -38,9 +39,11 @@ pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
     keys: Option<Arc<Keys>>,
-    max_message_bytes: usize,
+    config: &ServerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let max_message_bytes = config.max_body_bytes;
+    let limits = &config.connections;
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(engine.clone(), health, shutdown.clone()));
     // Both reflection versions: grpcurl and older tools still ask v1alpha.
@@ -70,11 +73,11 @@ pub async fn serve(
     let qdrant = QdrantService::new(engine);
     let collections = configured!(CollectionsServer::new(qdrant.clone()));
     let points = configured!(PointsServer::new(qdrant.clone()));
-    // Small request/response messages: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per call.
     let request_id = HeaderName::from_static("x-request-id");
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(limits.keepalive()))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(TraceLayer::new_for_grpc().make_span_with(|request: &axum::http::Request<_>| {
@@ -91,9 +94,29 @@ pub async fn serve(
         .add_service(collections)
         .add_service(points)
         .add_service(configured!(QdrantServer::new(qdrant)))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(admitted(listener, limits.connections_per_port()), shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// The connections of `listener` within the port's cap; one over it is closed at once (the client sees
+/// UNAVAILABLE), never left unanswered.
+fn admitted(
+    listener: tokio::net::TcpListener,
+    cap: usize,
+) -> impl futures::Stream<Item = std::io::Result<crate::api::connections::Admitted>> {
+    let slots = ConnectionSlots::new(cap, "grpc");
+    futures::stream::unfold((listener, slots), |(listener, slots)| async move {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, _)) => match slots.admit(tcp) {
+                    Ok(admitted) => return Some((Ok(admitted), (listener, slots))),
+                    Err(refused) => drop(refused),
+                },
+                Err(e) => after_accept_error(&e).await,
+            }
+        }
+    })
 }
 
 /// Reports NOT_SERVING until every model is loaded, SERVING after, and NOT_SERVING again on shutdown.

@@ -21,7 +21,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::ModelLoading { .. } | EngineError::ShuttingDown => Code::Unavailable,
         EngineError::ModelFailed { .. } | EngineError::Internal(_) | EngineError::InStep { .. } => Code::Internal,
     };
-    let mut status = Status::new(code, e.to_string());
+    let mut status = Status::new(code, e.public_message());
     if let EngineError::Overloaded { retry_after, .. } = e.cause()
         && let Ok(v) = retry_after.as_millis().to_string().parse()
     {

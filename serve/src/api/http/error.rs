@@ -57,7 +57,7 @@ impl From<EngineError> for ApiError {
             EngineError::ModelLoading { .. } => Some(1),
             _ => None,
         };
-        ApiError { status, message: e.to_string(), kind: e.kind(), retry_after_secs }
+        ApiError { status, message: e.public_message(), kind: e.kind(), retry_after_secs }
     }
 }
 
@@ -68,15 +68,31 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            _ if body_timed_out(&r) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             _ => (r.status(), "invalid_body"),
         };
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "request body is larger than the server's limit (max_body_bytes)".to_string()
-        } else {
-            r.body_text()
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the server's limit (max_body_bytes)".into(),
+            StatusCode::REQUEST_TIMEOUT => {
+                "the request body stopped arriving (connections.body_read_timeout_secs passed between two pieces)"
+                    .into()
+            }
+            _ => r.body_text(),
         };
         ApiError::new(status, kind, message)
     }
+}
+
+/// Whether reading the body failed because the client stopped sending it (the body-read timeout).
+fn body_timed_out(r: &JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// An error rendered the OpenAI way: `{"error": {"message", "type", "param", "code"}}`.

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod kserve;
 mod langserve;
+mod listener;
 mod openai;
 mod qdrant;
 mod scheduling;
@@ -26,9 +27,11 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+pub use listener::serve;
 pub use stack::HttpConfig;
 
 use crate::api::auth::Keys;
+use crate::api::connections::ConnectionLimits;
 use crate::engine::Engine;
 
 /// What every handler can reach.
@@ -46,7 +49,13 @@ struct ModelLabel(String);
 
 /// Builds the router with every HTTP route and the layers around them. `keys`: the API keys requests must
 /// carry (`None`: authentication off).
-pub fn router(state: AppState, keys: Option<Arc<Keys>>, config: &HttpConfig, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: AppState,
+    keys: Option<Arc<Keys>>,
+    config: &HttpConfig,
+    limits: &ConnectionLimits,
+    max_body_bytes: usize,
+) -> Router {
     let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
     let routes = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
@@ -102,7 +111,7 @@ pub fn router(state: AppState, keys: Option<Arc<Keys>>, config: &HttpConfig, max
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state);
-    stack::wrap(routes, config, max_body_bytes)
+    stack::wrap(routes, config, limits, max_body_bytes)
 }
 
 /// Turns a handler result into a response labelled with `model` when the model exists.

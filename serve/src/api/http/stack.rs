@@ -3,7 +3,8 @@
 //! request names it), the trace span, CORS (when origins are configured), an early 413 for a declared
 //! `Content-Length` over the limit (before `Expect: 100-continue` is answered and before any byte is read),
 //! response compression (gzip, br, zstd by `Accept-Encoding`; not for event streams or small bodies), and
-//! request decompression (`Content-Encoding` gzip, br, zstd, deflate; the body limit applies after it).
+//! request decompression (`Content-Encoding` gzip, br, zstd, deflate; the body limit applies after it), and
+//! a timeout between two pieces of a request body (a client that stops sending mid-body is given up).
 
 use axum::Router;
 use axum::extract::Request;
@@ -11,6 +12,8 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+
+use crate::api::connections::ConnectionLimits;
 use serde_json::json;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
@@ -18,6 +21,7 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// Responses smaller than this are sent as they are: compressing them costs more than it saves.
@@ -53,10 +57,13 @@ impl HttpConfig {
 }
 
 /// Wraps `router` in the layers this module describes.
-pub fn wrap(router: Router, config: &HttpConfig, max_body_bytes: usize) -> Router {
-    let router = router.layer(RequestDecompressionLayer::new()).layer(middleware::from_fn(
-        move |request: Request, next: Next| refuse_declared_oversize(request, next, max_body_bytes),
-    ));
+pub fn wrap(router: Router, config: &HttpConfig, limits: &ConnectionLimits, max_body_bytes: usize) -> Router {
+    let router = router
+        .layer(RequestDecompressionLayer::new())
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout()))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            refuse_declared_oversize(request, next, max_body_bytes)
+        }));
     let router = if config.compression {
         let predicate = SizeAbove::new(MIN_COMPRESSED_BYTES)
             .and(NotForContentType::GRPC)
