@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod export;
 pub mod generation;
+pub mod ratelimit;
 pub mod remote;
 pub mod repository;
 pub mod server;

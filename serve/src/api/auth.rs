@@ -14,6 +14,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::ratelimit::RateLimits;
+
 /// The environment variable that may hold one key with every scope (like the `--api-key` of peers).
 pub const ENV_API_KEY: &str = "FERROSERVE_API_KEY";
 
@@ -49,6 +51,25 @@ pub struct KeyConfig {
     pub models: Vec<String>,
     #[serde(default)]
     pub admin: bool,
+    /// Requests per second (token bucket); none: no limit.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Requests that may come at once; default: one second's worth.
+    #[serde(default)]
+    pub burst: Option<f64>,
+    /// Estimated tokens per minute; none: no limit.
+    #[serde(default)]
+    pub tokens_per_minute: Option<f64>,
+}
+
+impl KeyConfig {
+    fn limits(&self) -> RateLimits {
+        RateLimits {
+            requests_per_second: self.requests_per_second,
+            burst: self.burst,
+            tokens_per_minute: self.tokens_per_minute,
+        }
+    }
 }
 
 fn all_models() -> Vec<String> {
@@ -75,12 +96,14 @@ pub struct Principal {
     /// `None`: every model.
     models: Option<Arc<[String]>>,
     admin: bool,
+    /// The key's request and token limits.
+    pub limits: RateLimits,
 }
 
 impl Principal {
     /// The caller when no keys are configured: every scope.
     pub fn anonymous() -> Self {
-        Principal { name: Arc::from("anonymous"), models: None, admin: true }
+        Principal { name: Arc::from("anonymous"), models: None, admin: true, limits: RateLimits::default() }
     }
 
     pub fn may_use(&self, model: &str) -> bool {
@@ -159,11 +182,14 @@ impl Keys {
             };
             anyhow::ensure!(!entry.models.is_empty(), "auth key '{}': `models` is empty", entry.name);
             let models = (!entry.models.iter().any(|m| m == "*")).then(|| entry.models.clone().into());
-            let principal = Principal { name: Arc::from(entry.name.as_str()), models, admin: entry.admin };
+            let limits = entry.limits();
+            limits.check().with_context(|| format!("auth key '{}'", entry.name))?;
+            let principal = Principal { name: Arc::from(entry.name.as_str()), models, admin: entry.admin, limits };
             keys.push(Key { digest, principal });
         }
         if let Some(key) = env_key.map(str::trim).filter(|k| !k.is_empty()) {
-            let principal = Principal { name: Arc::from("env"), models: None, admin: true };
+            let principal =
+                Principal { name: Arc::from("env"), models: None, admin: true, limits: RateLimits::default() };
             keys.push(Key { digest: digest_of(key), principal });
         }
         let mut names: Vec<&str> = keys.iter().map(|k| &*k.principal.name).collect();
@@ -207,7 +233,12 @@ impl Keys {
 impl Principal {
     /// The caller of an open route that presented no valid key: no scopes.
     fn anonymous_open() -> Self {
-        Principal { name: Arc::from("anonymous"), models: Some(Arc::from([])), admin: false }
+        Principal {
+            name: Arc::from("anonymous"),
+            models: Some(Arc::from([])),
+            admin: false,
+            limits: RateLimits::default(),
+        }
     }
 }
 
@@ -262,6 +293,9 @@ mod tests {
                     env: None,
                     models: vec!["m1".into()],
                     admin: false,
+                    requests_per_second: None,
+                    burst: None,
+                    tokens_per_minute: None,
                 },
                 KeyConfig {
                     name: "ops".into(),
@@ -269,6 +303,9 @@ mod tests {
                     env: None,
                     models: all_models(),
                     admin: true,
+                    requests_per_second: Some(5.0),
+                    burst: None,
+                    tokens_per_minute: None,
                 },
             ],
             open_metrics: false,
@@ -317,6 +354,9 @@ mod tests {
             env: env.map(String::from),
             models: all_models(),
             admin: false,
+            requests_per_second: None,
+            burst: None,
+            tokens_per_minute: None,
         };
         let build = |keys: Vec<KeyConfig>| {
             Keys::from_config(&AuthConfig { keys, open_metrics: true }, None).map(|k| k.is_some())
@@ -328,6 +368,8 @@ mod tests {
         assert!(format!("{:#}", build(vec![entry(Some(&not_hex), None)]).unwrap_err()).contains("hexadecimal"));
         let unset = build(vec![entry(None, Some("FERROSERVE_TEST_UNSET_KEY_VAR"))]).unwrap_err();
         assert!(format!("{unset:#}").contains("is not set"));
+        let negative = KeyConfig { requests_per_second: Some(-1.0), ..entry(Some(&hex_digest("a")), None) };
+        assert!(format!("{:#}", build(vec![negative]).unwrap_err()).contains("requests_per_second must be above 0"));
         let twice = build(vec![entry(Some(&hex_digest("a")), None), entry(Some(&hex_digest("b")), None)]);
         assert!(twice.unwrap_err().to_string().contains("two auth keys"));
     }

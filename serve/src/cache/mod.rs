@@ -120,6 +120,11 @@ impl Caches {
         })
     }
 
+    /// The Redis of the shared cache, when configured (rate limits share its connection and breaker).
+    pub fn redis(&self) -> Option<Arc<SharedCache>> {
+        self.shared.as_ref().map(|s| s.cache.clone())
+    }
+
     /// Bytes and entries of every cache (also exported as gauges).
     pub fn usage(&self) -> CacheUsage {
         let gauges = |usage: Usage, cache: &'static str, model: Option<&str>| {

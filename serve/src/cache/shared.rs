@@ -25,6 +25,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Kind {
     Embedding,
     Response,
+    /// Not a cache: the rate-limit buckets, kept on the same Redis.
+    RateLimit,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
         match self {
             Kind::Embedding => "embedding",
             Kind::Response => "response",
+            Kind::RateLimit => "ratelimit",
         }
     }
 }
@@ -107,6 +110,32 @@ impl SharedCache {
     /// The Redis key of one entry.
     pub fn key(&self, kind: Kind, model: &str, hash: u128) -> String {
         format!("{}:{}:{model}:{hash:032x}", self.prefix, kind.as_str())
+    }
+
+    /// The Redis key of one rate-limit bucket of an API key.
+    pub fn rate_key(&self, key: &str, bucket: &str) -> String {
+        format!("{}:{}:{key}:{bucket}", self.prefix, Kind::RateLimit.as_str())
+    }
+
+    /// Runs a Lua script (EVALSHA, loading it when Redis does not have it) within the timeout, through the
+    /// breaker; `None` on any failure.
+    pub async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Option<T> {
+        self.run(Kind::RateLimit, "", "eval", self.timeout, |mut c| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut c).await
+        })
+        .await
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, String> {

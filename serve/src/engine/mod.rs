@@ -179,6 +179,8 @@ pub struct Engine {
     repository: Option<std::path::PathBuf>,
     /// Services chain steps call elsewhere.
     remote: crate::remote::Remote,
+    /// Request and token buckets of the API keys (shared through the cache's Redis when it has one).
+    rate_limiter: crate::ratelimit::RateLimiter,
     limits: EngineLimits,
     budget: ThreadBudget,
     /// True once every model has loaded; watched by the gRPC health reporter.
@@ -202,6 +204,7 @@ impl Engine {
         let collections = Collections::open(vectors)?;
         let semantic = models.iter().filter_map(|m| Some((m.name(), m.semantic_cache.as_ref()?)));
         let caches = Caches::new(cache, semantic)?;
+        let rate_limiter = crate::ratelimit::RateLimiter::new(caches.redis());
         let models = models.into_iter().map(|m| (m.name().to_string(), (m, ModelState::Loading))).collect();
         Ok(Arc::new(Engine {
             models: RwLock::new(models),
@@ -211,6 +214,7 @@ impl Engine {
             statistics: Default::default(),
             repository,
             remote: crate::remote::Remote::default(),
+            rate_limiter,
             limits,
             budget,
             ready: tokio::sync::watch::Sender::new(false),
@@ -219,6 +223,11 @@ impl Engine {
     }
 
     /// Bytes and entries of every cache.
+    /// The rate limits of API keys.
+    pub fn rate_limiter(&self) -> &crate::ratelimit::RateLimiter {
+        &self.rate_limiter
+    }
+
     pub fn cache_usage(&self) -> CacheUsage {
         self.caches.usage()
     }

@@ -1,6 +1,6 @@
 //! API keys on the gRPC port: a layer that checks the key in the call's metadata (`authorization: Bearer
-//! <key>` or `api-key`) against what the method needs ([`access_of`]), answering UNAUTHENTICATED or
-//! PERMISSION_DENIED, or passing the call on with its [`Principal`] in the request's extensions, where the
+//! <key>` or `api-key`) against what the method needs ([`access_of`]) and the key's request rate, answering
+//! UNAUTHENTICATED, PERMISSION_DENIED or RESOURCE_EXHAUSTED, or passing the call on with its [`Principal`] in the request's extensions, where the
 //! handlers of model-addressing methods find it ([`allow_model`]).
 
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::api::auth::{Access, AuthError, Keys, Principal};
+use crate::engine::Engine;
+use crate::ratelimit::Decision;
 
 /// Methods of Qdrant's `Collections` and `Points` services that only read; every other one writes and needs
 /// the admin scope.
@@ -79,28 +81,35 @@ fn status_of(e: AuthError) -> Status {
     }
 }
 
-/// Wraps the gRPC services with [`GrpcAuth`]; `None` keys: authentication off.
+/// Wraps the gRPC services with [`GrpcAuth`]; `keys` `None`: authentication off.
 #[derive(Clone)]
-pub struct GrpcAuthLayer(pub Option<Arc<Keys>>);
+pub struct GrpcAuthLayer {
+    pub keys: Option<Arc<Keys>>,
+    pub engine: Arc<Engine>,
+}
 
 impl<S> Layer<S> for GrpcAuthLayer {
     type Service = GrpcAuth<S>;
 
     fn layer(&self, inner: S) -> GrpcAuth<S> {
-        GrpcAuth { inner, keys: self.0.clone() }
+        GrpcAuth { inner, keys: self.keys.clone(), engine: self.engine.clone() }
     }
 }
 
+/// Checks the key and the method's needs, then the key's request rate (RESOURCE_EXHAUSTED with
+/// `retry-after-ms` when over it; tokens are limited on the REST routes, where the body is read first).
 #[derive(Clone)]
 pub struct GrpcAuth<S> {
     inner: S,
     keys: Option<Arc<Keys>>,
+    engine: Arc<Engine>,
 }
 
 impl<S, B, RB> Service<Request<B>> for GrpcAuth<S>
 where
-    S: Service<Request<B>, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
     RB: Default + Send + 'static,
     S::Error: Send + 'static,
 {
@@ -113,20 +122,44 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let access = access_of(request.uri().path());
         let principal = match &self.keys {
             None => Ok(Principal::anonymous()),
-            Some(keys) => keys.authorize(request.headers(), &access_of(request.uri().path())),
+            Some(keys) => keys.authorize(request.headers(), &access),
         };
-        match principal {
-            Ok(principal) => {
-                request.extensions_mut().insert(principal);
-                self.inner.call(request).boxed()
-            }
+        let principal = match principal {
+            Ok(principal) => principal,
             Err(e) => {
                 let response = status_of(e).into_http();
-                async move { Ok(response) }.boxed()
+                return async move { Ok(response) }.boxed();
             }
+        };
+        // The service that was polled ready serves this call; a clone takes its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let engine = self.engine.clone();
+        async move {
+            if access != Access::Open && !principal.limits.is_empty() {
+                let decision = engine.rate_limiter().admit(&principal.name, &principal.limits, 0).await;
+                if let Decision::Refused { bucket, retry_after, .. } = decision {
+                    metrics::counter!("ferroserve_rate_limited_total", "key" => principal.name.to_string(), "bucket" => bucket)
+                        .increment(1);
+                    let message = format!(
+                        "API key '{}' is over its {bucket} limit; retry in {:.1} s",
+                        principal.name,
+                        retry_after.as_secs_f64()
+                    );
+                    let mut status = Status::resource_exhausted(message);
+                    if let Ok(value) = retry_after.as_millis().max(1).to_string().parse() {
+                        status.metadata_mut().insert("retry-after-ms", value);
+                    }
+                    return Ok(status.into_http());
+                }
+            }
+            request.extensions_mut().insert(principal);
+            inner.call(request).await
         }
+        .boxed()
     }
 }
 

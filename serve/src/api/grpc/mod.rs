@@ -70,7 +70,7 @@ pub async fn serve(
     }
     let inference = configured!(InferenceServer::new(NativeService::new(engine.clone())));
     let kserve = configured!(GrpcInferenceServiceServer::new(kserve::KserveService::new(engine.clone())));
-    let qdrant = QdrantService::new(engine);
+    let qdrant = QdrantService::new(engine.clone());
     let collections = configured!(CollectionsServer::new(qdrant.clone()));
     let points = configured!(PointsServer::new(qdrant.clone()));
     let request_id = HeaderName::from_static("x-request-id");
@@ -85,7 +85,7 @@ pub async fn serve(
             tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
         }))
         .layer(metrics::GrpcMetricsLayer)
-        .layer(auth::GrpcAuthLayer(keys))
+        .layer(auth::GrpcAuthLayer { keys, engine: engine.clone() })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -75,10 +74,10 @@ pub async fn authorize(State(state): State<AuthState>, request: Request, next: N
     };
     let mut request = request;
     if MODEL_IN_BODY.contains(&route.as_str()) && !principal.all_models() {
-        let (parts, body) = request.into_parts();
-        let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
-            Ok(bytes) => bytes,
-            Err(_) => return super::stack::body_too_large(state.max_body_bytes),
+        let bytes;
+        (request, bytes) = match super::ratelimit::buffered(request, state.max_body_bytes).await {
+            Ok(buffered) => buffered,
+            Err(response) => return response,
         };
         // A body that does not parse is let through: its handler refuses it with the right message.
         if let Ok(ModelField { model }) = serde_json::from_slice::<ModelField>(&bytes) {
@@ -89,9 +88,9 @@ pub async fn authorize(State(state): State<AuthState>, request: Request, next: N
                 return refusal(&e);
             }
         }
-        request = Request::from_parts(parts, Body::from(bytes));
     }
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(access);
     next.run(request).await
 }
 

@@ -11,6 +11,7 @@ mod langserve;
 mod listener;
 mod openai;
 mod qdrant;
+mod ratelimit;
 mod scheduling;
 mod stack;
 mod tei;
@@ -57,6 +58,7 @@ pub fn router(
     max_body_bytes: usize,
 ) -> Router {
     let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
+    let limits_state = ratelimit::LimitState { engine: state.engine.clone(), max_body_bytes };
     let routes = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(completions::chat_completions))
@@ -107,6 +109,7 @@ pub fn router(
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus_metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(limits_state, ratelimit::limit))
         .layer(middleware::from_fn_with_state(auth, auth::authorize))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))

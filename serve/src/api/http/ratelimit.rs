@@ -1,0 +1,146 @@
+//! Rate limits on the REST routes, after the key is known: the middleware asks the engine's limiter for the
+//! caller's key, answers 429 with `Retry-After` when a bucket is empty, and sends OpenAI's
+//! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers on every limited answer. A request's
+//! tokens are estimated before it runs, as OpenAI does for its limits: a quarter of the body's characters plus
+//! the `max_tokens` it asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::auth::{Access, Principal};
+use crate::engine::Engine;
+use crate::ratelimit::{BucketState, Decision};
+
+/// What the middleware needs.
+#[derive(Clone)]
+pub struct LimitState {
+    pub engine: Arc<Engine>,
+    pub max_body_bytes: usize,
+}
+
+/// Applies the caller's limits (none for open routes or keys without limits).
+pub async fn limit(State(state): State<LimitState>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return next.run(request).await;
+    };
+    let open = request.extensions().get::<Access>() == Some(&Access::Open);
+    if open || principal.limits.is_empty() {
+        return next.run(request).await;
+    }
+    let (request, tokens) = if principal.limits.limits_tokens() {
+        match buffered(request, state.max_body_bytes).await {
+            Ok((request, body)) => (request, estimated_tokens(&body)),
+            Err(response) => return response,
+        }
+    } else {
+        (request, 0)
+    };
+    match state.engine.rate_limiter().admit(&principal.name, &principal.limits, tokens).await {
+        Decision::Allowed(states) => {
+            let mut response = next.run(request).await;
+            add_headers(response.headers_mut(), &states);
+            response
+        }
+        Decision::Refused { bucket, retry_after, states } => {
+            metrics::counter!("ferroserve_rate_limited_total", "key" => principal.name.to_string(), "bucket" => bucket)
+                .increment(1);
+            let message = format!(
+                "API key '{}' is over its {bucket} limit; retry in {:.1} s",
+                principal.name,
+                retry_after.as_secs_f64()
+            );
+            let body = json!({"error": {"message": message, "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}});
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            let headers = response.headers_mut();
+            add_headers(headers, &states);
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert("retry-after-ms", HeaderValue::from(retry_after.as_millis().max(1) as u64));
+            response
+        }
+    }
+}
+
+/// The request with its body read (within the limit), and the body.
+pub async fn buffered(request: Request, max_body_bytes: usize) -> Result<(Request, Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
+        Err(_) => Err(super::stack::body_too_large(max_body_bytes)),
+    }
+}
+
+#[derive(Deserialize)]
+struct MaxTokens {
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+}
+
+/// A quarter of the body's characters, plus the completion tokens it asks for.
+fn estimated_tokens(body: &[u8]) -> u64 {
+    let characters = String::from_utf8_lossy(body).chars().count() as u64;
+    let asked = serde_json::from_slice::<MaxTokens>(body)
+        .ok()
+        .and_then(|m| m.max_completion_tokens.or(m.max_tokens))
+        .unwrap_or(0);
+    characters.div_ceil(4) + asked
+}
+
+fn add_headers(headers: &mut HeaderMap, states: &[BucketState]) {
+    for state in states {
+        let mut set = |what: &str, value: String| {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(format!("x-ratelimit-{what}-{}", state.name)), HeaderValue::from_str(&value))
+            {
+                headers.insert(name, value);
+            }
+        };
+        set("limit", format!("{}", state.limit.round() as u64));
+        set("remaining", format!("{}", state.remaining.floor() as u64));
+        set("reset", seconds(state.reset));
+    }
+}
+
+/// A duration as OpenAI writes resets: `0.25s`, `12s`.
+fn seconds(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 10.0 { format!("{:.2}s", (secs * 100.0).ceil() / 100.0) } else { format!("{}s", secs.ceil() as u64) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_estimated_from_characters_and_max_tokens() {
+        assert_eq!(estimated_tokens(br#"{"input":"abcd"}"#), 4);
+        assert_eq!(estimated_tokens(br#"{"messages":[],"max_tokens":100}"#), 8 + 100);
+        assert_eq!(estimated_tokens(br#"{"max_tokens":5,"max_completion_tokens":7}"#), 11 + 7);
+        assert_eq!(estimated_tokens(b"not json"), 2);
+    }
+
+    #[test]
+    fn headers_follow_openai() {
+        let mut headers = HeaderMap::new();
+        let state = |name, remaining, reset| BucketState { name, limit: 10.0, remaining, reset };
+        add_headers(
+            &mut headers,
+            &[state("requests", 3.7, Duration::from_millis(1234)), state("tokens", 0.0, Duration::from_secs(42))],
+        );
+        assert_eq!(headers["x-ratelimit-limit-requests"], "10");
+        assert_eq!(headers["x-ratelimit-remaining-requests"], "3");
+        assert_eq!(headers["x-ratelimit-reset-requests"], "1.24s");
+        assert_eq!(headers["x-ratelimit-reset-tokens"], "42s");
+    }
+}
