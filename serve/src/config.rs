@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::api::auth::AuthConfig;
 use crate::api::connections::ConnectionLimits;
 use crate::api::http::HttpConfig;
+use crate::api::tls::TlsConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::vectors::VectorsConfig;
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     /// The `[connections]` table of the file (caps, timeouts, stream limits of both ports).
     #[serde(skip)]
     pub connections: ConnectionLimits,
+    /// The `[tls]` table of the file (certificate and key of both ports).
+    #[serde(skip)]
+    pub tls: TlsConfig,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -86,6 +90,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             connections: ConnectionLimits::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -107,6 +112,8 @@ struct ConfigFile {
     http: HttpConfig,
     #[serde(default)]
     connections: ConnectionLimits,
+    #[serde(default)]
+    tls: TlsConfig,
 }
 
 impl ServerConfig {
@@ -170,6 +177,7 @@ impl ServerConfig {
         config.auth = file.auth;
         config.http = file.http;
         config.connections = file.connections;
+        config.tls = file.tls;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {
@@ -177,7 +185,8 @@ impl ServerConfig {
                 *relative = base.join(&*relative);
             }
         }
-        if let Some(relative) = config.chains.path.as_mut().filter(|p| p.is_relative()) {
+        let optional = [config.chains.path.as_mut(), config.tls.cert.as_mut(), config.tls.key.as_mut()];
+        for relative in optional.into_iter().flatten().filter(|p| p.is_relative()) {
             *relative = base.join(&*relative);
         }
         Ok(config)

@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{ENV_API_KEY, Keys};
+use crate::api::tls::Tls;
 use crate::api::{grpc, http};
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineLimits};
@@ -38,6 +39,7 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     )?;
     let prometheus = telemetry::init_metrics();
     let keys = api_keys(&config)?;
+    let tls = Tls::start(&config.tls)?;
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -45,7 +47,8 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
-    tracing::info!(http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(http = %http_listener.local_addr()?, grpc = %grpc_listener.local_addr()?, scheme, "listening");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -57,8 +60,9 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
     let app = http::router(state, keys.clone(), &config.http, &config.connections, config.max_body_bytes);
-    let http_server = http::serve(http_listener, app, &config.connections, shutdown.clone());
-    let grpc_server = grpc::serve(engine, grpc_listener, keys, &config, shutdown.clone());
+    let http_server =
+        http::serve(http_listener, app, &config.connections, tls.as_ref().map(|t| t.http.clone()), shutdown.clone());
+    let grpc_server = grpc::serve(engine, grpc_listener, keys, tls.map(|t| t.grpc), &config, shutdown.clone());
 
     let servers = async { tokio::try_join!(async { http_server.await.context("HTTP server") }, grpc_server) };
     tokio::pin!(servers);

@@ -1,6 +1,7 @@
 //! Connection hygiene shared by both ports: the `[connections]` limits on connections and streams, a cap on
 //! open connections (a connection over it is answered and closed at once, never left unanswered at the
-//! file-descriptor limit), and the stream wrapper whose drop frees the connection's slot.
+//! file-descriptor limit), the stream wrapper whose drop frees the connection's slot, and the TLS handshake
+//! both ports share ([`secure`]).
 
 use std::io;
 use std::pin::Pin;
@@ -182,6 +183,90 @@ impl tonic::transport::server::Connected for Admitted {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.tcp.connect_info()
+    }
+}
+
+/// A connection as the servers see it: plain, or TLS over an admitted connection.
+pub enum Conn {
+    Plain(Admitted),
+    Tls(Box<tokio_rustls::server::TlsStream<Admitted>>),
+}
+
+/// Completes the TLS handshake when `tls` is set (within `timeout`, as a client's headers are); `None`
+/// when it fails (logged at debug: scanners and plain-HTTP clients on a TLS port are routine).
+pub async fn secure(admitted: Admitted, tls: Option<&tokio_rustls::TlsAcceptor>, timeout: Duration) -> Option<Conn> {
+    let Some(acceptor) = tls else { return Some(Conn::Plain(admitted)) };
+    match tokio::time::timeout(timeout, acceptor.accept(admitted)).await {
+        Ok(Ok(stream)) => Some(Conn::Tls(Box::new(stream))),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(c) => Pin::new(c).poll_read(cx, buf),
+            Conn::Tls(c) => Pin::new(c.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(c) => Pin::new(c).poll_write(cx, buf),
+            Conn::Tls(c) => Pin::new(c.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(c) => Pin::new(c).poll_flush(cx),
+            Conn::Tls(c) => Pin::new(c.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(c) => Pin::new(c).poll_shutdown(cx),
+            Conn::Tls(c) => Pin::new(c.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(c) => Pin::new(c).poll_write_vectored(cx, bufs),
+            Conn::Tls(c) => Pin::new(c.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(c) => c.is_write_vectored(),
+            Conn::Tls(c) => c.is_write_vectored(),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match self {
+            Conn::Plain(c) => c.connect_info(),
+            Conn::Tls(c) => c.get_ref().0.connect_info(),
+        }
     }
 }
 

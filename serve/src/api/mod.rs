@@ -6,6 +6,7 @@ pub mod connections;
 pub mod grpc;
 pub mod http;
 mod tensor_wire;
+pub mod tls;
 
 /// The Qdrant version whose API the collections endpoints answer like (REST `GET /`, gRPC `HealthCheck`;
 /// `qdrant-client` compares it with its own).

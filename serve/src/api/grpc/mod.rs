@@ -18,6 +18,7 @@ use ferroserve_proto::inference::grpc_inference_service_server::GrpcInferenceSer
 use ferroserve_proto::qdrant::{
     collections_server::CollectionsServer, points_server::PointsServer, qdrant_server::QdrantServer,
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic_health::ServingStatus;
@@ -26,7 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::api::auth::Keys;
-use crate::api::connections::{ConnectionSlots, after_accept_error};
+use crate::api::connections::{Conn, ConnectionLimits, ConnectionSlots, after_accept_error, secure};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 
@@ -39,6 +40,7 @@ pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
     keys: Option<Arc<Keys>>,
+    tls: Option<TlsAcceptor>,
     config: &ServerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -94,29 +96,46 @@ pub async fn serve(
         .add_service(collections)
         .add_service(points)
         .add_service(configured!(QdrantServer::new(qdrant)))
-        .serve_with_incoming_shutdown(admitted(listener, limits.connections_per_port()), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener, limits, tls), shutdown.cancelled_owned())
         .await?;
     Ok(())
 }
 
-/// The connections of `listener` within the port's cap; one over it is closed at once (the client sees
-/// UNAVAILABLE), never left unanswered.
-fn admitted(
+/// The connections of `listener` within the port's cap, through the TLS handshake when `tls` is set (each
+/// handshake in its own task, so a slow client does not hold the others up). One over the cap is closed at
+/// once (the client sees UNAVAILABLE), never left unanswered.
+fn incoming(
     listener: tokio::net::TcpListener,
-    cap: usize,
-) -> impl futures::Stream<Item = std::io::Result<crate::api::connections::Admitted>> {
-    let slots = ConnectionSlots::new(cap, "grpc");
-    futures::stream::unfold((listener, slots), |(listener, slots)| async move {
+    limits: &ConnectionLimits,
+    tls: Option<TlsAcceptor>,
+) -> impl futures::Stream<Item = std::io::Result<Conn>> {
+    let slots = ConnectionSlots::new(limits.connections_per_port(), "grpc");
+    let handshake = limits.header_read_timeout();
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
         loop {
-            match listener.accept().await {
-                Ok((tcp, _)) => match slots.admit(tcp) {
-                    Ok(admitted) => return Some((Ok(admitted), (listener, slots))),
-                    Err(refused) => drop(refused),
-                },
-                Err(e) => after_accept_error(&e).await,
-            }
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // The server stopped taking connections.
+                _ = sender.closed() => return,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    after_accept_error(&e).await;
+                    continue;
+                }
+            };
+            let Ok(admitted) = slots.admit(tcp) else { continue };
+            let (sender, tls) = (sender.clone(), tls.clone());
+            tokio::spawn(async move {
+                if let Some(conn) = secure(admitted, tls.as_ref(), handshake).await {
+                    let _ = sender.send(Ok(conn)).await;
+                }
+            });
         }
-    })
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 /// Reports NOT_SERVING until every model is loaded, SERVING after, and NOT_SERVING again on shutdown.

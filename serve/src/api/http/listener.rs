@@ -1,4 +1,5 @@
-//! The REST port's accept loop: HTTP/1.1 and HTTP/2 (prior knowledge) on one listener, each connection
+//! The REST port's accept loop: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS) on one listener,
+//! TLS when configured (the handshake within the header-read timeout, off the accept loop), each connection
 //! within the port's cap ([`ConnectionSlots`]; over it a 429 and a close), a header-read timeout that also
 //! closes idle keep-alive connections, HTTP/2 stream and keep-alive limits, and a graceful drain: on
 //! shutdown the listener closes, idle connections close, and requests in flight (streams included) finish.
@@ -13,10 +14,11 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::api::connections::{ConnectionLimits, ConnectionSlots, after_accept_error};
+use crate::api::connections::{ConnectionLimits, ConnectionSlots, after_accept_error, secure};
 
 /// Serves `app` on `listener` until `shutdown` fires, then waits for open connections to finish (the caller
 /// bounds the wait with the grace period).
@@ -24,6 +26,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -61,10 +64,12 @@ pub async fn serve(
                 Ok::<_, Infallible>(app.call(request.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {}))
             }
         });
-        let connection =
-            graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(admitted), service).into_owned());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake = limits.header_read_timeout();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let Some(conn) = secure(admitted, tls.as_ref(), handshake).await else { return };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(conn), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
         });
