@@ -72,6 +72,18 @@ struct Args {
     /// Make every text unique (a suffix with the run and request number), so no request can hit a cache.
     #[arg(long)]
     unique: bool,
+    /// API key sent with every request (`authorization: Bearer`).
+    #[arg(long, env = "LOADGEN_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl Args {
+    /// The headers (or metadata) every request carries.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let cache = self.cache.clone().map(|mode| ("x-ferroserve-cache", mode));
+        let key = self.api_key.as_ref().map(|key| ("authorization", format!("Bearer {key}")));
+        cache.into_iter().chain(key).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,8 +94,8 @@ enum Protocol {
 
 #[derive(Clone)]
 enum Client {
-    Http { client: reqwest::Client, url: String, cache: Option<String> },
-    Grpc(InferenceClient<tonic::transport::Channel>, Option<String>),
+    Http { client: reqwest::Client, url: String, headers: Vec<(&'static str, String)> },
+    Grpc(InferenceClient<tonic::transport::Channel>, Vec<(&'static str, String)>),
 }
 
 impl Client {
@@ -92,22 +104,21 @@ impl Client {
             Protocol::Http => Client::Http {
                 client: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
                 url: format!("{}/v1/embeddings", args.http),
-                cache: args.cache.clone(),
+                headers: args.headers(),
             },
-            Protocol::Grpc => Client::Grpc(
-                InferenceClient::connect(args.grpc.clone()).await.context("gRPC connect")?,
-                args.cache.clone(),
-            ),
+            Protocol::Grpc => {
+                Client::Grpc(InferenceClient::connect(args.grpc.clone()).await.context("gRPC connect")?, args.headers())
+            }
         })
     }
 
     /// Sends one request; `Ok(false)` when the server refused it as overloaded (429 / RESOURCE_EXHAUSTED).
     async fn embed(&mut self, model: &str, inputs: Vec<String>) -> anyhow::Result<bool> {
         match self {
-            Client::Http { client, url, cache } => {
+            Client::Http { client, url, headers } => {
                 let mut request = client.post(url.as_str()).json(&json!({"model": model, "input": inputs}));
-                if let Some(mode) = cache {
-                    request = request.header("x-ferroserve-cache", mode.as_str());
+                for (name, value) in headers.iter() {
+                    request = request.header(*name, value.as_str());
                 }
                 let r = request.send().await?;
                 if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -116,11 +127,13 @@ impl Client {
                 anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
                 r.bytes().await?;
             }
-            Client::Grpc(c, cache) => {
+            Client::Grpc(c, headers) => {
                 let mut request =
                     tonic::Request::new(EmbedRequest { model: model.into(), inputs, ..Default::default() });
-                if let Some(mode) = cache.as_deref().and_then(|m| m.parse().ok()) {
-                    request.metadata_mut().insert("x-ferroserve-cache", mode);
+                for (name, value) in headers.iter() {
+                    if let Ok(value) = value.parse() {
+                        request.metadata_mut().insert(*name, value);
+                    }
                 }
                 match c.embed(request).await {
                     Err(s) if s.code() == tonic::Code::ResourceExhausted => return Ok(false),

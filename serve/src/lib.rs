@@ -10,6 +10,8 @@ pub mod cache;
 pub mod chains;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod damage;
 pub mod engine;
 pub mod export;
 pub mod generation;

@@ -3,6 +3,7 @@
 //! strings, and prefix KV reuse. The scheduler that drives them (continuous batching) lives in the server.
 
 pub mod chat_template;
+mod gguf_check;
 pub mod llama;
 pub mod prefix_cache;
 pub mod sampling;
@@ -11,7 +12,7 @@ pub mod text_stream;
 pub mod tokenizer;
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek};
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
@@ -83,9 +84,14 @@ pub fn weight_format(dtype: DType) -> WeightFormat {
 /// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
 pub fn load_language_model(config: &ModelConfig, context_limit: usize) -> Result<LanguageModel, ModelError> {
     let path = config.weights_path();
-    let mut reader = BufReader::new(File::open(&path).map_err(|e| ModelError::io(&path, e))?);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| ModelError::config(&path, format!("not a readable GGUF file: {e}")))?;
+    let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+    let file_len = file.metadata().map_err(|e| ModelError::io(&path, e))?.len();
+    let mut reader = BufReader::new(file);
+    let damaged = |e: String| ModelError::config(&path, format!("not a readable GGUF file: {e}"));
+    gguf_check::check_header(&mut reader, file_len).map_err(damaged)?;
+    reader.rewind().map_err(|e| ModelError::io(&path, e))?;
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| damaged(e.to_string()))?;
+    gguf_check::check_tensors(&content, file_len).map_err(damaged)?;
     let tokenizer = GgufTokenizer::from_gguf(&content)?;
     let model = Llama::load(&content, &mut reader, weight_format(config.dtype), &Device::Cpu)?;
     let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default().to_string();

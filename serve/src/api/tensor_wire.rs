@@ -57,4 +57,24 @@ mod tests {
         assert!(decode(&[5, 0, 0, 0, b'a'], "BYTES").unwrap_err().contains("cut short"));
         assert!(decode(&[], "FP8").is_err());
     }
+
+    /// Property: damaged raw tensors (they come straight from clients) decode to some data or an error,
+    /// never a panic, in every datatype.
+    #[test]
+    fn damaged_tensors_never_panic() {
+        let bytes = encode(&InferData::Bytes(vec![b"first".to_vec(), b"second element".to_vec()]));
+        for raw in crate::damage::damaged(&bytes, 4000, 3) {
+            if let Ok(InferData::Bytes(items)) = decode(&raw, "BYTES") {
+                assert!(items.iter().map(|i| i.len() + 4).sum::<usize>() == raw.len());
+            }
+        }
+        let floats = encode(&InferData::Typed(TensorData::F64(vec![1.0, -2.0, 3.5])));
+        for datatype in
+            ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
+        {
+            for raw in crate::damage::damaged(&floats, 400, 4) {
+                let _ = decode(&raw, datatype);
+            }
+        }
+    }
 }

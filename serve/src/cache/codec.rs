@@ -186,4 +186,29 @@ mod tests {
         assert_eq!(back.tokens[1].logprobs.as_ref().unwrap().top, vec![(9, -0.5), (3, -1.25)]);
         assert!(decode_response(&encode_response(&v)[..10], "m".into()).is_none());
     }
+
+    /// Property: damaged entries (a Redis shared with other software, a value cut short) decode to `None`
+    /// or to some entry, never a panic, and never allocate more than the bytes could hold.
+    #[test]
+    fn damaged_entries_never_panic() {
+        let vector = encode_vector(&CachedVector { vector: vec![0.5; 16], tokens: 3, model: "m".into() });
+        for bytes in crate::damage::damaged(&vector, 4000, 1) {
+            if let Some(v) = decode_vector(&bytes, "m".into()) {
+                assert!(v.vector.len() * 4 <= bytes.len());
+            }
+        }
+        let token = |id, logprobs| CachedToken { id, text: "tok".into(), logprobs };
+        let response = encode_response(&CachedResponse {
+            tokens: vec![token(1, None), token(2, Some(TokenLogprobs { logprob: -1.0, top: vec![(2, -1.0)] }))],
+            tail: "t".into(),
+            finish_reason: FinishReason::Stop,
+            usage: GenerationUsage { prompt_tokens: 1, completion_tokens: 2, cached_tokens: 0 },
+            model: "m".into(),
+        });
+        for bytes in crate::damage::damaged(&response, 4000, 2) {
+            if let Some(r) = decode_response(&bytes, "m".into()) {
+                assert!(r.tokens.len() * 9 <= bytes.len());
+            }
+        }
+    }
 }

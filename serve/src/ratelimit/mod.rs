@@ -81,7 +81,8 @@ pub enum Decision {
 
 /// The buckets of every key.
 pub struct RateLimiter {
-    local: Mutex<HashMap<(String, &'static str), Bucket>>,
+    /// Per key, its buckets in the order of [`RateLimits::buckets`] (a key's limits do not change).
+    local: Mutex<HashMap<String, Vec<Bucket>>>,
     shared: Option<Arc<SharedCache>>,
 }
 
@@ -139,18 +140,16 @@ impl RateLimiter {
     fn admit_local(&self, key: &str, buckets: &[(&'static str, Limit)]) -> (bool, Vec<f64>) {
         let now = Instant::now();
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        let mut levels: Vec<f64> = buckets
-            .iter()
-            .map(|(name, limit)| {
-                local.entry((key.to_string(), *name)).or_insert_with(|| Bucket::full(limit, now)).level(limit, now)
-            })
-            .collect();
+        if !local.contains_key(key) {
+            local.insert(key.to_string(), buckets.iter().map(|(_, limit)| Bucket::full(limit, now)).collect());
+        }
+        let Some(kept) = local.get_mut(key) else { return (true, Vec::new()) };
+        let mut levels: Vec<f64> =
+            buckets.iter().zip(kept.iter_mut()).map(|((_, limit), bucket)| bucket.level(limit, now)).collect();
         let taken = buckets.iter().zip(&levels).all(|((_, limit), level)| limit.passes(*level));
         if taken {
-            for ((name, limit), level) in buckets.iter().zip(levels.iter_mut()) {
-                if let Some(bucket) = local.get_mut(&(key.to_string(), *name)) {
-                    *level = bucket.take(limit.cost);
-                }
+            for (((_, limit), bucket), level) in buckets.iter().zip(kept.iter_mut()).zip(levels.iter_mut()) {
+                *level = bucket.take(limit.cost);
             }
         }
         (taken, levels)

@@ -1,6 +1,7 @@
 //! API keys on the REST routes: what each route needs ([`access_of`]), and the middleware that checks the
 //! presented key against it, answering 401 or 403 with an OpenAI-style error body, or lets the request
-//! through with its [`Principal`] in the request's extensions.
+//! through with its [`Principal`] in the request's extensions (and, for a key with a token limit, the
+//! request's [`EstimatedTokens`], from the one read of its body).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ratelimit::{EstimatedTokens, buffered};
 use crate::api::auth::{Access, AuthError, Keys, Principal};
 use crate::engine::Engine;
 
@@ -73,20 +75,29 @@ pub async fn authorize(State(state): State<AuthState>, request: Request, next: N
         Err(e) => return refusal(&e),
     };
     let mut request = request;
-    if MODEL_IN_BODY.contains(&route.as_str()) && !principal.all_models() {
+    // The body is read (once) when the key's model scope or token limit needs what it says.
+    let check_model = MODEL_IN_BODY.contains(&route.as_str()) && !principal.all_models();
+    let count_tokens = principal.limits.limits_tokens() && access != Access::Open;
+    if check_model || count_tokens {
         let bytes;
-        (request, bytes) = match super::ratelimit::buffered(request, state.max_body_bytes).await {
+        (request, bytes) = match buffered(request, state.max_body_bytes).await {
             Ok(buffered) => buffered,
             Err(response) => return response,
         };
         // A body that does not parse is let through: its handler refuses it with the right message.
-        if let Ok(ModelField { model }) = serde_json::from_slice::<ModelField>(&bytes) {
-            let model = model.or_else(|| (route == "/embed").then(|| state.engine.default_embedding_model()).flatten());
+        let fields = serde_json::from_slice::<BodyFields>(&bytes).unwrap_or_default();
+        if check_model {
+            let model =
+                fields.model.or_else(|| (route == "/embed").then(|| state.engine.default_embedding_model()).flatten());
             if let Some(model) = model
                 && let Err(e) = principal.allow(&Access::Model(model))
             {
                 return refusal(&e);
             }
+        }
+        if count_tokens {
+            let asked = fields.max_completion_tokens.or(fields.max_tokens).unwrap_or(0);
+            request.extensions_mut().insert(EstimatedTokens::of(&bytes, asked));
         }
     }
     request.extensions_mut().insert(principal);
@@ -94,10 +105,15 @@ pub async fn authorize(State(state): State<AuthState>, request: Request, next: N
     next.run(request).await
 }
 
-#[derive(Deserialize)]
-struct ModelField {
+/// What the middlewares read of a JSON body: the model, and the completion tokens asked for.
+#[derive(Default, Deserialize)]
+struct BodyFields {
     #[serde(default)]
     model: Option<String>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
 }
 
 /// 401 (with `WWW-Authenticate: Bearer`) or 403, in OpenAI's error shape, which every client here reads.

@@ -58,7 +58,7 @@ pub fn router(
     max_body_bytes: usize,
 ) -> Router {
     let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
-    let limits_state = ratelimit::LimitState { engine: state.engine.clone(), max_body_bytes };
+    let limits_state = ratelimit::LimitState { engine: state.engine.clone() };
     let routes = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(completions::chat_completions))

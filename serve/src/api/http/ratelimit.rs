@@ -2,7 +2,7 @@
 //! caller's key, answers 429 with `Retry-After` when a bucket is empty, and sends OpenAI's
 //! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers on every limited answer. A request's
 //! tokens are estimated before it runs, as OpenAI does for its limits: a quarter of the body's characters plus
-//! the `max_tokens` it asks for.
+//! the `max_tokens` it asks for ([`EstimatedTokens`], found by the auth middleware's one read of the body).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::auth::{Access, Principal};
@@ -24,7 +23,6 @@ use crate::ratelimit::{BucketState, Decision};
 #[derive(Clone)]
 pub struct LimitState {
     pub engine: Arc<Engine>,
-    pub max_body_bytes: usize,
 }
 
 /// Applies the caller's limits (none for open routes or keys without limits).
@@ -36,14 +34,7 @@ pub async fn limit(State(state): State<LimitState>, request: Request, next: Next
     if open || principal.limits.is_empty() {
         return next.run(request).await;
     }
-    let (request, tokens) = if principal.limits.limits_tokens() {
-        match buffered(request, state.max_body_bytes).await {
-            Ok((request, body)) => (request, estimated_tokens(&body)),
-            Err(response) => return response,
-        }
-    } else {
-        (request, 0)
-    };
+    let tokens = request.extensions().get::<EstimatedTokens>().map_or(0, |t| t.0);
     match state.engine.rate_limiter().admit(&principal.name, &principal.limits, tokens).await {
         Decision::Allowed(states) => {
             let mut response = next.run(request).await;
@@ -79,22 +70,16 @@ pub async fn buffered(request: Request, max_body_bytes: usize) -> Result<(Reques
     }
 }
 
-#[derive(Deserialize)]
-struct MaxTokens {
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-}
+/// A request's tokens as its key's token limit counts them: a quarter of the body's characters plus the
+/// completion tokens it asks for (set by the auth middleware, which reads the body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimatedTokens(pub u64);
 
-/// A quarter of the body's characters, plus the completion tokens it asks for.
-fn estimated_tokens(body: &[u8]) -> u64 {
-    let characters = String::from_utf8_lossy(body).chars().count() as u64;
-    let asked = serde_json::from_slice::<MaxTokens>(body)
-        .ok()
-        .and_then(|m| m.max_completion_tokens.or(m.max_tokens))
-        .unwrap_or(0);
-    characters.div_ceil(4) + asked
+impl EstimatedTokens {
+    pub fn of(body: &[u8], asked: u64) -> Self {
+        let characters = String::from_utf8_lossy(body).chars().count() as u64;
+        EstimatedTokens(characters.div_ceil(4) + asked)
+    }
 }
 
 fn add_headers(headers: &mut HeaderMap, states: &[BucketState]) {
@@ -124,10 +109,9 @@ mod tests {
 
     #[test]
     fn tokens_are_estimated_from_characters_and_max_tokens() {
-        assert_eq!(estimated_tokens(br#"{"input":"abcd"}"#), 4);
-        assert_eq!(estimated_tokens(br#"{"messages":[],"max_tokens":100}"#), 8 + 100);
-        assert_eq!(estimated_tokens(br#"{"max_tokens":5,"max_completion_tokens":7}"#), 11 + 7);
-        assert_eq!(estimated_tokens(b"not json"), 2);
+        assert_eq!(EstimatedTokens::of(br#"{"input":"abcd"}"#, 0), EstimatedTokens(4));
+        assert_eq!(EstimatedTokens::of(br#"{"messages":[],"max_tokens":100}"#, 100), EstimatedTokens(8 + 100));
+        assert_eq!(EstimatedTokens::of("é".as_bytes(), 0), EstimatedTokens(1), "characters, not bytes");
     }
 
     #[test]

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# What the production layers cost on the hot path, one run, appended to benches/RESULTS.md: embedding cache
+# hits (no model work, so the layers are most of the time) at concurrency 1 and 32 over HTTP and gRPC,
+#   1. no API keys (the layers run, nothing to check);
+#   2. an API key with scopes and a rate limit too high to refuse (key digest, scope and bucket per request);
+# then idle HTTP/2 streams against the gRPC port (benches/connections_probe.py): how many the server takes
+# per connection and its resident memory before, with them, and after they close.
+# Usage: benches/transport.sh   (after `cargo build --release --bin ferroserve --bin loadgen`; make venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/ferroserve
+loadgen=target/release/loadgen
+requests=${REQUESTS:-4000}
+dir=$(mktemp -d)
+mkdir "$dir/repo"
+source benches/lib.sh
+printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
+  "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
+key=bench-key-0123456789
+digest=$(echo -n "$key" | "$bin" hash-key)
+
+serve() { # [auth table] -> starts the server, sets $server
+  printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = 256\n%s\n' "${1:-}" > "$dir/config.toml"
+  start_server /tmp/ferroserve-transport-bench.log --config "$dir/config.toml"
+}
+run() { "$loadgen" --http "$BENCH_URL" --grpc "http://127.0.0.1:$BENCH_GRPC_PORT" --server-pid "$server" "$@"; }
+
+echo "### Production layers on the hot path (benches/transport.sh, $(date -u +%F))" >> benches/RESULTS.md
+echo "Machine: $(machine). Embedding cache hits of all-MiniLM-L6-v2, $requests requests per row." >> benches/RESULTS.md
+
+auth="$(printf '[[auth.keys]]\nname = "bench"\nsha256 = "%s"\nmodels = ["all-MiniLM-L6-v2"]\nrequests_per_second = 1000000\ntokens_per_minute = 1000000000\n' "$digest")"
+# Two rounds, alternating, so warm-up and drift fall on both alike.
+for round in 1 2; do
+  for setup in open keyed; do
+    if [ $setup = open ]; then serve; note="round $round: no API keys"; unset LOADGEN_API_KEY
+    else serve "$auth"; note="round $round: API key with a model scope and limits never reached"; export LOADGEN_API_KEY=$key; fi
+    run --protocol http --concurrency 32 --warmup 800 --requests 800 --results "" > /dev/null
+    run --protocol http,grpc --concurrency 1,32 --requests "$requests" --results "" --note "$note" |
+      grep '^|' | sed "s/^| Http/| $setup | Http/; s/^| Grpc/| $setup | Grpc/; s/^| protocol/| setup | protocol/" |
+      { [ "$round$setup" = 1open ] && cat || grep -v '^| setup'; } >> "$dir/table.md"
+    stop_server
+  done
+done
+unset LOADGEN_API_KEY
+{ head -1 "$dir/table.md"; echo '|---|---|---|---|---|---|---|---|---|---|---|---|'; tail -n +2 "$dir/table.md"; } >> benches/RESULTS.md
+serve
+echo >> benches/RESULTS.md
+echo "Idle HTTP/2 streams against the gRPC port (5 connections, each asking for 10,000 EmbedStream calls):" >> benches/RESULTS.md
+echo '```' >> benches/RESULTS.md
+tests/.venv/bin/python benches/connections_probe.py --pid "$server" --port "$BENCH_GRPC_PORT" \
+  --connections 5 --streams 10000 | tee -a benches/RESULTS.md
+echo '```' >> benches/RESULTS.md
+stop_server
