@@ -76,7 +76,13 @@ pub struct BucketState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Allowed(Vec<BucketState>),
-    Refused { bucket: &'static str, retry_after: Duration, states: Vec<BucketState> },
+    /// `message` says which key and bucket, and when to retry (both transports send it).
+    Refused {
+        bucket: &'static str,
+        retry_after: Duration,
+        states: Vec<BucketState>,
+        message: String,
+    },
 }
 
 /// The buckets of every key.
@@ -134,7 +140,14 @@ impl RateLimiter {
             Some(answer) => answer,
             None => self.admit_local(key, &buckets),
         };
-        decide(&buckets, taken, &levels)
+        let mut decision = decide(&buckets, taken, &levels);
+        if let Decision::Refused { bucket, retry_after, message, .. } = &mut decision {
+            metrics::counter!("ferroserve_rate_limited_total", "key" => key.to_string(), "bucket" => *bucket)
+                .increment(1);
+            *message =
+                format!("API key '{key}' is over its {bucket} limit; retry in {:.1} s", retry_after.as_secs_f64());
+        }
+        decision
     }
 
     fn admit_local(&self, key: &str, buckets: &[(&'static str, Limit)]) -> (bool, Vec<f64>) {
@@ -195,7 +208,7 @@ fn decide(buckets: &[(&'static str, Limit)], taken: bool, levels: &[f64]) -> Dec
         .map(|((name, limit), level)| (*name, limit.wait(*level)))
         .max_by_key(|(_, wait)| *wait)
         .unwrap_or(("requests", Duration::ZERO));
-    Decision::Refused { bucket, retry_after, states }
+    Decision::Refused { bucket, retry_after, states, message: String::new() }
 }
 
 #[cfg(test)]
@@ -209,10 +222,11 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(limiter.admit("k", &limits, 10).await, Decision::Allowed(_)));
         }
-        let Decision::Refused { bucket, retry_after, states } = limiter.admit("k", &limits, 10).await else {
+        let Decision::Refused { bucket, retry_after, states, message } = limiter.admit("k", &limits, 10).await else {
             panic!("the fourth request within the burst is refused")
         };
         assert_eq!(bucket, "requests");
+        assert!(message.starts_with("API key 'k' is over its requests limit; retry in 0."), "{message}");
         assert!(
             retry_after > Duration::from_millis(400) && retry_after <= Duration::from_millis(500),
             "{retry_after:?}"

@@ -141,14 +141,7 @@ where
         async move {
             if access != Access::Open && !principal.limits.is_empty() {
                 let decision = engine.rate_limiter().admit(&principal.name, &principal.limits, 0).await;
-                if let Decision::Refused { bucket, retry_after, .. } = decision {
-                    metrics::counter!("ferroserve_rate_limited_total", "key" => principal.name.to_string(), "bucket" => bucket)
-                        .increment(1);
-                    let message = format!(
-                        "API key '{}' is over its {bucket} limit; retry in {:.1} s",
-                        principal.name,
-                        retry_after.as_secs_f64()
-                    );
+                if let Decision::Refused { retry_after, message, .. } = decision {
                     let mut status = Status::resource_exhausted(message);
                     if let Ok(value) = retry_after.as_millis().max(1).to_string().parse() {
                         status.metadata_mut().insert("retry-after-ms", value);

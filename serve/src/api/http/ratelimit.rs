@@ -41,14 +41,7 @@ pub async fn limit(State(state): State<LimitState>, request: Request, next: Next
             add_headers(response.headers_mut(), &states);
             response
         }
-        Decision::Refused { bucket, retry_after, states } => {
-            metrics::counter!("ferroserve_rate_limited_total", "key" => principal.name.to_string(), "bucket" => bucket)
-                .increment(1);
-            let message = format!(
-                "API key '{}' is over its {bucket} limit; retry in {:.1} s",
-                principal.name,
-                retry_after.as_secs_f64()
-            );
+        Decision::Refused { retry_after, states, message, .. } => {
             let body = json!({"error": {"message": message, "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}});
             let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
             let headers = response.headers_mut();
