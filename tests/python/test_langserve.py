@@ -128,6 +128,19 @@ def test_chain_files_are_reloaded_when_they_change(rag):
     assert "bad.toml" in log and "not an earlier step" in log
 
 
+def test_a_runaway_template_fails_fast(rag):
+    # A registered chain whose template would loop ten billion times runs out of fuel instead.
+    spin = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+    chain = {"steps": [{"name": "out", "type": "assign", "values": {"said": spin}}]}
+    r = httpx.put(f"{rag.http}/chains/spin", json=chain)
+    assert r.status_code == 200, r.text
+    started = time.monotonic()
+    r = httpx.post(f"{rag.http}/chains/spin/invoke", json={"input": {"text": "x"}}, timeout=60)
+    assert r.status_code == 400 and "fuel" in r.text, r.text
+    assert time.monotonic() - started < 20
+    assert httpx.delete(f"{rag.http}/chains/spin").status_code == 200
+
+
 class FlakyProxy:
     """Fault injection in front of a real server: answers 429 (with Retry-After: 0) to the first `failures`
     requests, then forwards each request to `target` and relays the answer."""

@@ -13,6 +13,10 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+/// The most template instructions one render may run (a long conversation through a real template takes a
+/// few thousand per message).
+pub const TEMPLATE_FUEL: u64 = 50_000_000;
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -27,6 +31,8 @@ fn raise_exception(message: String) -> Result<String, Error> {
 impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ModelError> {
         let mut env = Environment::new();
+        // A template comes with the model file: a runaway loop in it fails the request, not a thread.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| ModelError::Tokenizer(format!("chat template does not compile: {e}")))?;
@@ -121,5 +127,78 @@ mod tests {
         assert_eq!(got, expect);
         let whole: String = parts.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(whole, t.render(&messages, true).unwrap(), "the parts make up the rendered prompt");
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel_and_long_conversations_do_not() {
+        let spin = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(spin, "", "").unwrap();
+        let started = std::time::Instant::now();
+        let err = t.render(&[], false).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        let long: Vec<ChatMessage> = (0..4000)
+            .map(|i| ChatMessage {
+                role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+                content: "word ".repeat(50),
+            })
+            .collect();
+        assert!(ChatTemplate::new(CHATML, "", "").unwrap().render(&long, true).is_ok());
+    }
+
+    /// Property: templates put together from Jinja fragments at random (most do not compile; some loop,
+    /// raise, or index what is not there) compile or fail, render or fail, and never panic or hang.
+    #[test]
+    fn random_templates_never_panic() {
+        use rand::{Rng, SeedableRng};
+        const FRAGMENTS: &[&str] = &[
+            "{% for m in messages %}",
+            "{% endfor %}",
+            "{% if ",
+            "add_generation_prompt",
+            " %}",
+            "{% endif %}",
+            "{{ ",
+            " }}",
+            "m.content",
+            "m.role",
+            "messages[0]",
+            "messages[-1]['content']",
+            "loop.index",
+            " | trim",
+            " | length",
+            "raise_exception('bad')",
+            "range(99999)",
+            "{% for i in range(99999) %}",
+            "{% set x = ",
+            "bos_token",
+            " ~ ",
+            "1/0",
+            "'<|im_start|>'",
+            "\n",
+            "{#",
+            "#}",
+            "{% macro f() %}{{ f() }}{% endmacro %}",
+            "{{ f() }}",
+            "text ",
+            "{%- ",
+            " -%}",
+            "none",
+            "x.y.z",
+            "[1,2][5]",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x6a_696e_6a61);
+        let messages = [
+            ChatMessage { role: "user".into(), content: "hi".into() },
+            ChatMessage { role: "assistant".into(), content: "yo".into() },
+        ];
+        for _ in 0..1500 {
+            let source: String =
+                (0..rng.random_range(1..14)).map(|_| FRAGMENTS[rng.random_range(0..FRAGMENTS.len())]).collect();
+            if let Ok(t) = ChatTemplate::new(&source, "<s>", "</s>") {
+                let _ = t.render(&messages, true);
+                let _ = t.render_parts(&messages, false);
+            }
+        }
     }
 }

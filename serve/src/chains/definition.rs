@@ -365,11 +365,12 @@ fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Top-level variables a template reads.
+/// Top-level variables a template reads (minijinja's own globals, such as `range`, are not variables).
 fn template_variables(template: &str) -> Result<HashSet<String>, String> {
     let env = Environment::new();
     let t = env.template_from_str(template).map_err(|e| e.to_string())?;
-    Ok(t.undeclared_variables(false))
+    let globals: HashSet<&str> = env.globals().map(|(name, _)| name).collect();
+    Ok(t.undeclared_variables(false).into_iter().filter(|name| !globals.contains(name.as_str())).collect())
 }
 
 /// `input.x` fields a template reads.
@@ -382,6 +383,12 @@ fn input_paths(template: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minijinja_globals_are_not_variables() {
+        let vars = template_variables("{% for i in range(3) %}{{ input.x }}{{ namespace() }}{% endfor %}").unwrap();
+        assert_eq!(vars, HashSet::from(["input".to_string()]));
+    }
 
     const RAG: &str = r#"
 description = "answers from documents"

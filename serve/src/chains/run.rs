@@ -302,9 +302,14 @@ fn kind_name(kind: &StepKind) -> &'static str {
     }
 }
 
+/// The most template instructions one render may run: far above what a prompt needs, low enough that a
+/// runaway loop in a template a client registered fails in milliseconds instead of holding a worker.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 fn render(template: &str, context: &Map<String, Value>) -> Result<String, ChainError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.render_str(template, minijinja::Value::from_serialize(context))
         .map_err(|e| ChainError::BadInput(format!("template: {e}")))
 }
