@@ -175,3 +175,16 @@ def test_native_grpc_checks_the_model_of_each_call(secured):
 def test_hash_key_prints_the_digest_the_config_takes():
     out = subprocess.run([str(BINARY), "hash-key"], input="s3cret\n", capture_output=True, text=True, check=True)
     assert out.stdout.strip() == hashlib.sha256(b"s3cret").hexdigest()
+
+
+def test_a_restricted_key_still_gets_413_for_a_chunked_body_over_the_limit(secured):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", secured.http_port, timeout=30)
+    big = json.dumps({"model": MODEL, "input": "x" * 3_000_000}).encode()
+    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+    conn.request("POST", "/v1/embeddings", body=chunks, encode_chunked=True,
+                 headers={"content-type": "application/json", "authorization": f"Bearer {APP_KEY}"})
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "body_too_large"

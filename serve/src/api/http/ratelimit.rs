@@ -54,13 +54,30 @@ pub async fn limit(State(state): State<LimitState>, request: Request, next: Next
     }
 }
 
-/// The request with its body read (within the limit), and the body.
+/// The request with its body read (within the limit), and the body; 413 over the limit, 408 when the body
+/// stopped arriving, 400 when it could not be read.
 pub async fn buffered(request: Request, max_body_bytes: usize) -> Result<(Request, Bytes), Response> {
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, max_body_bytes).await {
-        Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
-        Err(_) => Err(super::stack::body_too_large(max_body_bytes)),
+    let error = match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(bytes) => return Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
+        Err(e) => e,
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Err(super::stack::body_too_large(max_body_bytes));
+        }
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return Err(invalid(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving"));
+        }
+        cause = e.source();
     }
+    Err(invalid(StatusCode::BAD_REQUEST, "invalid_body", &format!("the request body could not be read: {error}")))
+}
+
+fn invalid(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}});
+    (status, Json(body)).into_response()
 }
 
 /// A request's tokens as its key's token limit counts them: a quarter of the body's characters plus the
