@@ -13,10 +13,8 @@ bin=target/release/ferroserve
 loadgen=target/release/loadgen
 requests=${REQUESTS:-1000}
 dir=$(mktemp -d)
-mkdir "$dir/repo"
 source benches/lib.sh
-printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
-  "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
+minilm_repository "$dir/repo"
 
 serve() { # embedding_mb [extra [cache] lines] -> starts the server, sets $server
   printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = %s\n%s\n' "$1" "${2:-}" > "$dir/config.toml"

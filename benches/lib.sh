@@ -3,6 +3,7 @@
 #   start_server LOG ARGS...   runs `$bin serve ARGS` (bin: target/release/ferroserve unless set), sets $server
 #   stop_server
 #   machine                    CPU, cores, memory and the SIMD flags that decide kernel speed
+#   minilm_repository DIR      a model repository in DIR with only all-MiniLM-L6-v2 (Candle)
 
 BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-18080}
 BENCH_GRPC_PORT=${BENCH_GRPC_PORT:-15051}
@@ -44,4 +45,10 @@ machine() {
     grep -xE 'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_int8|amx_bf16' |
     tr '\n' ' ' | sed 's/ $//')
   echo "$cpu, $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576+0.5}' /proc/meminfo), flags: ${flags:-none}"
+}
+
+minilm_repository() {
+  mkdir -p "$1"
+  printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
+    "$(realpath assets/all-MiniLM-L6-v2)" > "$1/minilm.toml"
 }

@@ -11,10 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/ferroserve
 dir=$(mktemp -d)
-mkdir "$dir/repo"
 source benches/lib.sh
-printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
-  "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
+minilm_repository "$dir/repo"
 printf 'name = "llm"\ntask = "generation"\nbackend = "candle"\npath = "%s"\nweights = "SmolLM2-135M-Instruct.Q4_1.gguf"\ndtype = "q8_0"\n[generation]\nprefix_cache_mb = 0\n[[lanes]]\ndevice = "cpu"\nthreads = 2\n[semantic_cache]\nembedding_model = "all-MiniLM-L6-v2"\n' \
   "$(realpath assets/SmolLM2-135M-Instruct)" > "$dir/repo/llm.toml"
 start_server /tmp/ferroserve-semantic-bench.log --model-repository "$dir/repo"

@@ -12,10 +12,8 @@ bin=target/release/ferroserve
 loadgen=target/release/loadgen
 requests=${REQUESTS:-4000}
 dir=$(mktemp -d)
-mkdir "$dir/repo"
 source benches/lib.sh
-printf 'name = "all-MiniLM-L6-v2"\ntask = "embedding"\nbackend = "candle"\npath = "%s"\n' \
-  "$(realpath assets/all-MiniLM-L6-v2)" > "$dir/repo/minilm.toml"
+minilm_repository "$dir/repo"
 key=bench-key-0123456789
 digest=$(echo -n "$key" | "$bin" hash-key)
 
