@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::error::{ApiError, OpenAiError};
 use super::ratelimit::{EstimatedTokens, buffered};
 use crate::api::auth::{Access, AuthError, Keys, Principal};
 use crate::engine::Engine;
@@ -118,12 +117,11 @@ struct BodyFields {
 
 /// 401 (with `WWW-Authenticate: Bearer`) or 403, in OpenAI's error shape, which every client here reads.
 fn refusal(e: &AuthError) -> Response {
-    let (status, kind) = match e {
-        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
-        _ => (StatusCode::UNAUTHORIZED, "authentication_error"),
+    let status = match e {
+        AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
     };
-    let body = json!({"error": {"message": e.to_string(), "type": kind, "param": null, "code": e.code()}});
-    let mut response = (status, Json(body)).into_response();
+    let mut response = OpenAiError(ApiError::new(status, e.code(), e.to_string())).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

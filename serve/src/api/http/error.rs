@@ -23,6 +23,12 @@ impl ApiError {
         ApiError { status, message: message.into(), kind, retry_after_secs: None }
     }
 
+    /// Answers with `Retry-After: secs` (429 and 503 answers).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     fn with_headers(self, body: serde_json::Value) -> Response {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -85,14 +91,12 @@ impl From<JsonRejection> for ApiError {
 
 /// Whether reading the body failed because the client stopped sending it (the body-read timeout).
 fn body_timed_out(r: &JsonRejection) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(r);
-    while let Some(e) = cause {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    caused_by::<tower_http::timeout::TimeoutError>(r)
+}
+
+/// Whether `T` is `e` or anywhere in its chain of sources.
+pub fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<T>())
 }
 
 /// An error rendered the OpenAI way: `{"error": {"message", "type", "param", "code"}}`.
@@ -108,6 +112,8 @@ impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let e = self.0;
         let kind = match e.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             s if s.is_server_error() => "server_error",

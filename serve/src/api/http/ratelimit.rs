@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::error::{ApiError, OpenAiError, caused_by};
 use crate::api::auth::{Access, Principal};
 use crate::engine::Engine;
 use crate::ratelimit::{BucketState, Decision};
@@ -42,12 +41,12 @@ pub async fn limit(State(state): State<LimitState>, request: Request, next: Next
             response
         }
         Decision::Refused { retry_after, states, message, .. } => {
-            let body = json!({"error": {"message": message, "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}});
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let refused =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", message).retry_after(secs);
+            let mut response = OpenAiError(refused).into_response();
             let headers = response.headers_mut();
             add_headers(headers, &states);
-            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             headers.insert("retry-after-ms", HeaderValue::from(retry_after.as_millis().max(1) as u64));
             response
         }
@@ -62,22 +61,15 @@ pub async fn buffered(request: Request, max_body_bytes: usize) -> Result<(Reques
         Ok(bytes) => return Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
         Err(e) => e,
     };
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return Err(super::stack::body_too_large(max_body_bytes));
-        }
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return Err(invalid(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving"));
-        }
-        cause = e.source();
+    if caused_by::<http_body_util::LengthLimitError>(&error) {
+        return Err(super::stack::body_too_large(max_body_bytes));
     }
-    Err(invalid(StatusCode::BAD_REQUEST, "invalid_body", &format!("the request body could not be read: {error}")))
-}
-
-fn invalid(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}});
-    (status, Json(body)).into_response()
+    let refused = if caused_by::<tower_http::timeout::TimeoutError>(&error) {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving")
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the request body could not be read: {error}"))
+    };
+    Err(OpenAiError(refused).into_response())
 }
 
 /// A request's tokens as its key's token limit counts them: a quarter of the body's characters plus the

@@ -13,8 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::error::{ApiError, OpenAiError};
 use crate::api::connections::ConnectionLimits;
-use serde_json::json;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
@@ -127,8 +127,7 @@ async fn refuse_declared_oversize(request: Request, next: Next, limit: usize) ->
 /// 413 in OpenAI's error shape, naming the limit.
 pub(super) fn body_too_large(limit: usize) -> Response {
     let message = format!("request body is larger than the server's limit of {limit} bytes (max_body_bytes)");
-    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "body_too_large"}});
-    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+    OpenAiError(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)).into_response()
 }
 
 #[cfg(test)]
