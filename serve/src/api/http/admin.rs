@@ -7,11 +7,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use utoipa::ToSchema;
+
 use super::AppState;
 use super::error::OpenAiError;
 use super::extract::JsonBody;
+use super::schemas::{CacheUsageReport, Invalidated, OpenAiErrorBody};
 
-#[derive(Debug, Default, Deserialize)]
+/// What to drop from the caches; an empty object drops everything.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidateRequest {
     /// Only this model's entries (all models when absent).
@@ -23,6 +27,10 @@ pub struct InvalidateRequest {
     truncate: bool,
 }
 
+/// Bytes and entries of each cache.
+#[utoipa::path(get, path = "/admin/cache", tag = "Admin",
+    responses((status = 200, description = "Cache usage", body = CacheUsageReport),
+              (status = "4XX", description = "Missing or insufficient key", body = OpenAiErrorBody)))]
 pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
     let usage = |(bytes, entries): (u64, u64)| json!({"bytes": bytes, "entries": entries});
     let caches = state.engine.cache_usage();
@@ -33,6 +41,10 @@ pub async fn usage(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// Drops one embedding entry, one model's entries in every cache, or everything (local and shared).
+#[utoipa::path(post, path = "/admin/cache/invalidate", tag = "Admin", request_body = InvalidateRequest,
+    responses((status = 200, description = "What was dropped", body = Invalidated),
+              (status = "4XX", description = "What is wrong with the request", body = OpenAiErrorBody)))]
 pub async fn invalidate(
     State(state): State<AppState>,
     JsonBody(req, _): JsonBody<InvalidateRequest, OpenAiError>,

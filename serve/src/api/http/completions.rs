@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
+use utoipa::ToSchema;
 
 use std::collections::HashMap;
 
@@ -20,7 +21,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::error::{ApiError, OpenAiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::Scheduling;
+use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::schemas::{
+    CacheModeSchema, ChatCompletion, LogitBias, MessageContent, OpenAiErrorBody, Role, SseEvent, StopStrings,
+    TextCompletion,
+};
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
 use crate::engine::{EngineError, GenerateRequest, GenerationStream};
@@ -28,24 +33,36 @@ use crate::generation::{GenerationEvent, GenerationUsage, Prompt};
 
 /// Sampling and control fields shared by both endpoints. Unknown fields are ignored, as OpenAI's
 /// clients send fields this server has no use for (`user`, `metadata`, ...).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CommonParams {
+    #[schema(minimum = 1)]
     max_tokens: Option<usize>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     temperature: Option<f32>,
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     top_p: Option<f32>,
     /// Extension (vLLM): 0 or -1 is off.
+    #[schema(minimum = -1)]
     top_k: Option<i64>,
     /// Extension (vLLM).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     min_p: Option<f32>,
     /// Extension (vLLM, llama.cpp).
+    #[schema(exclusive_minimum = 0.0, maximum = 10.0)]
     repetition_penalty: Option<f32>,
+    #[schema(minimum = -2.0, maximum = 2.0)]
     frequency_penalty: Option<f32>,
+    #[schema(minimum = -2.0, maximum = 2.0)]
     presence_penalty: Option<f32>,
     seed: Option<i64>,
+    /// A stop string or a list of them.
+    #[schema(value_type = Option<StopStrings>)]
     stop: Option<Value>,
     /// Extension (vLLM): generate exactly `max_tokens`, past end-of-generation tokens (for benchmarks).
     #[serde(default)]
     ignore_eos: bool,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
     stream: bool,
@@ -53,52 +70,78 @@ pub struct CommonParams {
     /// ferroserve extension: 0 is admitted first (also header `x-ferroserve-priority`).
     priority: Option<u8>,
     /// ferroserve extension: give up if no slot frees within this many ms (also `x-ferroserve-timeout-ms`).
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
     /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
+    #[schema(value_type = Option<CacheModeSchema>)]
     cache: Option<CacheMode>,
     /// Token id (as a string, OpenAI's form) → bias from -100 (ban) to 100 (force).
+    #[schema(value_type = Option<HashMap<String, LogitBias>>)]
     logit_bias: Option<HashMap<String, f32>>,
-    /// Not supported: refused with a 400 rather than ignored (see [`CommonParams::refuse_unsupported`]).
+    /// Not supported: refused with a 400 rather than ignored (see [`CommonParams::refuse_unsupported`]);
+    /// left out of the OpenAPI document, which lists what the server does.
+    #[schema(ignore)]
     response_format: Option<Value>,
+    #[schema(ignore)]
     tools: Option<Value>,
+    #[schema(ignore)]
     tool_choice: Option<Value>,
+    #[schema(ignore)]
     functions: Option<Value>,
+    #[schema(ignore)]
     function_call: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// OpenAI's chat completion request, with vLLM's sampling extensions and ferroserve's scheduling fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8}))]
 pub struct ChatCompletionRequest {
     model: String,
+    #[schema(min_items = 1)]
     messages: Vec<MessageIn>,
+    #[schema(minimum = 1)]
     max_completion_tokens: Option<usize>,
     logprobs: Option<bool>,
+    /// Needs `logprobs: true`.
+    #[schema(maximum = 20)]
     top_logprobs: Option<usize>,
     #[serde(flatten)]
     common: CommonParams,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct MessageIn {
+    #[schema(value_type = Role)]
     role: String,
     #[serde(default)]
+    #[schema(value_type = MessageContent)]
     content: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// OpenAI's (legacy) text completion request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "SmolLM2-135M-Instruct", "prompt": "The capital of France is", "max_tokens": 8}))]
 pub struct CompletionRequest {
     model: String,
+    #[schema(value_type = String)]
     prompt: Value,
     /// Number of alternatives per token (0..=5 in OpenAI's API).
+    #[schema(maximum = 20)]
     logprobs: Option<usize>,
+    /// Not supported (refused); left out of the document.
     #[serde(default)]
+    #[schema(ignore)]
     echo: bool,
+    #[schema(ignore)]
     suffix: Option<String>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     best_of: Option<u32>,
     #[serde(flatten)]
     common: CommonParams,
@@ -233,6 +276,14 @@ enum Kind {
     Completion,
 }
 
+/// A chat completion (OpenAI): the whole answer, or `text/event-stream` chunks with `stream: true`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "OpenAI", request_body = ChatCompletionRequest,
+    params(SchedulingHeaders),
+    responses((status = 200, description = "The answer, or its chunks as server-sent events",
+               content((ChatCompletion = "application/json"), (SseEvent = "text/event-stream")),
+               headers(("x-cache" = String, description = "HIT, SEMANTIC or MISS"))),
+              (status = "4XX", description = "What is wrong with the request", body = OpenAiErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = OpenAiErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -262,6 +313,14 @@ pub async fn chat_completions(
     labeled(&state.engine, &model, result)
 }
 
+/// A text completion (OpenAI): the whole answer, or `text/event-stream` chunks with `stream: true`.
+#[utoipa::path(post, path = "/v1/completions", tag = "OpenAI", request_body = CompletionRequest,
+    params(SchedulingHeaders),
+    responses((status = 200, description = "The answer, or its chunks as server-sent events",
+               content((TextCompletion = "application/json"), (SseEvent = "text/event-stream")),
+               headers(("x-cache" = String, description = "HIT, SEMANTIC or MISS"))),
+              (status = "4XX", description = "What is wrong with the request", body = OpenAiErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = OpenAiErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,

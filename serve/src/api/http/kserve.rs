@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::schemas::{
+    Empty, InferRequest, InferResponse, KserveErrorBody, ModelConfig, ModelMetadata, ModelStatistics, RepositoryEntry,
+    RepositoryIndexRequest, ServerMetadata,
+};
 use crate::api::tensor_wire;
 use crate::engine::{EngineError, InferData, InferParams, InferTensor};
 
@@ -41,16 +45,23 @@ fn invalid(message: impl Into<String>) -> KserveError {
     KserveError(EngineError::InvalidInput(message.into()).into())
 }
 
+/// The server's name, version and protocol extensions.
+#[utoipa::path(get, path = "/v2", tag = "KServe v2", responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 pub async fn server_metadata() -> Json<Value> {
     Json(
         json!({"name": "ferroserve", "version": env!("CARGO_PKG_VERSION"), "extensions": crate::api::KSERVE_EXTENSIONS}),
     )
 }
 
+/// 200 while the process answers.
+#[utoipa::path(get, path = "/v2/health/live", tag = "KServe v2", responses((status = 200, description = "Live")))]
 pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
+/// 200 when every model is loaded, 503 before.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "KServe v2",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Models are still loading")))]
 pub async fn ready(State(state): State<AppState>) -> StatusCode {
     if state.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
 }
@@ -67,10 +78,20 @@ async fn metadata(state: &AppState, model: &str, key: &str) -> Answer {
     Ok(Json(body).into_response())
 }
 
+/// A model's platform, versions and tensors.
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "KServe v2", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Model metadata", body = ModelMetadata),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn model_metadata(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     metadata(&state, &model, &model).await
 }
 
+/// Metadata of one version of a model.
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "KServe v2", params(("model" = String, Path, description = "The model"), ("version" = String, Path, description = "A version of the model (a folder of its repository entry)")),
+    responses((status = 200, description = "Model metadata", body = ModelMetadata),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn version_metadata(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
     let key = state.engine.versioned(&model, &version)?;
     metadata(&state, &model, &key).await
@@ -84,10 +105,18 @@ fn ready_status(state: &AppState, key: &str) -> StatusCode {
     }
 }
 
+/// 200 when the model can serve (no body).
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "KServe v2", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Ready"), (status = 404, description = "No such model"),
+              (status = 503, description = "Loading, or unloaded")))]
 pub async fn model_ready(State(state): State<AppState>, Path(model): Path<String>) -> StatusCode {
     ready_status(&state, &model)
 }
 
+/// 200 when this version can serve.
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "KServe v2", params(("model" = String, Path, description = "The model"), ("version" = String, Path, description = "A version of the model (a folder of its repository entry)")),
+    responses((status = 200, description = "Ready"), (status = "4XX", description = "No such model or version"),
+              (status = 503, description = "Loading, or unloaded")))]
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -240,6 +269,15 @@ async fn infer_body(state: &AppState, model: &str, headers: &HeaderMap, body: &B
     Ok(respond(model, &header, outputs))
 }
 
+/// Runs the model on named tensors (for embedding models, BYTES `text` in; for generation models, BYTES
+/// `text_input` in and `text_output` out).
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "KServe v2", params(("model" = String, Path, description = "The model")), request_body(description = "JSON tensors, or with Triton's binary extension the JSON header followed by raw tensors (`Inference-Header-Content-Length` says where the JSON ends)",
+        content((InferRequest = "application/json"), (Vec<u8> = "application/octet-stream"))),
+    params(("Inference-Header-Content-Length" = Option<u64>, Header, description = "Bytes of JSON before the binary tensors")),
+    responses((status = 200, description = "The outputs; with binary outputs, the JSON header then raw tensors",
+               content((InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn infer(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -249,6 +287,14 @@ pub async fn infer(
     infer_body(&state, &model, &headers, &body).await
 }
 
+/// Runs one version of the model.
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "KServe v2", params(("model" = String, Path, description = "The model"), ("version" = String, Path, description = "A version of the model (a folder of its repository entry)")), request_body(description = "JSON tensors, or with Triton's binary extension the JSON header followed by raw tensors (`Inference-Header-Content-Length` says where the JSON ends)",
+        content((InferRequest = "application/json"), (Vec<u8> = "application/octet-stream"))),
+    params(("Inference-Header-Content-Length" = Option<u64>, Header, description = "Bytes of JSON before the binary tensors")),
+    responses((status = 200, description = "The outputs; with binary outputs, the JSON header then raw tensors",
+               content((InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn version_infer(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -260,6 +306,9 @@ pub async fn version_infer(
 }
 
 /// `POST /v2/repository/index` (`{"ready": true}` lists only ready models).
+#[utoipa::path(post, path = "/v2/repository/index", tag = "Model repository",
+    request_body(content = Option<RepositoryIndexRequest>, description = "`{\"ready\": true}` lists only ready models; any other body lists all"),
+    responses((status = 200, description = "Every model of the repository and its state", body = Vec<RepositoryEntry>)))]
 pub async fn repository_index(State(state): State<AppState>, body: Bytes) -> Answer {
     let ready_only =
         serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ready")?.as_bool()).unwrap_or(false);
@@ -273,11 +322,21 @@ pub async fn repository_index(State(state): State<AppState>, body: Bytes) -> Ans
     Ok(Json(Value::Array(models)).into_response())
 }
 
+/// Loads (or reloads) a model of the repository; the old version serves until the new one is ready.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/load", tag = "Model repository", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Loaded", body = Empty),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn load(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     state.engine.load_model(&model).await?;
     Ok(Json(json!({})).into_response())
 }
 
+/// Unloads a model after its in-flight requests finish.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/unload", tag = "Model repository", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Unloading", body = Empty),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     state.engine.unload_model(&model)?;
     Ok(Json(json!({})).into_response())
@@ -304,16 +363,29 @@ fn stats_json(stats: Vec<(String, crate::engine::InferStats)>) -> Value {
 }
 
 /// `GET /v2/models/stats`: every model's inference statistics.
+#[utoipa::path(get, path = "/v2/models/stats", tag = "KServe v2",
+    responses((status = 200, description = "Counts and cumulative times, as Triton reports them", body = ModelStatistics),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn all_stats(State(state): State<AppState>) -> Answer {
     Ok(Json(stats_json(state.engine.inference_statistics(None)?)).into_response())
 }
 
+/// One model's inference statistics.
+#[utoipa::path(get, path = "/v2/models/{model}/stats", tag = "KServe v2", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Counts and cumulative times, as Triton reports them", body = ModelStatistics),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn model_stats(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     Ok(Json(stats_json(state.engine.inference_statistics(Some(&model))?)).into_response())
 }
 
 /// `GET /v2/models/{name}/config`: Triton's model configuration (name, platform, max_batch_size, inputs and
 /// outputs with `TYPE_*` data types).
+#[utoipa::path(get, path = "/v2/models/{model}/config", tag = "KServe v2", params(("model" = String, Path, description = "The model")),
+    responses((status = 200, description = "Triton's model configuration", body = ModelConfig),
+              (status = "4XX", description = "No such model, or a request it refuses", body = KserveErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = KserveErrorBody)))]
 pub async fn model_config(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     let sig = state.engine.signature(&model)?;
     let tensors = |list: &[(String, &str, Vec<i64>)]| -> Vec<Value> {

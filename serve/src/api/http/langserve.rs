@@ -16,9 +16,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use utoipa::ToSchema;
+
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::schemas::{
+    BatchResponse, ChainDefinition, ChainList, ChainStatus, InvokeResponse, LangServeErrorBody, SseEvent,
+};
 use crate::chains::ChainDef;
 use crate::engine::{ChainStream, EngineError, RunOutput};
 
@@ -41,18 +46,25 @@ type Answer = Result<Response, LangServeError>;
 
 /// A LangServe request: `input` and `config` (`configurable` is read); other fields (`kwargs`) are ignored,
 /// as LangServe ignores them.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"input": {"question": "What is a terminal multiplexer?"}}))]
 pub struct InvokeBody {
+    /// The chain's input (its `input_schema`).
+    #[schema(value_type = Value)]
     input: Value,
+    /// `configurable` overrides the fields the chain allows (its `config_schema`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     config: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct BatchBody {
+    #[schema(value_type = Vec<Value>)]
     inputs: Vec<Value>,
     /// One config for all, or one per input.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     config: Option<Value>,
 }
 
@@ -93,6 +105,11 @@ fn metadata(run_id: &str, run: &RunOutput) -> Value {
     json!({"run_id": run_id, "feedback_tokens": [], "steps": steps})
 }
 
+/// Runs the chain once (LangServe `invoke`).
+#[utoipa::path(post, path = "/chains/{name}/invoke", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = InvokeBody,
+    responses((status = 200, description = "The output and each step's timing", body = InvokeResponse),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -103,6 +120,11 @@ pub async fn invoke(
     Ok(Json(json!({"output": run.output, "metadata": metadata(&id, &run)})).into_response())
 }
 
+/// Runs the chain on each input, concurrently (LangServe `batch`).
+#[utoipa::path(post, path = "/chains/{name}/batch", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = BatchBody,
+    responses((status = 200, description = "One output per input, in order", body = BatchResponse),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn batch(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -132,6 +154,12 @@ pub async fn batch(
     Ok(Json(json!({"output": outputs, "metadata": {"run_ids": ids, "responses": responses}})).into_response())
 }
 
+/// Runs the chain and streams it (LangServe `stream`): `metadata` once with the `run_id`, `data` chunks (a
+/// final chat step streams its tokens), `error` with `status_code` and `message`, then `end`.
+#[utoipa::path(post, path = "/chains/{name}/stream", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = InvokeBody,
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = SseEvent),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn stream_run(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -213,15 +241,29 @@ fn last_chunk(message: &Value, id: &str) -> Value {
     })
 }
 
+/// The JSON Schema of the chain's input.
+#[utoipa::path(get, path = "/chains/{name}/input_schema", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    responses((status = 200, description = "A JSON Schema", body = Object),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn input_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     Ok(Json(state.engine.chain(&name)?.input_schema()).into_response())
 }
 
+/// The JSON Schema of the chain's output.
+#[utoipa::path(get, path = "/chains/{name}/output_schema", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    responses((status = 200, description = "A JSON Schema", body = Object),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn output_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     Ok(Json(state.engine.chain(&name)?.output_schema()).into_response())
 }
 
 /// The `configurable` fields the chain allows.
+#[utoipa::path(get, path = "/chains/{name}/config_schema", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    responses((status = 200, description = "A JSON Schema", body = Object),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn config_schema(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let chain = state.engine.chain(&name)?;
     let types = |field: &str| match field {
@@ -238,6 +280,9 @@ pub async fn config_schema(State(state): State<AppState>, Path(name): Path<Strin
     .into_response())
 }
 
+/// The chains this server runs.
+#[utoipa::path(get, path = "/chains", tag = "Chains",
+    responses((status = 200, description = "Each chain's name, description and number of steps", body = ChainList)))]
 pub async fn list(State(state): State<AppState>) -> Answer {
     let chains: Vec<Value> = state
         .engine
@@ -249,12 +294,22 @@ pub async fn list(State(state): State<AppState>) -> Answer {
     Ok(Json(json!({"chains": chains})).into_response())
 }
 
+/// A chain's definition.
+#[utoipa::path(get, path = "/chains/{name}", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    responses((status = 200, description = "The definition (the fields of its TOML file)", body = ChainDefinition),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn get_chain(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let chain = state.engine.chain(&name)?;
     Ok(Json(json!({"name": chain.name, "definition": chain.def})).into_response())
 }
 
 /// Registers a chain from its definition (JSON, the same fields as the TOML files); persisted.
+#[utoipa::path(put, path = "/chains/{name}", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    request_body(content = Object, description = "The chain's definition: the fields of a chain TOML file, as JSON"),
+    responses((status = 200, description = "Registered (and persisted)", body = ChainStatus),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn put_chain(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -264,6 +319,11 @@ pub async fn put_chain(
     Ok(Json(json!({"name": name, "status": "registered"})).into_response())
 }
 
+/// Removes a chain registered through the API (and its persisted file).
+#[utoipa::path(delete, path = "/chains/{name}", tag = "Chains", params(("name" = String, Path, description = "The chain")),
+    responses((status = 200, description = "Deleted", body = ChainStatus),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn delete_chain(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     if !state.engine.delete_chain(&name)? {
         return Err(EngineError::ChainNotFound(name).into());

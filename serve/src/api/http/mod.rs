@@ -10,9 +10,11 @@ mod kserve;
 mod langserve;
 mod listener;
 mod openai;
+mod openapi;
 mod qdrant;
 mod ratelimit;
 mod scheduling;
+mod schemas;
 mod stack;
 mod tei;
 
@@ -23,10 +25,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use listener::serve;
 pub use stack::HttpConfig;
@@ -59,55 +64,58 @@ pub fn router(
 ) -> Router {
     let auth = auth::AuthState { keys, engine: state.engine.clone(), max_body_bytes };
     let limits_state = ratelimit::LimitState { engine: state.engine.clone() };
-    let routes = Router::new()
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/chat/completions", post(completions::chat_completions))
-        .route("/v1/completions", post(completions::completions))
-        .route("/v1/models", get(openai::list_models))
-        .route("/embed", post(tei::embed))
-        .route("/admin/cache", get(admin::usage))
-        .route("/admin/cache/invalidate", post(admin::invalidate))
-        .route("/", get(qdrant::root))
-        .route("/collections", get(qdrant::list_collections))
-        .route(
-            "/collections/{name}",
-            put(qdrant::create_collection).get(qdrant::get_collection).delete(qdrant::delete_collection),
-        )
-        .route("/collections/{name}/exists", get(qdrant::collection_exists))
-        .route("/collections/{name}/snapshots", post(qdrant::create_snapshot))
-        .route("/collections/{name}/points", put(qdrant::upsert_points).post(qdrant::get_points))
-        .route("/collections/{name}/points/delete", post(qdrant::delete_points))
-        .route("/collections/{name}/points/payload", post(qdrant::set_payload).put(qdrant::overwrite_payload))
-        .route("/collections/{name}/points/scroll", post(qdrant::scroll))
-        .route("/collections/{name}/points/count", post(qdrant::count))
-        .route("/collections/{name}/points/query", post(qdrant::query))
-        .route("/collections/{name}/points/query/batch", post(qdrant::query_batch))
-        .route("/v2", get(kserve::server_metadata))
-        .route("/v2/health/live", get(kserve::live))
-        .route("/v2/health/ready", get(kserve::ready))
-        .route("/v2/models/stats", get(kserve::all_stats))
-        .route("/v2/models/{model}", get(kserve::model_metadata))
-        .route("/v2/models/{model}/stats", get(kserve::model_stats))
-        .route("/v2/models/{model}/config", get(kserve::model_config))
-        .route("/v2/models/{model}/ready", get(kserve::model_ready))
-        .route("/v2/models/{model}/infer", post(kserve::infer))
-        .route("/v2/models/{model}/versions/{version}", get(kserve::version_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", get(kserve::version_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", post(kserve::version_infer))
-        .route("/v2/repository/index", post(kserve::repository_index))
-        .route("/v2/repository/models/{model}/load", post(kserve::load))
-        .route("/v2/repository/models/{model}/unload", post(kserve::unload))
-        .route("/chains", get(langserve::list))
-        .route("/chains/{name}", put(langserve::put_chain).get(langserve::get_chain).delete(langserve::delete_chain))
-        .route("/chains/{name}/invoke", post(langserve::invoke))
-        .route("/chains/{name}/batch", post(langserve::batch))
-        .route("/chains/{name}/stream", post(langserve::stream_run))
-        .route("/chains/{name}/input_schema", get(langserve::input_schema))
-        .route("/chains/{name}/output_schema", get(langserve::output_schema))
-        .route("/chains/{name}/config_schema", get(langserve::config_schema))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(prometheus_metrics))
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openai::embeddings))
+        .routes(routes!(completions::chat_completions))
+        .routes(routes!(completions::completions))
+        .routes(routes!(openai::list_models))
+        .routes(routes!(tei::embed))
+        .routes(routes!(admin::usage))
+        .routes(routes!(admin::invalidate))
+        .routes(routes!(qdrant::root))
+        .routes(routes!(qdrant::list_collections))
+        .routes(routes!(qdrant::create_collection, qdrant::get_collection, qdrant::delete_collection))
+        .routes(routes!(qdrant::collection_exists))
+        .routes(routes!(qdrant::create_snapshot))
+        .routes(routes!(qdrant::upsert_points, qdrant::get_points))
+        .routes(routes!(qdrant::delete_points))
+        .routes(routes!(qdrant::set_payload, qdrant::overwrite_payload))
+        .routes(routes!(qdrant::scroll))
+        .routes(routes!(qdrant::count))
+        .routes(routes!(qdrant::query))
+        .routes(routes!(qdrant::query_batch))
+        .routes(routes!(kserve::server_metadata))
+        .routes(routes!(kserve::live))
+        .routes(routes!(kserve::ready))
+        .routes(routes!(kserve::all_stats))
+        .routes(routes!(kserve::model_metadata))
+        .routes(routes!(kserve::model_stats))
+        .routes(routes!(kserve::model_config))
+        .routes(routes!(kserve::model_ready))
+        .routes(routes!(kserve::infer))
+        .routes(routes!(kserve::version_metadata))
+        .routes(routes!(kserve::version_ready))
+        .routes(routes!(kserve::version_infer))
+        .routes(routes!(kserve::repository_index))
+        .routes(routes!(kserve::load))
+        .routes(routes!(kserve::unload))
+        .routes(routes!(langserve::list))
+        .routes(routes!(langserve::put_chain, langserve::get_chain, langserve::delete_chain))
+        .routes(routes!(langserve::invoke))
+        .routes(routes!(langserve::batch))
+        .routes(routes!(langserve::stream_run))
+        .routes(routes!(langserve::input_schema))
+        .routes(routes!(langserve::output_schema))
+        .routes(routes!(langserve::config_schema))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(prometheus_metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::page))
+        .split_for_parts();
+    let routes = routes
+        .route("/docs/{file}", get(openapi::asset))
+        .layer(Extension(openapi::Rendered::new(&document)))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(limits_state, ratelimit::limit))
         .layer(middleware::from_fn_with_state(auth, auth::authorize))
@@ -149,11 +157,15 @@ async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -> Re
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "Operations", responses((status = 200, description = "Live", body = schemas::Health)))]
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: every model is loaded. 503 with each model's state otherwise.
+#[utoipa::path(get, path = "/ready", tag = "Operations",
+    responses((status = 200, description = "Every model is loaded", body = schemas::Readiness),
+              (status = 503, description = "Some model is loading or failed", body = schemas::Readiness)))]
 async fn ready(State(state): State<AppState>) -> Response {
     let models: Vec<_> = state
         .engine
@@ -165,6 +177,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(json!({"ready": status == StatusCode::OK, "models": models}))).into_response()
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "Operations",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String),
+              (status = 503, description = "No metrics recorder in this process", content_type = "text/plain", body = String)))]
 async fn prometheus_metrics(State(state): State<AppState>) -> Response {
     // Gauges of state (cache and collection sizes) are read now, so every scrape sees current values.
     state.engine.cache_usage();

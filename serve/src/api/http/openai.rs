@@ -7,21 +7,29 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, OpenAiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::Scheduling;
+use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::schemas::{ModelList, OpenAiErrorBody};
 use super::{AppState, labeled};
 use crate::api::auth::Principal;
 use crate::cache::CacheMode;
 use crate::engine::{EmbedOutput, EmbedRequest, EngineError, Truncate};
 
-#[derive(Debug, Deserialize)]
+/// OpenAI's embeddings request, with ferroserve's scheduling and truncation extensions.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "all-MiniLM-L6-v2", "input": ["a cat sat on the mat", "the weather today"]}))]
 pub struct EmbeddingsRequest {
     model: String,
+    /// A text or a list of texts (token-id arrays are refused).
+    #[schema(value_type = super::schemas::TextOrTexts)]
     input: Value,
     #[serde(default)]
     encoding_format: EncodingFormat,
+    /// Fewer dimensions (Matryoshka models), at most the model's.
+    #[schema(minimum = 1)]
     dimensions: Option<usize>,
     /// Accepted for compatibility; not used.
     #[serde(default)]
@@ -30,17 +38,20 @@ pub struct EmbeddingsRequest {
     /// ferroserve extension: 0 is served first (also header `x-ferroserve-priority`).
     priority: Option<u8>,
     /// ferroserve extension: give up after this many milliseconds (also `x-ferroserve-timeout-ms`).
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
     /// ferroserve extension: default | skip | refresh | only (also header `x-ferroserve-cache`).
+    #[schema(value_type = Option<super::schemas::CacheModeSchema>)]
     cache: Option<CacheMode>,
     /// Extension (TEI): cut inputs longer than the model takes instead of refusing them; absent: the model's
     /// `truncate` setting.
     truncate: Option<bool>,
     /// Extension (vLLM): -1 cuts inputs at the model's limit (a number at least that limit does the same).
+    #[schema(minimum = -1)]
     truncate_prompt_tokens: Option<i64>,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum EncodingFormat {
     #[default]
@@ -48,22 +59,24 @@ enum EncodingFormat {
     Base64,
 }
 
-#[derive(Serialize)]
-struct EmbeddingsResponse {
+#[derive(Serialize, ToSchema)]
+pub(super) struct EmbeddingsResponse {
     object: &'static str,
     data: Vec<EmbeddingItem>,
     model: String,
     usage: Usage,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EmbeddingItem {
     object: &'static str,
     index: usize,
+    /// Floats, or a base64 string of little-endian f32 with `encoding_format: base64`.
+    #[schema(value_type = super::schemas::FloatsOrBase64)]
     embedding: Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
@@ -88,6 +101,13 @@ fn texts(input: Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
+/// Embeddings of one or more texts (OpenAI).
+#[utoipa::path(post, path = "/v1/embeddings", tag = "OpenAI", request_body = EmbeddingsRequest,
+    params(SchedulingHeaders),
+    responses((status = 200, description = "One vector per input, in order", body = EmbeddingsResponse,
+               headers(("x-cache" = String, description = "HIT, MISS or PARTIAL"))),
+              (status = "4XX", description = "What is wrong with the request", body = OpenAiErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = OpenAiErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -162,6 +182,8 @@ fn encode(v: Vec<f32>, format: EncodingFormat) -> Value {
 }
 
 /// The ready models the caller's key may use.
+#[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
+    responses((status = 200, description = "The models", body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>, principal: Option<Extension<Principal>>) -> Json<Value> {
     let data: Vec<Value> = state
         .engine

@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,6 +15,11 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::schemas::{
+    CollectionExists, CollectionInfo, CollectionList, CountRequest, CountResult, CreateCollection, GetPoints,
+    PointRecord, PointsSelector, QdrantAnswer, QdrantErrorBody, QdrantRoot, QueryBatch, QueryRequest, QueryResult,
+    ScrollRequest, ScrollResult, SetPayload, SnapshotDescription, UpdateResult, UpsertPoints,
+};
 use crate::api::QDRANT_API_VERSION;
 use crate::engine::{CollectionSpec, EngineError, PointWrite, QueryInput, VectorInput};
 use crate::vectors::{
@@ -47,16 +53,27 @@ fn invalid(message: impl Into<String>) -> QdrantError {
     QdrantError(ApiError::from(EngineError::InvalidInput(message.into())))
 }
 
+/// Qdrant's root: the API this server follows.
+#[utoipa::path(get, path = "/", tag = "Collections (Qdrant)",
+    responses((status = 200, description = "Title and version", body = QdrantRoot)))]
 pub async fn root() -> Json<Value> {
     Json(json!({"title": "ferroserve (Qdrant-compatible API)", "version": QDRANT_API_VERSION}))
 }
 
+/// The collections' names.
+#[utoipa::path(get, path = "/collections", tag = "Collections (Qdrant)",
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<CollectionList>)))]
 pub async fn list_collections(State(state): State<AppState>) -> Answer {
     let started = Instant::now();
     let names: Vec<Value> = state.engine.collection_names().into_iter().map(|name| json!({"name": name})).collect();
     ok(started, json!({"collections": names}))
 }
 
+/// Creates a collection (a vector size and distance, or an embedding model that sets them).
+#[utoipa::path(put, path = "/collections/{name}", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = CreateCollection,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<bool>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -156,6 +173,11 @@ fn quantization_search(v: Option<&Value>) -> Result<QuantizationSearch, QdrantEr
     Ok(q)
 }
 
+/// A collection's points, memory and configuration.
+#[utoipa::path(get, path = "/collections/{name}", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")),
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<CollectionInfo>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn get_collection(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let started = Instant::now();
     let stored = state.engine.collection(&name)?;
@@ -197,6 +219,11 @@ pub async fn get_collection(State(state): State<AppState>, Path(name): Path<Stri
     )
 }
 
+/// Deletes a collection and its files; `false` when there was none.
+#[utoipa::path(delete, path = "/collections/{name}", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")),
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<bool>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn delete_collection(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let started = Instant::now();
     let deleted = state.engine.delete_collection(&name).await?;
@@ -204,21 +231,44 @@ pub async fn delete_collection(State(state): State<AppState>, Path(name): Path<S
 }
 
 /// Qdrant's "create snapshot": here, persist a snapshot now (the log is emptied); answers its description.
+#[utoipa::path(post, path = "/collections/{name}/snapshots", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")),
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<SnapshotDescription>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn create_snapshot(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let started = Instant::now();
     let size = state.engine.snapshot_collection(&name).await?;
     ok(started, json!({"name": "snapshot.bin", "creation_time": null, "size": size}))
 }
 
+/// Whether the collection exists.
+#[utoipa::path(get, path = "/collections/{name}/exists", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")),
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<CollectionExists>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn collection_exists(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     let started = Instant::now();
     ok(started, json!({"exists": state.engine.collection(&name).is_ok()}))
 }
 
 #[derive(Deserialize)]
-pub struct WaitParam {
+struct WaitParam {
     #[serde(default)]
     wait: Option<bool>,
+}
+
+/// The `?wait=` of a write; a value that is not a boolean is refused in Qdrant's shape.
+pub struct Wait(Option<bool>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Wait {
+    type Rejection = QdrantError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, QdrantError> {
+        let Query(p) = Query::<WaitParam>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| invalid(format!("query string: {}", e.body_text())))?;
+        Ok(Wait(p.wait))
+    }
 }
 
 fn update_result(started: Instant, version: u64, wait: Option<bool>) -> Answer {
@@ -226,10 +276,15 @@ fn update_result(started: Instant, version: u64, wait: Option<bool>) -> Answer {
     ok(started, json!({"operation_id": version, "status": status}))
 }
 
+/// Inserts or replaces points; a vector may be a text the server embeds.
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection"), ("wait" = Option<bool>, Query, description = "Answer after the write is applied (default); false: once it is in the write-ahead log")), request_body = UpsertPoints,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<UpdateResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn upsert_points(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(wait): Query<WaitParam>,
+    Wait(wait): Wait,
     JsonBody(body, _): Body,
 ) -> Answer {
     let started = Instant::now();
@@ -244,7 +299,7 @@ pub async fn upsert_points(
         return Err(invalid("points is empty"));
     }
     let version = state.engine.upsert_points(&name, points).await?;
-    update_result(started, version, wait.wait)
+    update_result(started, version, wait)
 }
 
 fn point(p: &Value, i: usize) -> Result<PointWrite, QdrantError> {
@@ -371,6 +426,11 @@ fn scored_json(s: Scored, selector: &PayloadSelector) -> Value {
     json!({"id": record.id, "version": record.version, "score": score, "payload": shown(selector, record.payload), "vector": record.vector})
 }
 
+/// Points by id.
+#[utoipa::path(post, path = "/collections/{name}/points", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = GetPoints,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<Vec<PointRecord>>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn get_points(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     let wanted = ids(body.get("ids").unwrap_or(&Value::Null), "ids")?;
@@ -388,16 +448,21 @@ fn selection(body: &Value) -> Result<(Option<Vec<PointId>>, Option<Filter>), Qdr
     Ok((points, filter(body)?))
 }
 
+/// Deletes points by id or by filter.
+#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection"), ("wait" = Option<bool>, Query, description = "Answer after the write is applied (default); false: once it is in the write-ahead log")), request_body = PointsSelector,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<UpdateResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn delete_points(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(wait): Query<WaitParam>,
+    Wait(wait): Wait,
     JsonBody(body, _): Body,
 ) -> Answer {
     let started = Instant::now();
     let (points, filter) = selection(&body)?;
     let version = state.engine.delete_points(&name, points, filter).await?;
-    update_result(started, version, wait.wait)
+    update_result(started, version, wait)
 }
 
 async fn payload_update(state: AppState, name: String, wait: Option<bool>, body: Value, overwrite: bool) -> Answer {
@@ -411,22 +476,32 @@ async fn payload_update(state: AppState, name: String, wait: Option<bool>, body:
     update_result(started, version, wait)
 }
 
+/// Merges keys into the payload of points chosen by id or filter.
+#[utoipa::path(post, path = "/collections/{name}/points/payload", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection"), ("wait" = Option<bool>, Query, description = "Answer after the write is applied (default); false: once it is in the write-ahead log")), request_body = SetPayload,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<UpdateResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn set_payload(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(wait): Query<WaitParam>,
+    Wait(wait): Wait,
     JsonBody(body, _): Body,
 ) -> Answer {
-    payload_update(state, name, wait.wait, body, false).await
+    payload_update(state, name, wait, body, false).await
 }
 
+/// Replaces the payload of points chosen by id or filter.
+#[utoipa::path(put, path = "/collections/{name}/points/payload", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection"), ("wait" = Option<bool>, Query, description = "Answer after the write is applied (default); false: once it is in the write-ahead log")), request_body = SetPayload,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<UpdateResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn overwrite_payload(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(wait): Query<WaitParam>,
+    Wait(wait): Wait,
     JsonBody(body, _): Body,
 ) -> Answer {
-    payload_update(state, name, wait.wait, body, true).await
+    payload_update(state, name, wait, body, true).await
 }
 
 fn usize_field(body: &Value, key: &str, default: usize) -> Result<usize, QdrantError> {
@@ -439,6 +514,11 @@ fn usize_field(body: &Value, key: &str, default: usize) -> Result<usize, QdrantE
     }
 }
 
+/// Pages through points in id order, optionally filtered.
+#[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = ScrollRequest,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<ScrollResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     if body.get("order_by").is_some_and(|v| !v.is_null()) {
@@ -456,6 +536,11 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, Jso
     ok(started, json!({"points": points, "next_page_offset": next}))
 }
 
+/// Counts points, optionally filtered.
+#[utoipa::path(post, path = "/collections/{name}/points/count", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = CountRequest,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<CountResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     let count = state.engine.count_points(&name, filter(&body)?).await?;
@@ -501,12 +586,22 @@ async fn run_query(state: &AppState, name: &str, body: &Value) -> Result<Value, 
     Ok(json!({"points": hits.into_iter().map(|h| scored_json(h, &selector)).collect::<Vec<_>>()}))
 }
 
+/// Nearest neighbours of a vector, a text or a point, with filters.
+#[utoipa::path(post, path = "/collections/{name}/points/query", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = QueryRequest,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<QueryResult>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn query(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     let result = run_query(&state, &name, &body).await?;
     ok(started, result)
 }
 
+/// Several queries in one request.
+#[utoipa::path(post, path = "/collections/{name}/points/query/batch", tag = "Collections (Qdrant)", params(("name" = String, Path, description = "The collection")), request_body = QueryBatch,
+    responses((status = 200, description = "Qdrant's envelope", body = QdrantAnswer<Vec<QueryResult>>),
+              (status = "4XX", description = "No such collection, or a request the collection refuses", body = QdrantErrorBody),
+              (status = "5XX", description = "Storage failed, or the embedding model did", body = QdrantErrorBody)))]
 pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>, JsonBody(body, _): Body) -> Answer {
     let started = Instant::now();
     let Some(Value::Array(searches)) = body.get("searches") else { return Err(invalid("searches must be a list")) };

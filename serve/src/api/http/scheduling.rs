@@ -14,6 +14,22 @@ pub const PRIORITY_HEADER: &str = "x-ferroserve-priority";
 pub const TIMEOUT_HEADER: &str = "x-ferroserve-timeout-ms";
 pub const CACHE_HEADER: &str = "x-ferroserve-cache";
 
+/// The scheduling headers, described for the OpenAPI document (the body fields of the same names win).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct SchedulingHeaders {
+    /// 0 is served first.
+    #[param(rename = "x-ferroserve-priority", value_type = u8, required = false, maximum = 255)]
+    priority: Option<u8>,
+    /// Give up after this many milliseconds (at least 1).
+    #[param(rename = "x-ferroserve-timeout-ms", value_type = u64, required = false, minimum = 1)]
+    timeout_ms: Option<u64>,
+    /// `default`, `skip`, `refresh` or `only`.
+    #[param(rename = "x-ferroserve-cache", value_type = super::schemas::CacheModeSchema, required = false)]
+    cache: Option<String>,
+}
+
 /// Priority and timeout of one request; `None` leaves the model's default.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Scheduling {

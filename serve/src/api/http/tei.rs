@@ -7,13 +7,17 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
+use utoipa::ToSchema;
+
 use super::error::{ApiError, TeiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::Scheduling;
+use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::schemas::TeiErrorBody;
 use super::{AppState, labeled};
 use crate::cache::CacheMode;
 use crate::engine::{EmbedRequest, EngineError};
 
+/// One text or a list of texts.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Inputs {
@@ -21,8 +25,11 @@ pub enum Inputs {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+/// TEI's embed request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": ["a cat sat on the mat"]}))]
 pub struct EmbedBody {
+    #[schema(value_type = super::schemas::TextOrTexts)]
     inputs: Inputs,
     #[serde(default)]
     model: Option<String>,
@@ -32,15 +39,18 @@ pub struct EmbedBody {
     #[serde(default)]
     truncate: Option<bool>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     dimensions: Option<usize>,
     /// 0 is served first (also header `x-ferroserve-priority`).
     #[serde(default)]
     priority: Option<u8>,
     /// Give up after this many milliseconds (also header `x-ferroserve-timeout-ms`).
     #[serde(default)]
+    #[schema(minimum = 1)]
     timeout_ms: Option<u64>,
     /// default | skip | refresh | only (also header `x-ferroserve-cache`).
     #[serde(default)]
+    #[schema(value_type = Option<super::schemas::CacheModeSchema>)]
     cache: Option<CacheMode>,
 }
 
@@ -48,6 +58,11 @@ fn yes() -> bool {
     true
 }
 
+/// Embeddings (TEI): a list of vectors, one per input. `model` defaults to the first embedding model.
+#[utoipa::path(post, path = "/embed", tag = "TEI", request_body = EmbedBody, params(SchedulingHeaders),
+    responses((status = 200, description = "One vector per input, in order", body = Vec<Vec<f32>>),
+              (status = "4XX", description = "What is wrong with the request (TEI answers 422 for invalid input)", body = TeiErrorBody),
+              (status = "5XX", description = "The model failed, or the server is loading or shutting down", body = TeiErrorBody)))]
 pub async fn embed(
     State(state): State<AppState>,
     headers: HeaderMap,
