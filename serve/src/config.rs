@@ -13,6 +13,7 @@ use crate::api::http::HttpConfig;
 use crate::api::tls::TlsConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::telemetry::TracingConfig;
 use crate::vectors::VectorsConfig;
 
 /// Everything `serve` needs to start, after merging file, environment and flags.
@@ -53,6 +54,9 @@ pub struct ServerConfig {
     /// The `[tls]` table of the file (certificate and key of both ports).
     #[serde(skip)]
     pub tls: TlsConfig,
+    /// The `[tracing]` table of the file (OpenTelemetry traces).
+    #[serde(skip)]
+    pub tracing: TracingConfig,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             connections: ConnectionLimits::default(),
             tls: TlsConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -114,6 +119,8 @@ struct ConfigFile {
     connections: ConnectionLimits,
     #[serde(default)]
     tls: TlsConfig,
+    #[serde(default)]
+    tracing: TracingConfig,
 }
 
 impl ServerConfig {
@@ -164,6 +171,7 @@ impl ServerConfig {
         anyhow::ensure!(config.io_threads != Some(0), "io_threads must be at least 1");
         config.http.check()?;
         config.connections.check()?;
+        config.tracing.check()?;
         Ok(config)
     }
 
@@ -178,6 +186,7 @@ impl ServerConfig {
         config.http = file.http;
         config.connections = file.connections;
         config.tls = file.tls;
+        config.tracing = file.tracing;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {

@@ -38,7 +38,7 @@ fn hash_key() -> anyhow::Result<()> {
 
 fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args)?;
-    ferroserve::telemetry::init_tracing(config.log_format);
+    let telemetry = ferroserve::telemetry::init_tracing(config.log_format, &config.tracing)?;
     let models = ferroserve::server::read_models(&config)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let budget = ThreadBudget::plan(&models, config.io_threads, cores);
@@ -48,5 +48,7 @@ fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
         .thread_name("ferroserve-io")
         .enable_all()
         .build()?;
-    runtime.block_on(ferroserve::server::run(config, models, budget))
+    let served = runtime.block_on(ferroserve::server::run(config, models, budget));
+    telemetry.shutdown();
+    served
 }

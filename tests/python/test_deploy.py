@@ -90,7 +90,7 @@ def test_serving_runtime_uses_flags_the_binary_has():
 
 def test_compose_files_and_dashboard_provisioning_exist():
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    assert {"ferroserve", "redis", "prometheus", "grafana"} <= set(compose["services"])
+    assert {"ferroserve", "redis", "prometheus", "grafana", "jaeger"} <= set(compose["services"])
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]

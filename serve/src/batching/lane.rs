@@ -9,6 +9,7 @@ use ferroserve_models::Embedder;
 
 use super::BatchError;
 use super::Shared;
+use super::pending::Pending;
 use super::queue::{BatchLimits, Item};
 
 pub(super) struct LaneWorker {
@@ -33,7 +34,21 @@ impl LaneWorker {
         let started = Instant::now();
         let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
         let padded_tokens = seqs.iter().map(|s| s.len()).max().unwrap_or(0) * seqs.len();
-        let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed(&seqs)));
+        let span = tracing::info_span!("batch", model = %self.shared.model, lane = %self.name, size = batch.len() as i64,
+                                       tokens = padded_tokens as i64);
+        let mut linked: Vec<*const Pending> = Vec::with_capacity(batch.len());
+        for item in &batch {
+            item.request.dequeued();
+            if !linked.contains(&Arc::as_ptr(&item.request)) {
+                linked.push(Arc::as_ptr(&item.request));
+                span.follows_from(&item.request.span);
+            }
+        }
+        let _batch = span.enter();
+        let result = {
+            let _forward = tracing::info_span!("forward", sequences = seqs.len() as i64).entered();
+            catch_unwind(AssertUnwindSafe(|| self.embedder.embed(&seqs)))
+        };
         let ended = Instant::now();
         let elapsed = ended - started;
 

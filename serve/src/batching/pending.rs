@@ -23,6 +23,8 @@ pub(super) type Reply = oneshot::Sender<Result<Embedded, BatchError>>;
 pub(super) struct Pending {
     pub deadline: Option<Instant>,
     pub admitted: Instant,
+    /// The span of the request that submitted it; the `batch` spans that carry its sequences link to it.
+    pub span: tracing::Span,
     inner: Mutex<Inner>,
 }
 
@@ -33,6 +35,8 @@ struct Inner {
     last_start: Option<Instant>,
     first_start: Option<Instant>,
     last_end: Option<Instant>,
+    /// Open until a lane takes its first sequence.
+    queue_span: Option<tracing::Span>,
 }
 
 impl Pending {
@@ -40,7 +44,9 @@ impl Pending {
         Pending {
             deadline,
             admitted: Instant::now(),
+            span: tracing::Span::current(),
             inner: Mutex::new(Inner {
+                queue_span: Some(tracing::info_span!("queue", sequences = sequences as i64)),
                 vectors: vec![Vec::new(); sequences],
                 remaining: sequences,
                 reply: Some(reply),
@@ -53,6 +59,11 @@ impl Pending {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A lane took one of its sequences: its wait in the queue is over.
+    pub fn dequeued(&self) {
+        self.lock().queue_span.take();
     }
 
     pub fn expired(&self, now: Instant) -> bool {

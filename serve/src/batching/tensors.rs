@@ -32,6 +32,10 @@ struct Job {
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: oneshot::Sender<TensorAnswer>,
+    /// The span of the request; its batch's span links to it.
+    span: tracing::Span,
+    /// Open while it waits.
+    queue_span: tracing::Span,
 }
 
 /// The queue of one tensor model.
@@ -90,7 +94,9 @@ impl TensorBatcher {
             return Err(BatchError::Overloaded { model: self.model.clone(), retry_after: Duration::from_secs(1) });
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job { inputs, rows, priority, enqueued: Instant::now(), deadline, reply };
+        let queue_span = tracing::info_span!("queue", model = %self.model, rows = rows as i64);
+        let span = tracing::Span::current();
+        let job = Job { inputs, rows, priority, enqueued: Instant::now(), deadline, reply, span, queue_span };
         if self.jobs.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(BatchError::ShuttingDown);
@@ -216,14 +222,24 @@ impl Worker {
         }
     }
 
-    fn execute(&mut self, batch: Vec<Job>) {
+    fn execute(&mut self, mut batch: Vec<Job>) {
         let started = Instant::now();
         metrics::histogram!("ferroserve_tensor_batch_size", "model" => self.name.clone()).record(batch.len() as f64);
         let rows: Vec<usize> = batch.iter().map(|j| j.rows).collect();
         let waited: Vec<Duration> = batch.iter().map(|j| started - j.enqueued).collect();
+        let span = tracing::info_span!("batch", model = %self.name, requests = batch.len() as i64, rows = rows.iter().sum::<usize>() as i64);
+        for job in &mut batch {
+            // Its wait is over.
+            drop(std::mem::replace(&mut job.queue_span, tracing::Span::none()));
+            span.follows_from(&job.span);
+        }
+        let _batch = span.enter();
         let (replies, inputs): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.reply, j.inputs)).unzip();
         let result = match stack(inputs) {
-            Ok(stacked) => self.model.run(stacked).and_then(|outputs| split(outputs, &rows)),
+            Ok(stacked) => {
+                let _forward = tracing::info_span!("forward").entered();
+                self.model.run(stacked).and_then(|outputs| split(outputs, &rows))
+            }
             Err(e) => Err(e),
         };
         metrics::histogram!("ferroserve_tensor_compute_seconds", "model" => self.name.clone())
@@ -311,7 +327,8 @@ mod tests {
     fn job(priority: u8, rows: usize, width: i64) -> Job {
         let (reply, _) = oneshot::channel();
         let inputs = vec![t("x", vec![rows as i64, width], vec![0.0; rows * width as usize])];
-        Job { inputs, rows, priority, enqueued: Instant::now(), deadline: None, reply }
+        let (span, queue_span) = (tracing::Span::none(), tracing::Span::none());
+        Job { inputs, rows, priority, enqueued: Instant::now(), deadline: None, reply, span, queue_span }
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub(crate) struct Submitted {
     job: GenerationJob,
     events: mpsc::UnboundedSender<GenerationEvent>,
     submitted: Instant,
+    /// The span of the request that submitted it (the parent of its `generate` span).
+    request_span: tracing::Span,
+    /// Open while it waits for a slot.
+    queue_span: tracing::Span,
 }
 
 /// The handle request handlers use; cheap to share.
@@ -156,7 +160,10 @@ impl Generator {
             return Err(GenerationError::Overloaded { model: self.model.clone(), retry_after });
         }
         let (events, rx) = mpsc::unbounded_channel();
-        self.jobs.send(Submitted { job, events, submitted: Instant::now() }).map_err(|_| {
+        let queue_span = tracing::info_span!("queue", model = %self.model, prompt_tokens = job.prompt.len() as i64);
+        let submitted =
+            Submitted { job, events, submitted: Instant::now(), request_span: tracing::Span::current(), queue_span };
+        self.jobs.send(submitted).map_err(|_| {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             GenerationError::ShuttingDown
         })?;

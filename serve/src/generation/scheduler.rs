@@ -161,7 +161,15 @@ impl<M: StepModel> Scheduler<M> {
         }
         let (plan, step_tokens) = self.plan();
         let started = Instant::now();
+        let step_span = tracing::info_span!("step", model = %self.model_name, tokens = step_tokens as i64,
+                                            sequences = plan.iter().flatten().count() as i64);
+        for (seq, work) in self.running.iter().zip(&plan) {
+            if work.is_some() {
+                step_span.follows_from(&seq.span);
+            }
+        }
         let result = {
+            let _step = step_span.enter();
             let mut steps: Vec<SeqStep<M::Cache>> = self
                 .running
                 .iter_mut()

@@ -70,6 +70,8 @@ pub(super) struct Sequence<C> {
     /// When it got its slot.
     pub admitted: Instant,
     pub first_token: Option<Instant>,
+    /// From its slot to its last token; the scheduler's `step` spans link to it.
+    pub span: tracing::Span,
 }
 
 /// What happened to a sequence after a step.
@@ -82,7 +84,11 @@ pub(super) enum Outcome {
 
 impl<C: KvState> Sequence<C> {
     pub fn new(s: Submitted, cache: C, cached_tokens: usize, vocab: usize) -> Self {
-        let Submitted { job, events, submitted } = s;
+        let Submitted { job, events, submitted, request_span, queue_span } = s;
+        drop(queue_span);
+        let span = tracing::info_span!(parent: &request_span, "generate", prompt_tokens = job.prompt.len() as i64,
+                                       cached_tokens = cached_tokens as i64, max_tokens = job.max_tokens as i64,
+                                       completion_tokens = tracing::field::Empty, finish_reason = tracing::field::Empty);
         let sampler = Sampler::new(job.params, &job.prompt, vocab);
         Sequence {
             reserved: job.prompt.len() + job.max_tokens,
@@ -100,6 +106,7 @@ impl<C: KvState> Sequence<C> {
             submitted,
             admitted: Instant::now(),
             first_token: None,
+            span,
         }
     }
 
@@ -143,6 +150,8 @@ impl<C: KvState> Sequence<C> {
             completion_tokens: self.generated,
             cached_tokens: self.cached_tokens,
         };
+        self.span.record("completion_tokens", self.generated as i64);
+        self.span.record("finish_reason", tracing::field::debug(reason));
         let _ = self.events.send(GenerationEvent::Done { finish_reason: reason, text: self.text.finish(), usage });
     }
 }

@@ -82,10 +82,10 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(TraceLayer::new_for_grpc().make_span_with(|request: &axum::http::Request<_>| {
-            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_grpc()
+                .make_span_with(|request: &axum::http::Request<_>| crate::telemetry::request_span("grpc", request)),
+        )
         .layer(metrics::GrpcMetricsLayer)
         .layer(auth::GrpcAuthLayer { keys, engine: engine.clone() })
         .add_service(health_service)

@@ -84,10 +84,13 @@ pub fn wrap(router: Router, config: &HttpConfig, limits: &ConnectionLimits, max_
         // 5xx answers are expected at times (503 while loading or overloaded): warn, not error.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("http", request_id = %id, method = %request.method(), path = %request.uri().path())
-                })
+                .make_span_with(|request: &Request| crate::telemetry::request_span("http", request))
+                .on_response(
+                    |response: &axum::response::Response, latency: std::time::Duration, span: &tracing::Span| {
+                        crate::telemetry::record_status(span, response.status().as_u16());
+                        tracing::debug!(status = response.status().as_u16(), ?latency, "finished processing request");
+                    },
+                )
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
