@@ -12,7 +12,7 @@ pub mod text_stream;
 pub mod tokenizer;
 
 use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::io::{BufReader, Read, Seek};
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
@@ -81,26 +81,46 @@ pub fn weight_format(dtype: DType) -> WeightFormat {
     }
 }
 
+/// What a GGUF file says before its weights: the metadata and tensor table, the tokenizer and the chat template.
+pub struct GgufHeader {
+    pub content: gguf_file::Content,
+    pub tokenizer: GgufTokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+/// Reads a GGUF file's header, metadata and tensor table (every length checked against `file_len` before
+/// anything is allocated), then the tokenizer and chat template its metadata holds. Weights are not read.
+/// What the server reads of a model file before trusting it, and what `benches/fuzz` feeds arbitrary bytes.
+pub fn read_gguf<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<GgufHeader, String> {
+    gguf_check::check_header(reader, file_len)?;
+    reader.rewind().map_err(|e| e.to_string())?;
+    let content = gguf_file::Content::read(reader).map_err(|e| e.to_string())?;
+    gguf_check::check_tensors(&content, file_len)?;
+    let tokenizer = GgufTokenizer::from_gguf(&content).map_err(|e| e.to_string())?;
+    let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default().to_string();
+    let template = match content.metadata.get("tokenizer.chat_template") {
+        Some(v) => Some(
+            ChatTemplate::new(
+                v.to_string().map_err(|e| e.to_string())?,
+                &token_text(tokenizer.bos_id),
+                &token_text(tokenizer.eos_id),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    Ok(GgufHeader { content, tokenizer, template })
+}
+
 /// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
 pub fn load_language_model(config: &ModelConfig, context_limit: usize) -> Result<LanguageModel, ModelError> {
     let path = config.weights_path();
     let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
     let file_len = file.metadata().map_err(|e| ModelError::io(&path, e))?.len();
     let mut reader = BufReader::new(file);
-    let damaged = |e: String| ModelError::config(&path, format!("not a readable GGUF file: {e}"));
-    gguf_check::check_header(&mut reader, file_len).map_err(damaged)?;
-    reader.rewind().map_err(|e| ModelError::io(&path, e))?;
-    let content = gguf_file::Content::read(&mut reader).map_err(|e| damaged(e.to_string()))?;
-    gguf_check::check_tensors(&content, file_len).map_err(damaged)?;
-    let tokenizer = GgufTokenizer::from_gguf(&content)?;
+    let GgufHeader { content, tokenizer, template } = read_gguf(&mut reader, file_len)
+        .map_err(|e| ModelError::config(&path, format!("not a readable GGUF file: {e}")))?;
     let model = Llama::load(&content, &mut reader, weight_format(config.dtype), &Device::Cpu)?;
-    let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default().to_string();
-    let template = match content.metadata.get("tokenizer.chat_template") {
-        Some(v) => {
-            Some(ChatTemplate::new(v.to_string()?, &token_text(tokenizer.bos_id), &token_text(tokenizer.eos_id))?)
-        }
-        None => None,
-    };
     let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
     stop_ids.extend(END_TOKENS.iter().filter_map(|t| tokenizer.token_id(t)));
     stop_ids.sort_unstable();

@@ -5,7 +5,7 @@ pub mod auth;
 pub mod connections;
 pub mod grpc;
 pub mod http;
-mod tensor_wire;
+pub mod tensor_wire;
 pub mod tls;
 
 /// The Qdrant version whose API the collections endpoints answer like (REST `GET /`, gRPC `HealthCheck`;
