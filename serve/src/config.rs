@@ -13,6 +13,7 @@ use crate::api::http::HttpConfig;
 use crate::api::tls::TlsConfig;
 use crate::cache::CacheConfig;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::routing::RouteSpec;
 use crate::telemetry::TracingConfig;
 use crate::vectors::VectorsConfig;
 
@@ -57,6 +58,9 @@ pub struct ServerConfig {
     /// The `[tracing]` table of the file (OpenTelemetry traces).
     #[serde(skip)]
     pub tracing: TracingConfig,
+    /// The `[[routes]]` of the file: aliases routed to model variants (A/B), with optional shadows.
+    #[serde(skip)]
+    pub routes: Vec<RouteSpec>,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
             connections: ConnectionLimits::default(),
             tls: TlsConfig::default(),
             tracing: TracingConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -121,6 +126,8 @@ struct ConfigFile {
     tls: TlsConfig,
     #[serde(default)]
     tracing: TracingConfig,
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
 }
 
 impl ServerConfig {
@@ -187,6 +194,7 @@ impl ServerConfig {
         config.connections = file.connections;
         config.tls = file.tls;
         config.tracing = file.tracing;
+        config.routes = file.routes;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {

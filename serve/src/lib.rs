@@ -18,6 +18,7 @@ pub mod generation;
 pub mod ratelimit;
 pub mod remote;
 pub mod repository;
+pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod threads;

@@ -37,6 +37,9 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
         Some(config.chains_folder()),
         Some(config.model_repository.clone()),
     )?;
+    for route in &config.routes {
+        engine.set_route(route.clone()).map_err(|e| anyhow::anyhow!("[[routes]] {:?}: {e}", route.alias))?;
+    }
     let prometheus = telemetry::init_metrics();
     let keys = api_keys(&config)?;
     let tls = Tls::start(&config.tls)?;

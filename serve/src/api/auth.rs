@@ -98,12 +98,25 @@ pub struct Principal {
     admin: bool,
     /// The key's request and token limits.
     pub limits: RateLimits,
+    /// Whether a configured key identified the caller (not the anonymous caller of a server without keys).
+    keyed: bool,
 }
 
 impl Principal {
     /// The caller when no keys are configured: every scope.
     pub fn anonymous() -> Self {
-        Principal { name: Arc::from("anonymous"), models: None, admin: true, limits: RateLimits::default() }
+        Principal {
+            name: Arc::from("anonymous"),
+            models: None,
+            admin: true,
+            limits: RateLimits::default(),
+            keyed: false,
+        }
+    }
+
+    /// What keeps a caller on one variant of a routed alias: the name of its key (`None` without keys).
+    pub fn route_key(&self) -> Option<&str> {
+        self.keyed.then_some(&*self.name)
     }
 
     pub fn may_use(&self, model: &str) -> bool {
@@ -184,12 +197,18 @@ impl Keys {
             let models = (!entry.models.iter().any(|m| m == "*")).then(|| entry.models.clone().into());
             let limits = entry.limits();
             limits.check().with_context(|| format!("auth key '{}'", entry.name))?;
-            let principal = Principal { name: Arc::from(entry.name.as_str()), models, admin: entry.admin, limits };
+            let principal =
+                Principal { name: Arc::from(entry.name.as_str()), models, admin: entry.admin, limits, keyed: true };
             keys.push(Key { digest, principal });
         }
         if let Some(key) = env_key.map(str::trim).filter(|k| !k.is_empty()) {
-            let principal =
-                Principal { name: Arc::from("env"), models: None, admin: true, limits: RateLimits::default() };
+            let principal = Principal {
+                name: Arc::from("env"),
+                models: None,
+                admin: true,
+                limits: RateLimits::default(),
+                keyed: true,
+            };
             keys.push(Key { digest: digest_of(key), principal });
         }
         let mut names: Vec<&str> = keys.iter().map(|k| &*k.principal.name).collect();
@@ -238,6 +257,7 @@ impl Principal {
             models: Some(Arc::from([])),
             admin: false,
             limits: RateLimits::default(),
+            keyed: false,
         }
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod generate;
 mod meta;
 mod repository;
+mod routes;
 mod tensors;
 mod vectors;
 
@@ -187,6 +188,10 @@ pub struct Engine {
     ready: tokio::sync::watch::Sender<bool>,
     /// Start-up (models, seeded collections, chains) has finished.
     started: std::sync::atomic::AtomicBool,
+    /// Aliases routed to model variants (A/B) and their shadows.
+    routes: crate::routing::Routes,
+    /// Itself, for the work it spawns (shadow requests).
+    me: std::sync::Weak<Engine>,
 }
 
 impl Engine {
@@ -206,7 +211,7 @@ impl Engine {
         let caches = Caches::new(cache, semantic)?;
         let rate_limiter = crate::ratelimit::RateLimiter::new(caches.redis());
         let models = models.into_iter().map(|m| (m.name().to_string(), (m, ModelState::Loading))).collect();
-        Ok(Arc::new(Engine {
+        Ok(Arc::new_cyclic(|me| Engine {
             models: RwLock::new(models),
             caches,
             collections,
@@ -219,6 +224,8 @@ impl Engine {
             budget,
             ready: tokio::sync::watch::Sender::new(false),
             started: std::sync::atomic::AtomicBool::new(false),
+            routes: crate::routing::Routes::default(),
+            me: me.clone(),
         }))
     }
 

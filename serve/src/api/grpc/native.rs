@@ -46,7 +46,7 @@ impl NativeService {
             priority,
             timeout,
         };
-        let out = self.engine.embed(request).await.map_err(to_status)?;
+        let out = self.engine.embed_routed(request, call.route_key.as_deref()).await.map_err(to_status)?;
         let meta = out.meta();
         let response = EmbedResponse {
             model: out.model,
@@ -140,7 +140,7 @@ impl Inference for NativeService {
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
         self.label(&request, &request.get_ref().model);
         allow_model(request.extensions().get(), &request.get_ref().model)?;
-        let call = CallOptions::from_metadata(request.metadata())?;
+        let call = CallOptions::from_metadata(request.metadata())?.keyed_by(request.extensions().get());
         let (body, meta) = self.embed_one(request.into_inner(), &call).await?;
         Ok(with_meta(Response::new(body), &meta))
     }
@@ -152,12 +152,12 @@ impl Inference for NativeService {
         request: Request<Streaming<EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let service = self.clone();
-        let call = CallOptions::from_metadata(request.metadata())?;
+        let call = CallOptions::from_metadata(request.metadata())?.keyed_by(request.extensions().get());
         let principal = request.extensions().get::<Principal>().cloned();
         let responses = request
             .into_inner()
             .map(move |item| {
-                let (service, principal) = (service.clone(), principal.clone());
+                let (service, principal, call) = (service.clone(), principal.clone(), call.clone());
                 async move {
                     let req = item?;
                     let request_id = req.request_id.clone();
@@ -187,9 +187,9 @@ impl Inference for NativeService {
     async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<Self::GenerateStream>, Status> {
         self.label(&request, &request.get_ref().model);
         allow_model(request.extensions().get(), &request.get_ref().model)?;
-        let call = CallOptions::from_metadata(request.metadata())?;
+        let call = CallOptions::from_metadata(request.metadata())?.keyed_by(request.extensions().get());
         let req = generate_request(request.into_inner(), &call)?;
-        let generation = self.engine.generate(req).await.map_err(to_status)?;
+        let generation = self.engine.generate_routed(req, call.route_key.as_deref()).await.map_err(to_status)?;
         let meta = generation.meta();
         let responses = tokio_stream::wrappers::UnboundedReceiverStream::new(generation.events).map(generate_response);
         Ok(with_meta(Response::new(Box::pin(responses) as Self::GenerateStream), &meta))

@@ -1,6 +1,7 @@
 //! Per-call scheduling over gRPC: priority from the message field or the `x-ferroserve-priority` metadata,
 //! and the deadline from the message's `timeout_ms` or the standard `grpc-timeout` header (the sooner wins).
 
+use crate::api::auth::Principal;
 use std::time::{Duration, Instant};
 
 use tonic::Status;
@@ -9,12 +10,15 @@ use crate::cache::CacheMode;
 use tonic::metadata::MetadataMap;
 
 /// What a call's metadata says; each message may narrow it.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct CallOptions {
     pub priority: Option<u8>,
     pub deadline: Option<Instant>,
     /// Metadata `x-ferroserve-cache`: default | skip | refresh | only.
     pub cache: CacheMode,
+    /// Keeps the caller on one variant of a routed alias: metadata `x-ferroserve-route-key`, else the API
+    /// key's name (see [`CallOptions::keyed_by`]).
+    pub route_key: Option<String>,
 }
 
 impl CallOptions {
@@ -43,7 +47,20 @@ impl CallOptions {
                 .and_then(str::parse)
                 .map_err(|m: String| Status::invalid_argument(format!("metadata x-ferroserve-cache: {m}")))?,
         };
-        Ok(CallOptions { priority, deadline, cache })
+        let route_key = metadata
+            .get("x-ferroserve-route-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        Ok(CallOptions { priority, deadline, cache, route_key })
+    }
+
+    /// Without a route key in the metadata, the caller's API key name keeps it on one variant.
+    pub fn keyed_by(mut self, principal: Option<&Principal>) -> Self {
+        if self.route_key.is_none() {
+            self.route_key = principal.and_then(Principal::route_key).map(str::to_string);
+        }
+        self
     }
 
     /// Priority and remaining time for one message with its own `priority` and `timeout_ms` fields.

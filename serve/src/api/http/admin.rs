@@ -1,8 +1,9 @@
-//! Cache administration: `GET /admin/cache` (usage), `POST /admin/cache/invalidate` (one embedding entry,
-//! one model's entries in every cache, or everything). Bind the HTTP listener to a trusted network: these routes have no authentication.
+//! Administration (the `admin` scope): caches (`GET /admin/cache` usage, `POST /admin/cache/invalidate` one
+//! embedding entry, one model's entries in every cache, or everything) and A/B routes of model aliases
+//! (`GET /admin/routes`, `PUT` and `DELETE /admin/routes/{alias}`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +13,10 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::OpenAiError;
 use super::extract::JsonBody;
-use super::schemas::{CacheUsageReport, Invalidated, OpenAiErrorBody};
+use super::schemas::{
+    CacheUsageReport, Invalidated, OpenAiErrorBody, RouteList, RouteRemoved, RouteSchema, RouteShadow, RouteVariant,
+};
+use crate::routing::{RouteSpec, Shadow, Variant};
 
 /// What to drop from the caches; an empty object drops everything.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -60,6 +64,58 @@ pub async fn invalidate(
             }
             Json(body).into_response()
         }
+        Err(e) => OpenAiError::from(e).into_response(),
+    }
+}
+
+/// A route's variants and shadow (the alias is in the path).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"variants": [{"model": "all-MiniLM-L6-v2:onnx", "weight": 90},
+                                       {"model": "all-MiniLM-L6-v2:onnx-int8", "weight": 10}],
+                          "shadow": {"model": "all-MiniLM-L6-v2:onnx-fp16", "share": 0.1}}))]
+pub struct RouteBody {
+    #[schema(value_type = Vec<RouteVariant>, min_items = 1)]
+    variants: Vec<Variant>,
+    #[serde(default)]
+    #[schema(value_type = Option<RouteShadow>)]
+    shadow: Option<Shadow>,
+}
+
+/// The routes in force.
+#[utoipa::path(get, path = "/admin/routes", tag = "Admin",
+    responses((status = 200, description = "Every alias with its variants, weights and shadow", body = RouteList),
+              (status = "4XX", description = "Missing or insufficient key", body = OpenAiErrorBody)))]
+pub async fn list_routes(State(state): State<AppState>) -> Response {
+    Json(json!({"routes": state.engine.routes()})).into_response()
+}
+
+/// Sets (or replaces) the route of an alias: requests for it go to the variants by weight, sticky per caller
+/// (`x-ferroserve-route-key`, else the API key), and `shadow.share` of them also to the shadow candidate.
+#[utoipa::path(put, path = "/admin/routes/{alias}", tag = "Admin",
+    params(("alias" = String, Path, description = "The name clients ask for")), request_body = RouteBody,
+    responses((status = 200, description = "The route now in force", body = RouteSchema),
+              (status = "4XX", description = "A variant that is not a model, weights that add up to 0, ...", body = OpenAiErrorBody)))]
+pub async fn put_route(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    JsonBody(body, _): JsonBody<RouteBody, OpenAiError>,
+) -> Response {
+    let spec = RouteSpec { alias, variants: body.variants, shadow: body.shadow };
+    match state.engine.set_route(spec.clone()) {
+        Ok(()) => Json(spec).into_response(),
+        Err(e) => OpenAiError::from(e).into_response(),
+    }
+}
+
+/// Removes an alias's route.
+#[utoipa::path(delete, path = "/admin/routes/{alias}", tag = "Admin",
+    params(("alias" = String, Path, description = "The alias")),
+    responses((status = 200, description = "Removed", body = RouteRemoved),
+              (status = "4XX", description = "No such route", body = OpenAiErrorBody)))]
+pub async fn delete_route(State(state): State<AppState>, Path(alias): Path<String>) -> Response {
+    match state.engine.delete_route(&alias) {
+        Ok(()) => Json(json!({"alias": alias, "status": "removed"})).into_response(),
         Err(e) => OpenAiError::from(e).into_response(),
     }
 }

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use ferroserve_models::llm::{ChatMessage, GgufTokenizer, SamplingParams, TokenLogprobs};
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
@@ -21,12 +21,13 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::error::{ApiError, OpenAiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::scheduling::{Scheduling, SchedulingHeaders, route_key};
 use super::schemas::{
     CacheModeSchema, ChatCompletion, LogitBias, MessageContent, OpenAiErrorBody, Role, SseEvent, StopStrings,
     TextCompletion,
 };
 use super::{AppState, labeled};
+use crate::api::auth::Principal;
 use crate::cache::CacheMode;
 use crate::engine::{EngineError, GenerateRequest, GenerationStream};
 use crate::generation::{GenerationEvent, GenerationUsage, Prompt};
@@ -287,9 +288,11 @@ enum Kind {
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     JsonBody(req, _): JsonBody<ChatCompletionRequest, OpenAiError>,
 ) -> Response {
     let model = req.model.clone();
+    let key = route_key(&headers, principal.as_deref());
     let result = async {
         let messages = req
             .messages
@@ -307,7 +310,7 @@ pub async fn chat_completions(
         };
         let request =
             req.common.request(req.model, Prompt::Chat(messages), req.max_completion_tokens, logprobs, &headers)?;
-        respond(&state, request, Kind::Chat, &req.common).await
+        respond(&state, request, Kind::Chat, &req.common, key.as_deref()).await
     }
     .await;
     labeled(&state.engine, &model, result)
@@ -324,9 +327,11 @@ pub async fn chat_completions(
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     JsonBody(req, _): JsonBody<CompletionRequest, OpenAiError>,
 ) -> Response {
     let model = req.model.clone();
+    let key = route_key(&headers, principal.as_deref());
     let result = async {
         if req.echo {
             return Err(invalid("echo is not supported"));
@@ -346,7 +351,7 @@ pub async fn completions(
             _ => return Err(invalid("prompt must be a string")),
         };
         let request = req.common.request(req.model, Prompt::Text(prompt), None, req.logprobs, &headers)?;
-        respond(&state, request, Kind::Completion, &req.common).await
+        respond(&state, request, Kind::Completion, &req.common, key.as_deref()).await
     }
     .await;
     labeled(&state.engine, &model, result)
@@ -357,8 +362,9 @@ async fn respond(
     request: GenerateRequest,
     kind: Kind,
     common: &CommonParams,
+    route_key: Option<&str>,
 ) -> Result<Response, OpenAiError> {
-    let generation = state.engine.generate(request).await?;
+    let generation = state.engine.generate_routed(request, route_key).await?;
     let shape = Shape {
         kind,
         id: format!("{}-{}", if kind == Kind::Chat { "chatcmpl" } else { "cmpl" }, request_id()),

@@ -72,6 +72,8 @@ pub fn router(
         .routes(routes!(tei::embed))
         .routes(routes!(admin::usage))
         .routes(routes!(admin::invalidate))
+        .routes(routes!(admin::list_routes))
+        .routes(routes!(admin::put_route, admin::delete_route))
         .routes(routes!(qdrant::root))
         .routes(routes!(qdrant::list_collections))
         .routes(routes!(qdrant::create_collection, qdrant::get_collection, qdrant::delete_collection))

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, OpenAiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::scheduling::{Scheduling, SchedulingHeaders, route_key};
 use super::schemas::{ModelList, OpenAiErrorBody};
 use super::{AppState, labeled};
 use crate::api::auth::Principal;
@@ -111,10 +111,12 @@ fn texts(input: Value) -> Result<Vec<String>, ApiError> {
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     JsonBody(req, _): JsonBody<EmbeddingsRequest, OpenAiError>,
 ) -> Response {
     let model = req.model.clone();
-    let result = embed(&state, &headers, req).await;
+    let key = route_key(&headers, principal.as_deref());
+    let result = embed(&state, &headers, req, key.as_deref()).await;
     labeled(&state.engine, &model, result)
 }
 
@@ -135,22 +137,26 @@ async fn embed(
     state: &AppState,
     headers: &HeaderMap,
     req: EmbeddingsRequest,
+    route_key: Option<&str>,
 ) -> Result<(MetaHeaders, Json<EmbeddingsResponse>), OpenAiError> {
     let scheduling = Scheduling::from_request(headers, req.priority, req.timeout_ms, req.cache)?;
     let truncate = truncation(req.truncate, req.truncate_prompt_tokens)?;
     let inputs = texts(req.input)?;
     let out = state
         .engine
-        .embed(EmbedRequest {
-            model: req.model,
-            inputs,
-            normalize: None,
-            truncate,
-            dimensions: req.dimensions,
-            priority: scheduling.priority,
-            timeout: scheduling.timeout,
-            cache: scheduling.cache,
-        })
+        .embed_routed(
+            EmbedRequest {
+                model: req.model,
+                inputs,
+                normalize: None,
+                truncate,
+                dimensions: req.dimensions,
+                priority: scheduling.priority,
+                timeout: scheduling.timeout,
+                cache: scheduling.cache,
+            },
+            route_key,
+        )
         .await?;
     Ok((MetaHeaders(out.meta()), Json(to_response(out, req.encoding_format))))
 }
@@ -181,7 +187,7 @@ fn encode(v: Vec<f32>, format: EncodingFormat) -> Value {
     }
 }
 
-/// The ready models the caller's key may use.
+/// The ready models and the routed aliases the caller's key may use.
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
     responses((status = 200, description = "The models", body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>, principal: Option<Extension<Principal>>) -> Json<Value> {
@@ -189,8 +195,11 @@ pub async fn list_models(State(state): State<AppState>, principal: Option<Extens
         .engine
         .list_models()
         .into_iter()
-        .filter(|m| m.ready && principal.as_ref().is_none_or(|p| p.may_use(&m.name)))
-        .map(|m| json!({"id": m.name, "object": "model", "created": state.started_unix, "owned_by": "ferroserve"}))
+        .filter(|m| m.ready)
+        .map(|m| m.name)
+        .chain(state.engine.routes().into_iter().map(|r| r.alias))
+        .filter(|name| principal.as_ref().is_none_or(|p| p.may_use(name)))
+        .map(|id| json!({"id": id, "object": "model", "created": state.started_unix, "owned_by": "ferroserve"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
 }

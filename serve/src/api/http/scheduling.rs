@@ -7,12 +7,24 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use crate::api::auth::Principal;
 use crate::cache::CacheMode;
 use crate::engine::EngineError;
 
 pub const PRIORITY_HEADER: &str = "x-ferroserve-priority";
 pub const TIMEOUT_HEADER: &str = "x-ferroserve-timeout-ms";
 pub const CACHE_HEADER: &str = "x-ferroserve-cache";
+/// Keeps a caller on one variant of a routed alias (A/B); absent: the caller's API key name.
+pub const ROUTE_KEY_HEADER: &str = "x-ferroserve-route-key";
+
+/// The key that makes a routed alias sticky: the `x-ferroserve-route-key` header, else the caller's API key
+/// name; `None` (a variant drawn at random) for an anonymous caller without the header.
+pub fn route_key(headers: &HeaderMap, principal: Option<&Principal>) -> Option<String> {
+    match headers.get(ROUTE_KEY_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+        Some(key) => Some(key.to_string()),
+        None => principal.and_then(Principal::route_key).map(str::to_string),
+    }
+}
 
 /// The scheduling headers, described for the OpenAPI document (the body fields of the same names win).
 #[derive(utoipa::IntoParams)]
@@ -28,6 +40,9 @@ pub struct SchedulingHeaders {
     /// `default`, `skip`, `refresh` or `only`.
     #[param(rename = "x-ferroserve-cache", value_type = super::schemas::CacheModeSchema, required = false)]
     cache: Option<String>,
+    /// Keeps the caller on one variant of a routed alias (default: the API key's name).
+    #[param(rename = "x-ferroserve-route-key", value_type = String, required = false)]
+    route_key: Option<String>,
 }
 
 /// Priority and timeout of one request; `None` leaves the model's default.
@@ -98,6 +113,9 @@ mod tests {
         let s = Scheduling::from_request(&headers, None, None, Some(CacheMode::Skip)).unwrap();
         assert_eq!(s.cache, CacheMode::Skip, "the body wins");
         headers.insert(CACHE_HEADER, "sometimes".parse().unwrap());
+        assert_eq!(route_key(&headers, Some(&Principal::anonymous())), None, "an anonymous caller is not sticky");
+        headers.insert(ROUTE_KEY_HEADER, "user-42".parse().unwrap());
+        assert_eq!(route_key(&headers, Some(&Principal::anonymous())).as_deref(), Some("user-42"));
         assert!(Scheduling::from_request(&headers, None, None, None).unwrap_err().message.contains("skip"));
     }
 }

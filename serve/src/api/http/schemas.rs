@@ -236,6 +236,44 @@ pub struct Invalidated {
     pub shared_error: Option<String>,
 }
 
+// ---- A/B routes ----
+
+/// A model and its relative share of an alias's traffic.
+#[derive(ToSchema)]
+pub struct RouteVariant {
+    pub model: String,
+    #[schema(minimum = 0.0)]
+    pub weight: f64,
+}
+
+/// A candidate that also receives `share` of the alias's requests, off the request path.
+#[derive(ToSchema)]
+pub struct RouteShadow {
+    pub model: String,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub share: f64,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Route)]
+pub struct RouteSchema {
+    pub alias: String,
+    pub variants: Vec<RouteVariant>,
+    pub shadow: Option<RouteShadow>,
+}
+
+#[derive(ToSchema)]
+pub struct RouteList {
+    pub routes: Vec<RouteSchema>,
+}
+
+#[derive(ToSchema)]
+pub struct RouteRemoved {
+    pub alias: String,
+    /// `removed`
+    pub status: String,
+}
+
 // ---- OpenAI completions ----
 
 #[derive(ToSchema)]

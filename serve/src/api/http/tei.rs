@@ -1,19 +1,20 @@
 //! Text-Embeddings-Inference-compatible route: `POST /embed`, so TEI clients can switch unchanged.
 //! TEI serves one model, so `model` is optional here and defaults to the first embedding model.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use utoipa::ToSchema;
 
 use super::error::{ApiError, TeiError};
 use super::extract::{JsonBody, MetaHeaders};
-use super::scheduling::{Scheduling, SchedulingHeaders};
+use super::scheduling::{Scheduling, SchedulingHeaders, route_key};
 use super::schemas::TeiErrorBody;
 use super::{AppState, labeled};
+use crate::api::auth::Principal;
 use crate::cache::CacheMode;
 use crate::engine::{EmbedRequest, EngineError};
 
@@ -66,8 +67,10 @@ fn yes() -> bool {
 pub async fn embed(
     State(state): State<AppState>,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     JsonBody(body, _): JsonBody<EmbedBody, TeiError>,
 ) -> Response {
+    let key = route_key(&headers, principal.as_deref());
     let Some(model) = body.model.clone().or_else(|| state.engine.default_embedding_model()) else {
         let e = ApiError::from(EngineError::ModelNotFound("(default embedding model)".into()));
         return labeled(&state.engine, "", Err::<Json<()>, _>(TeiError(e)));
@@ -90,7 +93,11 @@ pub async fn embed(
         timeout: scheduling.timeout,
         cache: scheduling.cache,
     };
-    let result =
-        state.engine.embed(req).await.map(|out| (MetaHeaders(out.meta()), Json(out.vectors))).map_err(TeiError::from);
+    let result = state
+        .engine
+        .embed_routed(req, key.as_deref())
+        .await
+        .map(|out| (MetaHeaders(out.meta()), Json(out.vectors)))
+        .map_err(TeiError::from);
     labeled(&state.engine, &model, result)
 }
