@@ -31,8 +31,13 @@ printf '%s\0%s\0%s' \
 printf '\x0a\x00\x00\x80\x3f\x00\x00\x00\x40' > corpus/kserve_tensor/fp32-pair
 printf '\x0c\x03\x00\x00\x00abc' > corpus/kserve_tensor/bytes-one
 
+# Build every target first (one cargo run), then run the binaries: editing the tree meanwhile cannot change
+# what is fuzzed.
+cargo +nightly fuzz build
+BIN=target/$(rustc -vV | sed -n 's/^host: //p')/release
 for target in "${TARGETS[@]}"; do
   echo "== $target: ${SECONDS_EACH}s"
-  cargo +nightly fuzz run "$target" corpus/"$target" -- \
-    -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=4096 -timeout=20
+  mkdir -p artifacts/"$target"
+  "$BIN/$target" corpus/"$target" -artifact_prefix=artifacts/"$target"/ \
+    -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=4096 -timeout=20 -print_final_stats=1
 done

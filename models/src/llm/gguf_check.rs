@@ -142,16 +142,31 @@ impl<R: Read> Bounded<'_, R> {
         }
     }
 
-    /// A metadata key: its bytes when short enough to be one we look for, else skipped.
+    /// A metadata key as the parser will see it (trailing NUL bytes dropped), when it is short enough to be
+    /// one we look for; `None` for a longer one. Past the first 64 bytes only NULs can follow a key we look
+    /// for, however many there are.
     fn key(&mut self, wide: bool) -> Result<Option<Vec<u8>>, String> {
         let len = self.count(wide)?;
         self.fits(len, 1, "bytes of text")?;
-        if len > 64 {
-            return self.take(len).map(|()| None);
-        }
-        let mut key = vec![0u8; len as usize];
+        let mut key = vec![0u8; len.min(64) as usize];
         self.inner.read_exact(&mut key).map_err(|_| "the file ends inside its header".to_string())?;
-        self.left -= len;
+        self.left -= key.len() as u64;
+        let mut rest = len - key.len() as u64;
+        let mut only_nul = true;
+        let mut chunk = [0u8; 4096];
+        while rest > 0 {
+            let n = rest.min(chunk.len() as u64) as usize;
+            self.inner.read_exact(&mut chunk[..n]).map_err(|_| "the file ends inside its header".to_string())?;
+            only_nul &= chunk[..n].iter().all(|&b| b == 0);
+            self.left -= n as u64;
+            rest -= n as u64;
+        }
+        if !only_nul {
+            return Ok(None);
+        }
+        while key.last() == Some(&0) {
+            key.pop();
+        }
         Ok(Some(key))
     }
 
@@ -266,6 +281,17 @@ mod tests {
         let at = bytes.windows(17).position(|w| w == b"general.alignment").unwrap() + 17 + 4;
         zero_alignment[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
         assert_eq!(load(&zero_alignment).unwrap_err(), "general.alignment is 0");
+        // The parser drops a key's trailing NULs: "general.alignment\0..." is the alignment too, however many
+        // NULs pad it (found by benches/fuzz: a division by zero in the parser).
+        for padding in [3usize, 200] {
+            let key_at = bytes.windows(17).position(|w| w == b"general.alignment").unwrap();
+            let mut padded = bytes[..key_at - 8].to_vec();
+            padded.extend(((17 + padding) as u64).to_le_bytes());
+            padded.extend(b"general.alignment");
+            padded.extend(std::iter::repeat_n(0u8, padding));
+            padded.extend(&zero_alignment[key_at + 17..]);
+            assert_eq!(load(&padded).unwrap_err(), "general.alignment is 0", "{padding} NULs");
+        }
         // Dimensions far beyond the file: refused before the loader would allocate for them.
         let mut huge_dims = bytes.clone();
         let name = [1u64.to_le_bytes().as_slice(), b"w"].concat();
