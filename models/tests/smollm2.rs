@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use ferroserve_models::DType;
 use ferroserve_models::config::ModelConfig;
-use ferroserve_models::llm::{ChatMessage, KvState, LanguageModel, SeqStep, load_language_model, sampling::argmax};
+use ferroserve_models::llm::{
+    ChatMessage, GgufTarget, KvState, LanguageModel, SeqStep, load_language_model, requantize_gguf, sampling::argmax,
+};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -188,4 +190,25 @@ fn f32_answers_the_short_question() {
     let out = greedy(&lm, &[prompt], 10);
     let text = lm.info.tokenizer.decode(&out[0]).unwrap();
     assert!(text.starts_with("The capital of France is Paris."), "{text:?}");
+}
+
+#[test]
+fn an_offline_q8_0_file_answers_like_the_load_time_conversion() {
+    // `ferroserve quantize --to q8_0` writes what `dtype = "q8_0"` computes at load: the same tensors, so the
+    // same greedy answers, from a file that loads without converting.
+    let source = config(DType::Q8_0);
+    let dir = std::env::temp_dir().join(format!("smollm2-q8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report =
+        requantize_gguf(&source.weights_path(), &dir.join("smollm2.Q8_0.gguf"), GgufTarget::Q8_0, |_, _| {}).unwrap();
+    assert!(report.requantized > 100 && report.fallback.is_empty(), "{report:?}");
+    assert!(report.bytes_after > report.bytes_before, "Q8_0 is larger than the Q4_1 it came from");
+    let offline = ModelConfig { path: dir.clone(), weights: Some("smollm2.Q8_0.gguf".into()), ..source };
+    let lm = load_language_model(&offline, 4096).unwrap();
+    let reference = reference("smollm2_llamacpp_greedy.json");
+    let prompts: Vec<Vec<u32>> =
+        reference["prompts"].as_array().unwrap().iter().map(|p| ids(&p["prompt_ids"])).collect();
+    assert_eq!(greedy(&lm, &prompts, 16), greedy(model(), &prompts, 16));
+    assert_eq!(lm.info.template.is_some(), model().info.template.is_some(), "metadata carried over");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -24,17 +24,19 @@ pub enum Command {
     #[command(subcommand)]
     Export(ExportCommand),
     /// Write a quantized variant of an ONNX model folder (INT8: any ONNX model whose MatMuls have constant
-    /// weights; FP16: any ONNX model with float32 weights).
+    /// weights; FP16: any ONNX model with float32 weights) or of a GGUF file (Q8_0, Q4_0, Q4_K).
     Quantize {
-        /// Folder with model.onnx (and its tokenizer and configs, copied along).
+        /// Folder with model.onnx (and its tokenizer and configs, copied along), or a .gguf file.
         #[arg(long)]
         model: PathBuf,
-        /// Output folder (created); the variant goes to OUTPUT/model.onnx.
+        /// Output folder (created); the variant goes to OUTPUT/model.onnx, or for GGUF to
+        /// OUTPUT/<name>.<TO>.gguf (or OUTPUT itself when it ends in .gguf).
         #[arg(long)]
         output: PathBuf,
         /// int8: dynamic quantization of MatMul weights, one scale per output channel (recommended);
         /// int8-per-tensor: one scale per weight matrix (smaller, less accurate); fp16: weights and compute in
-        /// half precision, inputs and outputs unchanged.
+        /// half precision, inputs and outputs unchanged. q8_0, q4_0, q4_k: a GGUF model's weight matrices
+        /// re-quantized offline (rows that do not split into Q4_K's 256-value blocks fall back to Q5_0).
         #[arg(long, value_enum)]
         to: QuantizeTarget,
     },
@@ -45,6 +47,12 @@ pub enum QuantizeTarget {
     Int8,
     Int8PerTensor,
     Fp16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_k")]
+    Q4K,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use ferroserve_models::export::export_bert_onnx;
+use ferroserve_models::llm::{GgufTarget, requantize_gguf};
 use ferroserve_models::onnx::proto::ModelProto;
 use ferroserve_models::quantize::{Granularity, QuantizeReport, convert_fp16, quantize_int8};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -45,6 +46,20 @@ pub fn export_onnx(checkpoint: &Path, output: &Path) -> anyhow::Result<()> {
 }
 
 pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::Result<()> {
+    let gguf = match to {
+        QuantizeTarget::Q8_0 => Some(GgufTarget::Q8_0),
+        QuantizeTarget::Q4_0 => Some(GgufTarget::Q4_0),
+        QuantizeTarget::Q4K => Some(GgufTarget::Q4K),
+        QuantizeTarget::Int8 | QuantizeTarget::Int8PerTensor | QuantizeTarget::Fp16 => None,
+    };
+    match gguf {
+        Some(target) => requantize(model_dir, output, target),
+        None => quantize_onnx(model_dir, output, to),
+    }
+}
+
+/// An ONNX model folder's INT8 or FP16 variant.
+fn quantize_onnx(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::Result<()> {
     let input = model_dir.join("model.onnx");
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let mut model =
@@ -62,6 +77,9 @@ pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::
         QuantizeTarget::Int8 => int8(&mut model, Granularity::PerChannel)?,
         QuantizeTarget::Int8PerTensor => int8(&mut model, Granularity::PerTensor)?,
         QuantizeTarget::Fp16 => convert_fp16(&mut model)?,
+        QuantizeTarget::Q8_0 | QuantizeTarget::Q4_0 | QuantizeTarget::Q4K => {
+            anyhow::bail!("{to:?} is a GGUF format: give a .gguf file")
+        }
     };
     anyhow::ensure!(summary.matmuls > 0, "{} has no float32 weights to convert", input.display());
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
@@ -75,6 +93,49 @@ pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::
         summary.bytes_after as f64 / 1e6
     );
     report(&out)
+}
+
+/// A GGUF file re-quantized to `dtype`.
+fn requantize(input: &Path, output: &Path, to: GgufTarget) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        input.extension().is_some_and(|e| e == "gguf") && input.is_file(),
+        "{} is not a .gguf file (GGUF targets take a GGUF model file)",
+        input.display()
+    );
+    let out = if output.extension().is_some_and(|e| e == "gguf") {
+        output.to_path_buf()
+    } else {
+        std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+        let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = stem.rsplit_once('.').map_or(stem.as_str(), |(name, _)| name).to_string();
+        output.join(format!("{stem}.{}.gguf", to.name()))
+    };
+    let bar = progress_bar("re-quantizing tensors", "tensors");
+    let summary = requantize_gguf(input, &out, to, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish();
+    println!(
+        "{} of {} tensors re-quantized to {}: {:.1} MB -> {:.1} MB",
+        summary.requantized,
+        summary.tensors,
+        to.name(),
+        summary.bytes_before as f64 / 1e6,
+        summary.bytes_after as f64 / 1e6
+    );
+    if !summary.fallback.is_empty() {
+        let first: Vec<&str> = summary.fallback.iter().take(3).map(String::as_str).collect();
+        println!(
+            "{} matrices have rows that do not split into {}'s blocks and are Q5_0 (as llama.cpp does): {}{}",
+            summary.fallback.len(),
+            to.name(),
+            first.join(", "),
+            if summary.fallback.len() > first.len() { ", ..." } else { "" }
+        );
+    }
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 fn report(model: &Path) -> anyhow::Result<()> {

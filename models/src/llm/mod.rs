@@ -6,6 +6,7 @@ pub mod chat_template;
 mod gguf_check;
 pub mod llama;
 pub mod prefix_cache;
+pub mod requantize;
 pub mod sampling;
 pub mod step;
 pub mod text_stream;
@@ -20,6 +21,7 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use llama::{KvCache, Llama, LlamaShape, WeightFormat};
 pub use prefix_cache::{PrefixCache, PrefixHit};
+pub use requantize::{GgufTarget, RequantizeReport, requantize_gguf};
 pub use sampling::{Sampler, SamplingParams, TokenLogprobs};
 pub use step::{KvState, SeqStep, StepModel};
 pub use text_stream::{TextDelta, TextStream};
@@ -92,10 +94,7 @@ pub struct GgufHeader {
 /// anything is allocated), then the tokenizer and chat template its metadata holds. Weights are not read.
 /// What the server reads of a model file before trusting it, and what `benches/fuzz` feeds arbitrary bytes.
 pub fn read_gguf<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<GgufHeader, String> {
-    gguf_check::check_header(reader, file_len)?;
-    reader.rewind().map_err(|e| e.to_string())?;
-    let content = gguf_file::Content::read(reader).map_err(|e| e.to_string())?;
-    gguf_check::check_tensors(&content, file_len)?;
+    let content = read_gguf_content(reader, file_len)?;
     let tokenizer = GgufTokenizer::from_gguf(&content).map_err(|e| e.to_string())?;
     let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default().to_string();
     let template = match content.metadata.get("tokenizer.chat_template") {
@@ -110,6 +109,15 @@ pub fn read_gguf<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<GgufHe
         None => None,
     };
     Ok(GgufHeader { content, tokenizer, template })
+}
+
+/// A GGUF file's metadata and tensor table, every length checked against `file_len` before it is parsed.
+pub fn read_gguf_content<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<gguf_file::Content, String> {
+    gguf_check::check_header(reader, file_len)?;
+    reader.rewind().map_err(|e| e.to_string())?;
+    let content = gguf_file::Content::read(reader).map_err(|e| e.to_string())?;
+    gguf_check::check_tensors(&content, file_len)?;
+    Ok(content)
 }
 
 /// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
