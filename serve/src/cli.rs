@@ -23,6 +23,9 @@ pub enum Command {
     /// Convert a checkpoint to another format.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Compare variants of a model on speed, memory and accuracy.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Write a quantized variant of an ONNX model folder (INT8: any ONNX model whose MatMuls have constant
     /// weights; FP16: any ONNX model with float32 weights) or of a GGUF file (Q8_0, Q4_0, Q4_K).
     Quantize {
@@ -53,6 +56,44 @@ pub enum QuantizeTarget {
     Q4_0,
     #[value(name = "q4_k")]
     Q4K,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Every variant of an embedding model (NAME and NAME:* in the model repository), in this process: load
+    /// time, memory, file size, throughput and latency per batch size, and the drift of each from a reference
+    /// variant (cosine min / mean / 1st percentile, top-10 neighbours kept). Writes a table, JSON and CSV.
+    Variants {
+        /// The model (its variants are the repository's NAME and NAME:* entries).
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "deploy/model-repository")]
+        model_repository: PathBuf,
+        /// Only these variants, comma-separated (full names or the part after ':').
+        #[arg(long, value_delimiter = ',')]
+        variants: Vec<String>,
+        /// Texts, one per line.
+        #[arg(long, default_value = "tests/data/sentences.txt")]
+        data: PathBuf,
+        /// At most this many texts.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batch: Vec<usize>,
+        /// The variant the others are compared with [default: the Candle F32 one].
+        #[arg(long)]
+        reference: Option<String>,
+        /// Recommend the fastest variant whose 1st-percentile cosine reaches this.
+        #[arg(long)]
+        min_cosine: Option<f64>,
+        /// Compute threads per variant [default: every core].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Folder for variants.json and variants.csv.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

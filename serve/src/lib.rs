@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod batching;
+pub mod bench;
 pub mod cache;
 pub mod chains;
 pub mod cli;

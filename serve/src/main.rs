@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferroserve::cli::{Cli, Command, ExportCommand};
+use ferroserve::bench::VariantsArgs;
+use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand};
 use ferroserve::config::ServerConfig;
 use ferroserve::threads::ThreadBudget;
 
@@ -16,6 +17,33 @@ fn main() -> ExitCode {
         }
         Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
         Command::HashKey => hash_key(),
+        Command::Bench(BenchCommand::Variants {
+            model,
+            model_repository,
+            variants,
+            data,
+            limit,
+            batch,
+            reference,
+            min_cosine,
+            threads,
+            out,
+        }) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let args = VariantsArgs {
+                model,
+                repository: model_repository,
+                variants,
+                data,
+                limit,
+                batches: batch,
+                reference,
+                min_cosine,
+                threads: threads.unwrap_or(cores),
+                out,
+            };
+            ferroserve::bench::variants(&args).map(|_| ())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,97 @@
+//! How far a variant's vectors are from a reference's on the same texts: cosine per text (min, mean, 1st
+//! percentile) and the overlap of each text's nearest neighbours among the others.
+
+use serde::Serialize;
+
+/// Accuracy of one variant against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    pub cosine_min: f64,
+    pub cosine_mean: f64,
+    /// The 1st percentile (nearest rank): 99% of the texts are at least this close.
+    pub cosine_p1: f64,
+    /// Share of each text's `k` nearest neighbours (by cosine, among the other texts) that the reference's
+    /// `k` nearest also hold, averaged over the texts.
+    pub neighbour_overlap: f64,
+    pub k: usize,
+}
+
+/// Cosine similarity (0 when either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) }
+}
+
+/// The drift of `candidate` from `reference` (the same texts, in the same order).
+pub fn drift(reference: &[Vec<f32>], candidate: &[Vec<f32>], k: usize) -> Drift {
+    let mut cosines: Vec<f64> = reference.iter().zip(candidate).map(|(a, b)| cosine(a, b)).collect();
+    cosines.sort_by(f64::total_cmp);
+    let n = cosines.len();
+    let mean = if n == 0 { 0.0 } else { cosines.iter().sum::<f64>() / n as f64 };
+    let p1 = if n == 0 { 0.0 } else { cosines[(n as f64 * 0.01).ceil().max(1.0) as usize - 1] };
+    let k = k.min(n.saturating_sub(1));
+    let overlap = if k == 0 {
+        1.0
+    } else {
+        let (a, b) = (neighbours(reference, k), neighbours(candidate, k));
+        let shared: usize = a.iter().zip(&b).map(|(x, y)| x.iter().filter(|i| y.contains(i)).count()).sum();
+        shared as f64 / (k * n) as f64
+    };
+    Drift {
+        cosine_min: cosines.first().copied().unwrap_or(0.0),
+        cosine_mean: mean,
+        cosine_p1: p1,
+        neighbour_overlap: overlap,
+        k,
+    }
+}
+
+/// Each vector's `k` nearest others by cosine (ties by index).
+fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
+    let unit: Vec<Vec<f64>> = vectors
+        .iter()
+        .map(|v| {
+            let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            v.iter().map(|x| f64::from(*x) / norm).collect()
+        })
+        .collect();
+    (0..unit.len())
+        .map(|i| {
+            let mut scored: Vec<(f64, usize)> = (0..unit.len())
+                .filter(|&j| j != i)
+                .map(|j| (unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum::<f64>(), j))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            scored.into_iter().take(k).map(|(_, j)| j).collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_drift() {
+        // Four texts in 2-D. The candidate keeps texts 0 and 1, turns text 2 by 90° and text 3 by 60°.
+        let reference = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0], vec![1.0, 0.0]];
+        let half = 3f32.sqrt() / 2.0;
+        let candidate = vec![vec![2.0, 0.0], vec![0.0, 1.0], vec![-1.0, 1.0], vec![0.5, half]];
+        let d = drift(&reference, &candidate, 1);
+        // Cosines 1, 1, 0, 0.5: min 0, mean 0.625, 1st percentile (nearest rank 1 of 4) 0.
+        assert!((d.cosine_mean - 0.625).abs() < 1e-6, "{d:?}");
+        assert!(d.cosine_min.abs() < 1e-9 && d.cosine_p1.abs() < 1e-9);
+        // Nearest other text. Reference: 0→3 (cos 1), 1→2, 2→0 (tie 0/3/1 at 0.707: lowest index), 3→0.
+        // Candidate: 0→3 (cos 0.5), 1→3 (0.866), 2→1 (0.707), 3→1 (0.866). Shared: text 0 only → 1 of 4.
+        assert_eq!(d.neighbour_overlap, 0.25);
+        let same = drift(&reference, &reference, 2);
+        assert!((same.cosine_min - 1.0).abs() < 1e-12 && same.neighbour_overlap == 1.0);
+        assert!((cosine(&[3.0, 4.0], &[4.0, 3.0]) - 0.96).abs() < 1e-9);
+    }
+}
