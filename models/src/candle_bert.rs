@@ -68,7 +68,9 @@ impl CandleBert {
             DType::F16 => candle_core::DType::F16,
             DType::Bf16 => candle_core::DType::BF16,
             DType::Q8_0 => candle_core::DType::F32,
-            DType::Q4_1 => return Err(ModelError::Unsupported("dtype q4_1 is for GGUF language models".into())),
+            DType::Q4_1 | DType::Stored => {
+                return Err(ModelError::Unsupported("dtypes q4_1 and stored are for GGUF language models".into()));
+            }
         };
         let weights = config.weights_path();
         if !weights.exists() {

@@ -69,6 +69,9 @@ pub enum DType {
     /// Linear layers in GGML Q4_1 (language models: as SmolLM2's GGUF stores them).
     #[serde(rename = "q4_1")]
     Q4_1,
+    /// Language models: every weight in the format its GGUF file stores it (Q4_0, Q4_K, Q5_0, ... as written
+    /// by `ferroserve quantize` or llama.cpp), nothing converted at load.
+    Stored,
 }
 
 /// Where a lane runs: `cpu`, or `cuda:N` in builds with the `cuda` feature.

@@ -25,6 +25,8 @@ pub enum WeightFormat {
     F16,
     /// Dequantized to single precision (the accuracy reference).
     F32,
+    /// As the file stores each weight.
+    Stored,
 }
 
 /// Shape facts read from the GGUF metadata.
@@ -360,5 +362,6 @@ fn linear(t: QTensor, format: WeightFormat) -> Result<QMatMul, ModelError> {
         }
         WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(&device)?),
         WeightFormat::F32 => QMatMul::Tensor(t.dequantize(&device)?),
+        WeightFormat::Stored => QMatMul::from_qtensor(t)?,
     })
 }

@@ -80,6 +80,7 @@ pub fn weight_format(dtype: DType) -> WeightFormat {
         DType::Q4_1 => WeightFormat::Quantized(GgmlDType::Q4_1),
         DType::F16 | DType::Bf16 => WeightFormat::F16,
         DType::F32 => WeightFormat::F32,
+        DType::Stored => WeightFormat::Stored,
     }
 }
 
