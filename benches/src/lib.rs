@@ -1,3 +1,3 @@
 //! What the benchmark binaries share.
 
-pub mod machine;
+pub use ferroserve::bench::machine;

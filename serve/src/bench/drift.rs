@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::vectors::cosine_f64 as cosine;
+
 /// Accuracy of one variant against the reference.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drift {
@@ -14,18 +16,6 @@ pub struct Drift {
     /// `k` nearest also hold, averaged over the texts.
     pub neighbour_overlap: f64,
     pub k: usize,
-}
-
-/// Cosine similarity (0 when either vector is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) }
 }
 
 /// The drift of `candidate` from `reference` (the same texts, in the same order).

@@ -6,6 +6,7 @@
 //! recommendation: the fastest variant whose 1st-percentile cosine reaches `--min-cosine`.
 
 mod drift;
+pub mod machine;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -112,8 +113,8 @@ pub fn variants(args: &VariantsArgs) -> anyhow::Result<VariantsReport> {
         model: args.model.clone(),
         reference,
         texts: texts.len(),
-        machine: report::machine(),
-        date: report::today(),
+        machine: machine::describe(),
+        date: machine::today(),
         variants: results,
         recommendation,
         min_cosine: args.min_cosine,

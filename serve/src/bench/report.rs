@@ -1,6 +1,5 @@
 //! The variant comparison's outputs: a table on the terminal, `variants.json` (everything) and `variants.csv`
-//! (one row per variant and batch size), the recommendation, and what the run needs to describe itself (the
-//! machine, the date, the process's resident memory).
+//! (one row per variant and batch size), the recommendation, and the process's resident memory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -139,45 +138,6 @@ pub fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The CPU model and the SIMD features the kernels can use.
-pub fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim());
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .map(|l| {
-            l.split_whitespace()
-                .filter(|f| {
-                    ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"].contains(f)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{model}, {cores} cores, {}", flags.join(" "))
-}
-
-/// Today's date (UTC), YYYY-MM-DD.
-pub fn today() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::{Drift, Speed};
@@ -220,8 +180,8 @@ mod tests {
             model: "m".into(),
             reference: "ref".into(),
             texts: 10,
-            machine: machine(),
-            date: today(),
+            machine: super::super::machine::describe(),
+            date: super::super::machine::today(),
             variants: vec![variant("ref", 100.0, None), variant("int8", 300.0, Some(0.98))],
             recommendation: Some("int8".into()),
             min_cosine: Some(0.97),
@@ -235,6 +195,5 @@ mod tests {
         let csv = csv(&report);
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.lines().nth(2).unwrap().starts_with("int8,onnx,f32,1000000,0.5000,120.0,8,300.00"));
-        assert_eq!(today().len(), 10);
     }
 }

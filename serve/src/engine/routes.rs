@@ -15,6 +15,7 @@ use super::{EmbedRequest, Engine, EngineError, GenerateRequest, GenerationStream
 use crate::cache::CacheMode;
 use crate::generation::GenerationEvent;
 use crate::routing::{Picked, RouteSpec};
+use crate::vectors::cosine_f64;
 
 /// A shadow request that has not finished by then is dropped (and counted).
 const SHADOW_TIMEOUT: Duration = Duration::from_secs(60);
@@ -119,7 +120,7 @@ impl Engine {
             };
             metrics::histogram!("ferroserve_shadow_seconds", &labels).record(started.elapsed().as_secs_f64());
             for (a, b) in primary.iter().zip(&vectors) {
-                metrics::histogram!("ferroserve_shadow_cosine", &labels).record(f64::from(cosine(a, b)));
+                metrics::histogram!("ferroserve_shadow_cosine", &labels).record(cosine_f64(a, b));
             }
             metrics::counter!("ferroserve_shadow_requests_total", &with_outcome(&labels, "ok")).increment(1);
         });
@@ -188,18 +189,6 @@ fn shadow_failed(labels: &[(&'static str, String); 3], e: &EngineError) {
     metrics::counter!("ferroserve_shadow_requests_total", &with_outcome(labels, e.kind())).increment(1);
 }
 
-/// Cosine similarity (0 when either vector is zero).
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 { 0.0 } else { (dot / (na.sqrt() * nb.sqrt())) as f32 }
-}
-
 /// Positions where both sequences hold the same token, over the primary's length.
 pub(crate) fn token_agreement(primary: &[u32], candidate: &[u32]) -> f64 {
     if primary.is_empty() {
@@ -215,10 +204,10 @@ mod tests {
 
     #[test]
     fn drift_measures() {
-        assert!((cosine(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-6);
-        assert!(cosine(&[1.0, 0.0], &[0.0, 2.0]).abs() < 1e-6);
-        assert!((cosine(&[3.0, 4.0], &[4.0, 3.0]) - 0.96).abs() < 1e-6);
-        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+        assert!((cosine_f64(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-6);
+        assert!(cosine_f64(&[1.0, 0.0], &[0.0, 2.0]).abs() < 1e-6);
+        assert!((cosine_f64(&[3.0, 4.0], &[4.0, 3.0]) - 0.96).abs() < 1e-6);
+        assert_eq!(cosine_f64(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
         assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2, 9, 4]), 0.75);
         assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2]), 0.5, "a shorter answer disagrees past its end");
     }

@@ -114,6 +114,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (kernels().dot)(a, b)
 }
 
+/// Cosine similarity accumulated in f64 (0 when either vector is zero): for measuring how far two models'
+/// vectors are (shadow drift, variant benchmarks), where the score's own rounding must not show.
+pub fn cosine_f64(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) }
+}
+
 /// Squared L2 distance of two vectors of the same length.
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     (kernels().l2)(a, b)

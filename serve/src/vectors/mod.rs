@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 pub use codec::Op;
 pub use collection::{Collection, CollectionConfig, Counts, HnswParams, PointInput, Record, Scored, Search};
-pub use distance::Distance;
+pub use distance::{Distance, cosine_f64};
 pub use filter::{Condition, Filter, Key, MatchRule, Range};
 pub use index::{GraphParams, Index};
 pub use point::{Payload, PayloadSelector, PointId};

@@ -1,4 +1,5 @@
-//! The machine and date every results row records (benches/lib.sh does the same for the shell scripts).
+//! The machine and date every results row records: `ferroserve bench` and the load generators in benches/
+//! (benches/lib.sh does the same for the shell scripts).
 
 /// CPU flags that decide which kernels run (ONNX Runtime, llama.cpp, Candle's gemm).
 const SIMD: [&str; 13] = [
