@@ -87,12 +87,14 @@ impl Engine {
         tokio::spawn(async move {
             let mut tokens = Vec::new();
             while let Some(event) = events.recv().await {
-                let done = matches!(event, GenerationEvent::Done { .. });
+                let (done, failed) =
+                    (matches!(event, GenerationEvent::Done { .. }), matches!(event, GenerationEvent::Failed(_)));
                 if let GenerationEvent::Token { id, .. } = &event {
                     tokens.push(*id);
                 }
-                if matches!(event, GenerationEvent::Failed(_)) || tx.send(event).is_err() {
-                    return; // no answer to compare with, or the client left
+                // The client gets every event, the failure too; then no answer to compare, or no client.
+                if tx.send(event).is_err() || failed {
+                    return;
                 }
                 if done {
                     break;
