@@ -44,7 +44,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a route; `RouteNotFound` when there was none.
+    /// Removes a route; `ModelNotFound` (404) when there was none.
     pub fn delete_route(&self, alias: &str) -> Result<(), EngineError> {
         if self.routes.remove(alias) { Ok(()) } else { Err(EngineError::ModelNotFound(alias.to_string())) }
     }
