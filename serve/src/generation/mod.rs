@@ -26,6 +26,16 @@ pub use config::GenerationConfig;
 pub use error::GenerationError;
 use pace::Pace;
 
+/// How closely a candidate's tokens follow a primary's (a shadowed variant's, a benchmarked one's): the
+/// positions where both hold the same token, over the primary's length (1 for an empty primary).
+pub fn token_agreement(primary: &[u32], candidate: &[u32]) -> f64 {
+    if primary.is_empty() {
+        return 1.0;
+    }
+    let same = primary.iter().zip(candidate).filter(|(a, b)| a == b).count();
+    same as f64 / primary.len() as f64
+}
+
 /// The text to continue.
 #[derive(Debug, Clone)]
 pub enum Prompt {
