@@ -66,6 +66,86 @@ pub enum BenchCommand {
     /// min / mean / 1st percentile, top-10 neighbours kept; generation: greedy token agreement, perplexity,
     /// prefill tokens/s). Writes a table, JSON, CSV, and PNG and SVG plots.
     Variants(Box<VariantsCommand>),
+    /// Load a running server, ours or a peer's, over OpenAI embeddings or chat (streamed), TEI, KServe v2 or
+    /// ferroserve's gRPC: closed-loop concurrency sweeps or open-loop rates, latency percentiles, time to
+    /// first token and inter-token latency of streams, `--compare` for a second server in the same run.
+    /// Writes a table, JSON, CSV, and PNG and SVG plots.
+    Load(Box<LoadCommand>),
+}
+
+/// The options of `ferroserve bench load`.
+#[derive(Debug, Args)]
+pub struct LoadCommand {
+    /// Base URL of the server (for --api grpc, its gRPC endpoint).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A second server, measured with the same sweep in the same run.
+    #[arg(long)]
+    pub compare: Option<String>,
+    #[arg(long, value_enum, default_value = "openai-embeddings")]
+    pub api: crate::bench::load::Api,
+    /// The model to call (the path of KServe's infer route; the `model` field of OpenAI requests).
+    #[arg(long, default_value = "all-MiniLM-L6-v2")]
+    pub model: String,
+    /// Closed loop: concurrent clients, each sending one request at a time; comma-separated levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub concurrency: Vec<usize>,
+    /// Open loop: requests per second whatever the answers, comma-separated levels (needs --duration;
+    /// replaces --concurrency).
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Vec<f64>,
+    /// Requests per closed-loop level (unless --duration is given).
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Seconds per level.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Requests sent before each level is measured.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Texts per request (embedding APIs).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Chat: most tokens per answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Chat: ask the server to ignore end-of-generation tokens (`ignore_eos`, as vLLM and ferroserve take it),
+    /// so every answer is --max-tokens long.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Chat: a system message sent with every request (a prefix all requests share).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// KServe: the name of the BYTES input that takes the texts.
+    #[arg(long, default_value = "text")]
+    pub kserve_input: String,
+    /// Texts or prompts, one per line; requests cycle through them.
+    #[arg(long, default_value = "tests/data/sentences.txt")]
+    pub data: PathBuf,
+    /// Use at most this many lines of --data.
+    #[arg(long, default_value_t = 800)]
+    pub limit: usize,
+    /// Make every text unique, so no request can hit a cache.
+    #[arg(long)]
+    pub unique: bool,
+    /// Cache mode sent with every request (`x-ferroserve-cache`: default, skip, refresh, only).
+    #[arg(long)]
+    pub cache: Option<String>,
+    /// API key sent with every request (`authorization: Bearer`).
+    #[arg(long, env = "FERROSERVE_BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A local server's process id: its peak resident memory goes into the results.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// A note for the results (the server's configuration, say).
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// Folder for load.json, load.csv and the plots.
+    #[arg(long, default_value = "target/bench-load")]
+    pub out: PathBuf,
+    /// A Markdown file to append the table to, with the machine and date.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 /// The options of `ferroserve bench variants`.

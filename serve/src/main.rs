@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferroserve::bench::VariantsArgs;
-use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand, VariantsCommand};
+use ferroserve::bench::load::{LoadArgs, RequestShape};
+use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand, LoadCommand, VariantsCommand};
 use ferroserve::config::ServerConfig;
 use ferroserve::threads::ThreadBudget;
 
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
         Command::HashKey => hash_key(),
         Command::Bench(BenchCommand::Variants(command)) => bench_variants(*command),
+        Command::Bench(BenchCommand::Load(command)) => bench_load(*command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +51,43 @@ fn bench_variants(c: VariantsCommand) -> anyhow::Result<()> {
         out: c.out,
     };
     ferroserve::bench::variants(&args).map(|_| ())
+}
+
+/// `ferroserve bench load`: the command line as the load run's arguments, on a runtime of its own.
+fn bench_load(c: LoadCommand) -> anyhow::Result<()> {
+    let headers = c
+        .cache
+        .map(|mode| ("x-ferroserve-cache".to_string(), mode))
+        .into_iter()
+        .chain(c.api_key.map(|key| ("authorization".to_string(), format!("Bearer {key}"))))
+        .collect();
+    let args = LoadArgs {
+        urls: std::iter::once(c.url).chain(c.compare).collect(),
+        api: c.api,
+        shape: RequestShape {
+            model: c.model,
+            max_tokens: c.max_tokens,
+            ignore_eos: c.ignore_eos,
+            system: c.system,
+            kserve_input: c.kserve_input,
+            headers,
+        },
+        concurrency: c.concurrency,
+        rates: c.rate,
+        requests: c.requests,
+        duration: c.duration,
+        warmup: c.warmup,
+        batch: c.batch,
+        data: c.data,
+        limit: c.limit,
+        unique: c.unique,
+        server_pid: c.server_pid,
+        note: c.note,
+        out: c.out,
+        results: c.results,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(ferroserve::bench::load::load(&args)).map(|_| ())
 }
 
 /// Reads one key from standard input (so it stays out of the shell history) and prints its digest.
