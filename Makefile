@@ -41,9 +41,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Load test a running server (start it with `make run` in another shell).
+## Load test a running server (start it with `make run` in another shell), over HTTP then gRPC.
 bench:
-	$(CARGO) run --release -p ferroserve-bench -- --protocol http,grpc --concurrency 1,8,32 --requests 2000
+	./target/release/ferroserve bench load --api openai-embeddings --concurrency 1,8,32 --requests 2000 --results benches/RESULTS.md
+	./target/release/ferroserve bench load --api grpc --url http://127.0.0.1:50051 --concurrency 1,8,32 --requests 2000 --results benches/RESULTS.md
 
 clean-assets:
 	rm -rf $(ASSETS)

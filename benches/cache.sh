@@ -6,11 +6,11 @@
 #   3. the shared Redis cache (needs redis-server: tests/setup-packages.sh): a second server whose local cache is
 #      cold reads the 800 sentences another server wrote to Redis (every request an L2 hit), against the same
 #      server skipping the caches, at concurrency 1 and 32 (the server restarts for each level: a hit fills L1).
-# Usage: benches/cache.sh   (after `cargo build --release --bin ferroserve --bin loadgen`)
+# Usage: benches/cache.sh   (after `cargo build --release --bin ferroserve`; the load comes from `ferroserve bench load`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/ferroserve
-loadgen=target/release/loadgen
+load() { "$bin" bench load --url "$BENCH_URL" --api openai-embeddings --out target/bench-load "$@"; }
 requests=${REQUESTS:-1000}
 dir=$(mktemp -d)
 source benches/lib.sh
@@ -22,12 +22,12 @@ serve() { # embedding_mb [extra [cache] lines] -> starts the server, sets $serve
 }
 redis=
 trap 'stop_server; kill $redis 2>/dev/null || true' EXIT
-run() { "$loadgen" --http "$BENCH_URL" --protocol http --server-pid "$server" "$@"; }
+run() { load --server-pid "$server" "$@"; }
 
 serve 256
 # Warm the cache with the 800 sentences, then measure hits; then the same requests skipping the cache.
-run --concurrency 32 --warmup 800 --requests 800 --results "" > /dev/null
-run() { "$loadgen" --http "$BENCH_URL" --protocol http --requests "$requests" --server-pid "$server" "$@"; }
+run --concurrency 32 --warmup 800 --requests 800 > /dev/null
+run() { load --requests "$requests" --server-pid "$server" --results benches/RESULTS.md "$@"; }
 run --concurrency 1,32 --note "embedding cache on, all hits"
 run --concurrency 1,32 --cache skip --note "cache skipped (x-ferroserve-cache: skip)"
 run --concurrency 1,32 --unique --note "embedding cache on, every text new (all misses)"
@@ -41,17 +41,17 @@ if [ "${SKIP_REDIS:-}" != 1 ]; then
   redis=$!
   sleep 0.5
   shared='redis_url = "redis://127.0.0.1:16379/0"'
-  run() { "$loadgen" --http "$BENCH_URL" --protocol http --server-pid "$server" "$@"; }
+  run() { load --server-pid "$server" "$@"; }
   # Server A computes the 800 sentences and writes them to Redis.
   serve 256 "$shared"
-  run --concurrency 32 --requests 800 --results "" > /dev/null
+  run --concurrency 32 --requests 800 > /dev/null
   sleep 1
   stop_server
   for c in 1 32; do
     serve 256 "$shared"
-    run --concurrency "$c" --requests 800 --warmup 0 --note "fresh server, local cache cold, every text in Redis (L2 hits)"
+    run --concurrency "$c" --requests 800 --warmup 0 --results benches/RESULTS.md --note "fresh server, local cache cold, every text in Redis (L2 hits)"
     curl -s 127.0.0.1:18080/metrics | grep '^ferroserve_cache_l2_hits_total'
-    run --concurrency "$c" --requests 800 --cache skip --note "same server, caches skipped (computed)"
+    run --concurrency "$c" --requests 800 --cache skip --results benches/RESULTS.md --note "same server, caches skipped (computed)"
     stop_server
   done
   kill "$redis"

@@ -2,9 +2,9 @@
 # GPU lanes check and benchmark, run on a machine with an NVIDIA GPU and its driver:
 #   1. agreement of the CUDA lane (F32 and F16) with the CPU lane over tests/data/sentences.txt;
 #   2. throughput of CPU-only, GPU-only (F32, F16) and mixed GPU+CPU lanes at 1 to 256 texts per request.
-# Usage: benches/gpu.sh FERROSERVE_CUDA_BIN LOADGEN_BIN CHECKPOINT_DIR OUT_DIR
+# Usage: benches/gpu.sh FERROSERVE_CUDA_BIN CHECKPOINT_DIR OUT_DIR   (the load: FERROSERVE_CUDA_BIN bench load)
 set -euo pipefail
-bin=$(realpath "$1"); loadgen=$(realpath "$2"); ckpt=$(realpath "$3"); out=$(realpath "$4")
+bin=$(realpath "$1"); ckpt=$(realpath "$2"); out=$(realpath "$3")
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 repo=$(mktemp -d)
@@ -64,9 +64,9 @@ PY
 
 for m in minilm-cpu minilm-cuda minilm-cuda-f16 minilm-mixed; do
   for b in 1 8 32 64 128 256; do
-    "$loadgen" --http http://127.0.0.1:18080 --grpc http://127.0.0.1:15051 --protocol http --model "$m" \
-      --batch "$b" --concurrency 4 --duration 4 --warmup 8 --results "$out/RESULTS.md" \
-      --note "texts/request $b; lanes: $m (cpu lanes $cpu_threads threads)" | tail -n 2 | head -n 1
+    "$bin" bench load --url http://127.0.0.1:18080 --model "$m" --batch "$b" --concurrency 4 --duration 4 \
+      --warmup 8 --out "$out/load-$m-$b" --results "$out/RESULTS.md" \
+      --note "texts/request $b; lanes: $m (cpu lanes $cpu_threads threads)" | grep '^| http'
   done
 done
 curl -s http://127.0.0.1:18080/metrics 2>/dev/null | grep -E '^ferroserve_lane_sequences_total' > "$out/lanes.txt" || \

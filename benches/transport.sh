@@ -5,11 +5,10 @@
 #   2. an API key with scopes and a rate limit too high to refuse (key digest, scope and bucket per request);
 # then idle HTTP/2 streams against the gRPC port (benches/connections_probe.py): how many the server takes
 # per connection and its resident memory before, with them, and after they close.
-# Usage: benches/transport.sh   (after `cargo build --release --bin ferroserve --bin loadgen`; make venv)
+# Usage: benches/transport.sh   (after `cargo build --release --bin ferroserve`; make venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/ferroserve
-loadgen=target/release/loadgen
 requests=${REQUESTS:-4000}
 dir=$(mktemp -d)
 source benches/lib.sh
@@ -21,7 +20,11 @@ serve() { # [auth table] -> starts the server, sets $server
   printf '[server]\nmodel_repository = "repo"\n[cache]\nembedding_mb = 256\n%s\n' "${1:-}" > "$dir/config.toml"
   start_server /tmp/ferroserve-transport-bench.log --config "$dir/config.toml"
 }
-run() { "$loadgen" --http "$BENCH_URL" --grpc "http://127.0.0.1:$BENCH_GRPC_PORT" --server-pid "$server" "$@"; }
+run() { # api url args... -> `ferroserve bench load` against the server
+  local api=$1 url=$2; shift 2
+  "$bin" bench load --api "$api" --url "$url" --server-pid "$server" --out target/bench-load "$@"
+}
+grpc_url="http://127.0.0.1:$BENCH_GRPC_PORT"
 
 echo "### Production layers on the hot path (benches/transport.sh, $(date -u +%F))" >> benches/RESULTS.md
 echo "Machine: $(machine). Embedding cache hits of all-MiniLM-L6-v2, $requests requests per row." >> benches/RESULTS.md
@@ -30,17 +33,20 @@ auth="$(printf '[[auth.keys]]\nname = "bench"\nsha256 = "%s"\nmodels = ["all-Min
 # Two rounds, alternating, so warm-up and drift fall on both alike.
 for round in 1 2; do
   for setup in open keyed; do
-    if [ $setup = open ]; then serve; note="round $round: no API keys"; unset LOADGEN_API_KEY
-    else serve "$auth"; note="round $round: API key with a model scope and limits never reached"; export LOADGEN_API_KEY=$key; fi
-    run --protocol http --concurrency 32 --warmup 800 --requests 800 --results "" > /dev/null
-    run --protocol http,grpc --concurrency 1,32 --requests "$requests" --results "" --note "$note" |
-      grep '^|' | sed "s/^| Http/| $setup | Http/; s/^| Grpc/| $setup | Grpc/; s/^| protocol/| setup | protocol/" |
-      { [ "$round$setup" = 1open ] && cat || grep -v '^| setup'; } >> "$dir/table.md"
+    if [ $setup = open ]; then serve; note="round $round: no API keys"; unset FERROSERVE_BENCH_API_KEY
+    else serve "$auth"; note="round $round: API key with a model scope and limits never reached"; export FERROSERVE_BENCH_API_KEY=$key; fi
+    run openai-embeddings "$BENCH_URL" --concurrency 32 --warmup 800 --requests 800 > /dev/null
+    for api in openai-embeddings grpc; do
+      url=$BENCH_URL; [ $api = grpc ] && url=$grpc_url
+      run $api "$url" --concurrency 1,32 --requests "$requests" --note "$note" |
+        grep '^| http' | sed "s/^| [^|]*|/| $setup | $api |/" >> "$dir/table.md"
+    done
     stop_server
   done
 done
-unset LOADGEN_API_KEY
-{ head -1 "$dir/table.md"; echo '|---|---|---|---|---|---|---|---|---|---|---|---|'; tail -n +2 "$dir/table.md"; } >> benches/RESULTS.md
+unset FERROSERVE_BENCH_API_KEY
+{ echo '| setup | api | level | ok | errors | rejected | req/s | texts/s | p50 ms | p90 ms | p99 ms | server peak RSS MiB |'
+  echo '|---|---|---|---|---|---|---|---|---|---|---|---|'; cat "$dir/table.md"; } >> benches/RESULTS.md
 serve
 echo >> benches/RESULTS.md
 echo "Idle HTTP/2 streams against the gRPC port (5 connections, each asking for 10,000 EmbedStream calls):" >> benches/RESULTS.md

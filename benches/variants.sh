@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Backend x variant x batch size on this machine, one run, appended to benches/RESULTS.md: each variant of
-# all-MiniLM-L6-v2 alone in a server (so the peak RSS is its own), loadgen at 1, 8 and 32 texts per request.
+# all-MiniLM-L6-v2 alone in a server (so the peak RSS is its own), `ferroserve bench load` at 1, 8 and 32 texts
+# per request. (`ferroserve bench variants` compares the same variants in process, without a server.)
 # Usage: benches/variants.sh   (after `make build-release` and deploy/make-variants.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/ferroserve
-loadgen=target/release/loadgen
 seconds=${SECONDS_PER_ROW:-8}
 repo=$(mktemp -d)
 assets=$(realpath assets)
@@ -21,8 +21,9 @@ serve() { # name backend path dtype
 while read -r name backend path dtype; do
   serve "$name" "$backend" "$assets/$path" "$dtype"
   for batch in 1 8 32; do
-    "$loadgen" --http "$BENCH_URL" --protocol http --model "$name" --batch "$batch" --concurrency 4 \
-      --duration "$seconds" --warmup 10 --server-pid "$server" --note "variant $name, $batch texts/request" | grep '^| Http'
+    "$bin" bench load --url "$BENCH_URL" --model "$name" --batch "$batch" --concurrency 4 --duration "$seconds" \
+      --warmup 10 --server-pid "$server" --out target/bench-load --results benches/RESULTS.md \
+      --note "variant $name, $batch texts/request" | grep '^| http'
   done
   stop_server
 done <<'LIST'

@@ -37,11 +37,19 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
         /// int8: dynamic quantization of MatMul weights, one scale per output channel (recommended);
-        /// int8-per-tensor: one scale per weight matrix (smaller, less accurate); fp16: weights and compute in
-        /// half precision, inputs and outputs unchanged. q8_0, q4_0, q4_k: a GGUF model's weight matrices
-        /// re-quantized offline (rows that do not split into Q4_K's 256-value blocks fall back to Q5_0).
+        /// int8-per-tensor: one scale per weight matrix (smaller, less accurate); int8-static: activations
+        /// quantized with fixed ranges measured on --calibration texts; int4: 4-bit weights in blocks of 32
+        /// (ONNX Runtime's MatMulNBits, INT8 activations); fp16: weights and compute in half precision, inputs
+        /// and outputs unchanged. q8_0, q4_0, q4_k: a GGUF model's weight matrices re-quantized offline (rows
+        /// that do not split into Q4_K's 256-value blocks fall back to Q5_0).
         #[arg(long, value_enum)]
         to: QuantizeTarget,
+        /// int8-static: texts to calibrate on, one per line (representative of what the model will embed).
+        #[arg(long, required_if_eq("to", "int8-static"))]
+        calibration: Option<PathBuf>,
+        /// int8-static: at most this many calibration texts.
+        #[arg(long, default_value_t = 256)]
+        calibration_limit: usize,
     },
 }
 
@@ -49,6 +57,8 @@ pub enum Command {
 pub enum QuantizeTarget {
     Int8,
     Int8PerTensor,
+    Int8Static,
+    Int4,
     Fp16,
     #[value(name = "q8_0")]
     Q8_0,

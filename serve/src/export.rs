@@ -1,13 +1,16 @@
 //! `ferroserve export onnx` and `ferroserve quantize`: model folders written in another format or precision,
 //! with progress bars; the tokenizer and configs travel along so the result is ready to serve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ferroserve_models::export::export_bert_onnx;
 use ferroserve_models::llm::{GgufTarget, requantize_gguf};
 use ferroserve_models::onnx::proto::ModelProto;
-use ferroserve_models::quantize::{Granularity, QuantizeReport, convert_fp16, quantize_int8};
+use ferroserve_models::quantize::{
+    ActivationRanges, Granularity, Int4Options, QuantizeReport, activation_ranges, convert_fp16, quantize_int4,
+    quantize_int8, quantize_int8_static, text_feeds,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message;
 
@@ -45,21 +48,36 @@ pub fn export_onnx(checkpoint: &Path, output: &Path) -> anyhow::Result<()> {
     report(&model)
 }
 
-pub fn quantize(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::Result<()> {
+/// `ferroserve quantize`; `calibration` (a text file and the most lines to use) serves `int8-static`.
+pub fn quantize(
+    model_dir: &Path,
+    output: &Path,
+    to: QuantizeTarget,
+    calibration: Option<&(PathBuf, usize)>,
+) -> anyhow::Result<()> {
     let gguf = match to {
         QuantizeTarget::Q8_0 => Some(GgufTarget::Q8_0),
         QuantizeTarget::Q4_0 => Some(GgufTarget::Q4_0),
         QuantizeTarget::Q4K => Some(GgufTarget::Q4K),
-        QuantizeTarget::Int8 | QuantizeTarget::Int8PerTensor | QuantizeTarget::Fp16 => None,
+        QuantizeTarget::Int8
+        | QuantizeTarget::Int8PerTensor
+        | QuantizeTarget::Int8Static
+        | QuantizeTarget::Int4
+        | QuantizeTarget::Fp16 => None,
     };
     match gguf {
         Some(target) => requantize(model_dir, output, target),
-        None => quantize_onnx(model_dir, output, to),
+        None => quantize_onnx(model_dir, output, to, calibration),
     }
 }
 
-/// An ONNX model folder's INT8 or FP16 variant.
-fn quantize_onnx(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow::Result<()> {
+/// An ONNX model folder's INT8, INT4 or FP16 variant.
+fn quantize_onnx(
+    model_dir: &Path,
+    output: &Path,
+    to: QuantizeTarget,
+    calibration: Option<&(PathBuf, usize)>,
+) -> anyhow::Result<()> {
     let input = model_dir.join("model.onnx");
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let mut model =
@@ -76,6 +94,26 @@ fn quantize_onnx(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow:
     let summary = match to {
         QuantizeTarget::Int8 => int8(&mut model, Granularity::PerChannel)?,
         QuantizeTarget::Int8PerTensor => int8(&mut model, Granularity::PerTensor)?,
+        QuantizeTarget::Int8Static => {
+            let (path, limit) = calibration.context("int8-static needs --calibration FILE")?;
+            let ranges = calibrate(&model, model_dir, path, *limit)?;
+            let bar = progress_bar("quantizing MatMul weights", "MatMuls");
+            let summary = quantize_int8_static(&mut model, Granularity::PerChannel, &ranges, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish();
+            summary
+        }
+        QuantizeTarget::Int4 => {
+            let bar = progress_bar("quantizing MatMul weights to 4 bits", "MatMuls");
+            let summary = quantize_int4(&mut model, Int4Options::default(), |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish();
+            summary
+        }
         QuantizeTarget::Fp16 => convert_fp16(&mut model)?,
         QuantizeTarget::Q8_0 | QuantizeTarget::Q4_0 | QuantizeTarget::Q4K => {
             anyhow::bail!("{to:?} is a GGUF format: give a .gguf file")
@@ -95,6 +133,25 @@ fn quantize_onnx(model_dir: &Path, output: &Path, to: QuantizeTarget) -> anyhow:
     report(&out)
 }
 
+/// The activation ranges of `model` (a text encoder in `model_dir`) over the first `limit` lines of `texts`.
+fn calibrate(model: &ModelProto, model_dir: &Path, texts: &Path, limit: usize) -> anyhow::Result<ActivationRanges> {
+    let text = std::fs::read_to_string(texts).with_context(|| format!("reading {}", texts.display()))?;
+    let lines: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).take(limit).map(String::from).collect();
+    anyhow::ensure!(!lines.is_empty(), "{} holds no calibration texts", texts.display());
+    let feeds = text_feeds(model, model_dir, &lines, 16)?;
+    let bar = progress_bar("calibrating activation ranges", "batches");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ranges = activation_ranges(model, &feeds, threads, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish();
+    anyhow::ensure!(!ranges.is_empty(), "calibration saw none of the MatMul activations");
+    println!("calibrated {} activation ranges on {} texts", ranges.len(), lines.len());
+    Ok(ranges)
+}
+
 /// A GGUF file re-quantized to `dtype`.
 fn requantize(input: &Path, output: &Path, to: GgufTarget) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -103,6 +160,9 @@ fn requantize(input: &Path, output: &Path, to: GgufTarget) -> anyhow::Result<()>
         input.display()
     );
     let out = if output.extension().is_some_and(|e| e == "gguf") {
+        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         output.to_path_buf()
     } else {
         std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;

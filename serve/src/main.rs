@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         Command::Export(ExportCommand::Onnx { checkpoint, output }) => {
             ferroserve::export::export_onnx(&checkpoint, &output)
         }
-        Command::Quantize { model, output, to } => ferroserve::export::quantize(&model, &output, to),
+        Command::Quantize { model, output, to, calibration, calibration_limit } => {
+            let calibration = calibration.map(|path| (path, calibration_limit));
+            ferroserve::export::quantize(&model, &output, to, calibration.as_ref())
+        }
         Command::HashKey => hash_key(),
         Command::Bench(BenchCommand::Variants(command)) => bench_variants(*command),
         Command::Bench(BenchCommand::Load(command)) => bench_load(*command),

@@ -1,12 +1,17 @@
-//! Dynamic INT8 quantization of MatMul weights: each `MatMul(X, W)` with a constant 2-D float `W` becomes
+//! INT8 quantization of MatMul weights, dynamic or static: each `MatMul(X, W)` with a constant 2-D float `W`
+//! becomes
 //!
 //! ```text
-//! DynamicQuantizeLinear(X) -> Xq (uint8), Xs, Xz
-//! MatMulInteger(Xq, Wq, Xz, Wz) -> int32 ; Cast -> float ; Mul by Xs * Ws -> Y
+//! dynamic: DynamicQuantizeLinear(X) -> Xq (uint8), Xs, Xz
+//!          MatMulInteger(Xq, Wq, Xz, Wz) -> int32 ; Cast -> float ; Mul by Xs * Ws -> Y
+//! static:  QuantizeLinear(X, Xs, Xz) -> Xq          (Xs, Xz constants from a calibration run)
+//!          MatMulInteger(Xq, Wq, Xz, Wz) -> int32 ; Cast -> float ; Mul by the constant Xs * Ws -> Y
 //! ```
 //!
-//! with `Wq` symmetric around zero, one scale for the whole weight or one per output column. Activations
-//! are quantized per call from their actual range, so no calibration data is needed.
+//! with `Wq` symmetric around zero, one scale for the whole weight or one per output column. Dynamic: the
+//! activations are quantized per call from their actual range, so no calibration data is needed. Static: from
+//! the range each activation took over calibration data (`calibrate.rs`), which saves finding the range per
+//! call but clips values beyond what calibration saw.
 //!
 //! Weights are stored as uint8 with zero point 128 rather than int8 with zero point 0: the same 255 levels,
 //! but ONNX Runtime then multiplies uint8 by uint8, whereas its uint8 × int8 kernel on AVX2 CPUs without VNNI
@@ -29,10 +34,44 @@ pub enum Granularity {
     PerChannel,
 }
 
-/// Rewrites every MatMul with a constant 2-D float32 weight; calls `progress(done, total)` per MatMul.
+/// The range an activation took in calibration: `(min, max)`.
+pub type ActivationRanges = HashMap<String, (f32, f32)>;
+
+/// Rewrites every MatMul with a constant 2-D float32 weight, activations quantized per call; calls
+/// `progress(done, total)` per MatMul.
 pub fn quantize_int8(
     model: &mut ModelProto,
     granularity: Granularity,
+    progress: impl FnMut(usize, usize),
+) -> Result<QuantizeReport, ModelError> {
+    rewrite(model, granularity, None, progress)
+}
+
+/// As [`quantize_int8`], with each MatMul's activation quantized with the fixed scale and zero point its
+/// calibration range gives (`ranges`, keyed by the activation's name; an activation without a range stays
+/// dynamic).
+pub fn quantize_int8_static(
+    model: &mut ModelProto,
+    granularity: Granularity,
+    ranges: &ActivationRanges,
+    progress: impl FnMut(usize, usize),
+) -> Result<QuantizeReport, ModelError> {
+    rewrite(model, granularity, Some(ranges), progress)
+}
+
+/// Whether `node` multiplies by a constant 2-D float32 weight among `initializers` (by name).
+pub(super) fn has_constant_weight(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) -> bool {
+    node.op_type() == "MatMul"
+        && node.input.len() == 2
+        && initializers
+            .get(node.input[1].as_str())
+            .is_some_and(|t| t.dims.len() == 2 && t.data_type == Some(DataType::Float as i32))
+}
+
+fn rewrite(
+    model: &mut ModelProto,
+    granularity: Granularity,
+    ranges: Option<&ActivationRanges>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<QuantizeReport, ModelError> {
     let Some(graph) = model.graph.as_mut() else {
@@ -40,21 +79,16 @@ pub fn quantize_int8(
     };
     let index: HashMap<String, usize> =
         graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
-    let quantizable = |n: &NodeProto| {
-        n.op_type() == "MatMul"
-            && n.input.len() == 2
-            && index.get(&n.input[1]).is_some_and(|&i| {
-                let t = &graph.initializer[i];
-                t.dims.len() == 2 && t.data_type == Some(DataType::Float as i32)
-            })
-    };
-    let total = graph.node.iter().filter(|n| quantizable(n)).count();
+    let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
+    let flags: Vec<bool> = graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect();
+    drop(by_name);
+    let total = flags.iter().filter(|f| **f).count();
     let mut report = QuantizeReport::default();
     let mut nodes = Vec::with_capacity(graph.node.len() + total * 4);
     let mut new_initializers = Vec::new();
     let mut replaced: Vec<String> = Vec::new();
-    for node in std::mem::take(&mut graph.node) {
-        if !quantizable(&node) {
+    for (node, quantizable) in std::mem::take(&mut graph.node).into_iter().zip(flags) {
+        if !quantizable {
             nodes.push(node);
             continue;
         }
@@ -62,6 +96,7 @@ pub fn quantize_int8(
         let (k, n) = (weight.dims[0] as usize, weight.dims[1] as usize);
         let values = f32_values(weight)?;
         let (q, scales) = quantize_weight(&values, k, n, granularity);
+        let fixed = ranges.and_then(|r| r.get(&node.input[0])).map(|&(low, high)| activation_scale(low, high));
         report.bytes_before += data_bytes(weight);
         report.bytes_after += q.len() + scales.len() * 5;
 
@@ -81,7 +116,14 @@ pub fn quantize_int8(
         let x = &node.input[0];
         let y = node.output.first().cloned().unwrap_or_default();
         let t = |s: &str| format!("{base}_dq_{s}");
-        nodes.push(op("DynamicQuantizeLinear", &[x], &[&t("xq"), &t("xs"), &t("xz")], vec![]));
+        match fixed {
+            None => nodes.push(op("DynamicQuantizeLinear", &[x], &[&t("xq"), &t("xs"), &t("xz")], vec![])),
+            Some((xs, xz)) => {
+                new_initializers.push(tensor(&t("xs"), vec![], DataType::Float, xs.to_le_bytes().to_vec()));
+                new_initializers.push(tensor(&t("xz"), vec![], DataType::Uint8, vec![xz]));
+                nodes.push(op("QuantizeLinear", &[x, &t("xs"), &t("xz")], &[&t("xq")], vec![]));
+            }
+        }
         nodes.push(op("MatMulInteger", &[&t("xq"), &wq, &t("xz"), &wz], &[&t("int32")], vec![]));
         let to_float = AttributeProto {
             name: Some("to".into()),
@@ -90,7 +132,15 @@ pub fn quantize_int8(
             ..Default::default()
         };
         nodes.push(op("Cast", &[&t("int32")], &[&t("float")], vec![to_float]));
-        nodes.push(op("Mul", &[&t("xs"), &ws], &[&t("scale")], vec![]));
+        match fixed {
+            // The product of the two scales is a constant too.
+            Some((xs, _)) => {
+                let product: Vec<u8> = scales.iter().flat_map(|s| (s * xs).to_le_bytes()).collect();
+                let dims = if scales.len() == 1 { vec![] } else { vec![n as i64] };
+                new_initializers.push(tensor(&t("scale"), dims, DataType::Float, product));
+            }
+            None => nodes.push(op("Mul", &[&t("xs"), &ws], &[&t("scale")], vec![])),
+        }
         nodes.push(op("Mul", &[&t("float"), &t("scale")], &[&y], vec![]));
         replaced.push(node.input[1].clone());
         report.matmuls += 1;
@@ -105,6 +155,13 @@ pub fn quantize_int8(
     // Intermediate shapes were inferred for the float graph; the runtime infers them again.
     graph.value_info.clear();
     Ok(report)
+}
+
+/// The uint8 scale and zero point that cover `low..=high` (widened to hold 0, which must stay exact).
+fn activation_scale(low: f32, high: f32) -> (f32, u8) {
+    let (low, high) = (low.min(0.0), high.max(0.0));
+    let scale = if high > low { (high - low) / 255.0 } else { 1.0 };
+    (scale, (-low / scale).round().clamp(0.0, 255.0) as u8)
 }
 
 /// Zero point of the stored uint8 weights.
@@ -168,5 +225,15 @@ mod tests {
         }
         let (_, per_channel) = quantize_weight(&w, k, n, Granularity::PerChannel);
         assert_eq!(per_channel, vec![1.0 / 127.0, 10.0 / 127.0], "column maxima 1 and 10");
+    }
+
+    #[test]
+    fn activation_ranges_map_onto_uint8_with_an_exact_zero() {
+        // -1..=3 over 255 steps: zero at 63.75 steps rounds to 64.
+        let (scale, zero) = activation_scale(-1.0, 3.0);
+        assert!((scale - 4.0 / 255.0).abs() < 1e-9 && zero == 64);
+        assert_eq!(activation_scale(0.5, 2.0), (2.0 / 255.0, 0), "widened down to 0");
+        assert_eq!(activation_scale(-2.0, -0.5), (2.0 / 255.0, 255), "widened up to 0");
+        assert_eq!(activation_scale(0.0, 0.0), (1.0, 0));
     }
 }

@@ -1,12 +1,16 @@
 //! Quantized variants of ONNX models, as graph rewrites on the ONNX protobuf: they work on any ONNX file
 //! whose MatMuls have constant weights, not only on ferroserve's own exports.
 
+mod calibrate;
 mod fp16;
+mod int4;
 mod int8;
 mod tensors;
 
+pub use calibrate::{activation_ranges, text_feeds};
 pub use fp16::convert_fp16;
-pub use int8::{Granularity, quantize_int8};
+pub use int4::{Int4Options, quantize_int4};
+pub use int8::{ActivationRanges, Granularity, quantize_int8, quantize_int8_static};
 
 /// What a rewrite changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 /// DejaVu Sans, or empty when the build found no font (`deploy/fetch-assets.sh` fetches it).
 static FONT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fonts/DejaVuSans.ttf"));
 const FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (960, 600);
+const SIZE: (u32, u32) = (1100, 600);
 
 /// One named curve.
 #[derive(Debug, Clone)]
@@ -151,12 +151,29 @@ fn text(size: u32) -> TextStyle<'static> {
     (FAMILY, size).into_font().into()
 }
 
-/// A mesh and axis titles on `x` × `y`, then `body` draws the data.
+/// One line of a legend: a colour drawn as a line or as a dot (filled or hollow).
+struct Entry {
+    name: String,
+    color: RGBAColor,
+    mark: Mark,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Line,
+    Dot { filled: bool },
+}
+
+/// Width of the legend column at the right of every chart, pixels.
+const LEGEND_WIDTH: u32 = 300;
+
+/// The title, a mesh with axis titles on `x` × `y` in which `body` draws the data, and the legend in a column
+/// of its own at the right (so it never covers the data).
 fn frame<DB, X, Y>(
     root: &DrawingArea<DB, Shift>,
     labels: &Labels,
     (x, y): (X, Y),
-    legend: SeriesLabelPosition,
+    legend: &[Entry],
     body: impl FnOnce(&mut ChartContext<DB, Cartesian2d<X::CoordDescType, Y::CoordDescType>>) -> Result<(), String>,
 ) -> Result<(), String>
 where
@@ -167,8 +184,10 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(root)
-        .caption(&labels.title, text(18))
+    let area = root.titled(&labels.title, text(18)).map_err(|e| e.to_string())?;
+    let width = area.dim_in_pixel().0;
+    let (plot_area, legend_area) = area.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let mut chart = ChartBuilder::on(&plot_area)
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
@@ -185,17 +204,25 @@ where
         .draw()
         .map_err(|e| e.to_string())?;
     body(&mut chart)?;
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .label_font(text(14))
-        .position(legend)
-        .draw()
-        .map_err(|e| e.to_string())
+    for (i, entry) in legend.iter().enumerate() {
+        let y = 24 + 24 * i as i32;
+        let result = match entry.mark {
+            Mark::Line => legend_area.draw(&PathElement::new(vec![(8, y), (32, y)], entry.color.stroke_width(3))),
+            Mark::Dot { filled: true } => legend_area.draw(&Circle::new((20, y), 6, entry.color.filled())),
+            Mark::Dot { filled: false } => legend_area.draw(&Circle::new((20, y), 6, entry.color.stroke_width(2))),
+        };
+        result.map_err(|e| e.to_string())?;
+        legend_area.draw(&Text::new(entry.name.clone(), (40, y - 8), text(14))).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
-/// Draws each series as a line with its points marked, labelled in the legend.
+/// The `i`th series colour.
+fn color(i: usize) -> RGBAColor {
+    Palette99::pick(i).to_rgba()
+}
+
+/// Draws each series as a line, its points marked when `marks`.
 fn draw_series<DB, X, Y>(
     chart: &mut ChartContext<DB, Cartesian2d<X, Y>>,
     series: &[Series],
@@ -207,19 +234,21 @@ where
     Y: Ranged<ValueType = f64>,
 {
     for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(&s.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .draw_series(LineSeries::new(s.points.iter().copied(), color(i).stroke_width(2)))
+            .map_err(|e| e.to_string())?;
         if marks {
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color(i).filled())))
                 .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
+}
+
+/// One legend line per series.
+fn series_legend(series: &[Series]) -> Vec<Entry> {
+    series.iter().enumerate().map(|(i, s)| Entry { name: s.name.clone(), color: color(i), mark: Mark::Line }).collect()
 }
 
 impl Chart for Lines<'_> {
@@ -230,12 +259,12 @@ impl Chart for Lines<'_> {
         if self.log_x && xs().all(|x| x > 0.0) {
             let (low, high) = (xs().fold(f64::INFINITY, f64::min), xs().fold(0.0, f64::max));
             let x = (low / 1.5..high * 1.5).log_scale();
-            frame(root, &self.labels, (x, y), SeriesLabelPosition::UpperLeft, |chart| {
+            frame(root, &self.labels, (x, y), &series_legend(self.series), |chart| {
                 draw_series(chart, self.series, true)
             })
         } else {
             let (low, high) = padded(xs(), 0.05);
-            frame(root, &self.labels, (low..high, y), SeriesLabelPosition::UpperLeft, |chart| {
+            frame(root, &self.labels, (low..high, y), &series_legend(self.series), |chart| {
                 draw_series(chart, self.series, true)
             })
         }
@@ -244,37 +273,25 @@ impl Chart for Lines<'_> {
 
 impl Chart for Pareto<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        // Room on the right for the names written beside the points.
-        let (low, high) = padded(self.candidates.iter().map(|c| c.speed).chain([0.0]), 0.05);
-        let x = (low, high + (high - low) * 0.25);
+        let x = padded(self.candidates.iter().map(|c| c.speed).chain([0.0]), 0.05);
         let y = padded(self.candidates.iter().map(|c| c.accuracy), 0.15);
         let front = pareto_front(self.candidates);
-        frame(root, &self.labels, (x.0..x.1, y.0..y.1), SeriesLabelPosition::LowerLeft, |chart| {
-            let mut line: Vec<(f64, f64)> = self
-                .candidates
-                .iter()
-                .filter(|c| front.contains(&c.name.as_str()))
-                .map(|c| (c.speed, c.accuracy))
-                .collect();
+        let on_front = |c: &Candidate| front.contains(&c.name.as_str());
+        let front_color = RED.mix(0.6);
+        let mut legend = vec![Entry { name: "Pareto front".into(), color: front_color, mark: Mark::Line }];
+        legend.extend(self.candidates.iter().enumerate().map(|(i, c)| Entry {
+            name: format!("{}{}", c.name, if on_front(c) { " (front)" } else { "" }),
+            color: color(i),
+            mark: Mark::Dot { filled: on_front(c) },
+        }));
+        frame(root, &self.labels, (x.0..x.1, y.0..y.1), &legend, |chart| {
+            let mut line: Vec<(f64, f64)> =
+                self.candidates.iter().filter(|c| on_front(c)).map(|c| (c.speed, c.accuracy)).collect();
             line.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let front_style = RED.mix(0.6).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(line, front_style))
-                .map_err(|e| e.to_string())?
-                .label("Pareto front")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], front_style));
+            chart.draw_series(LineSeries::new(line, front_color.stroke_width(2))).map_err(|e| e.to_string())?;
             for (i, c) in self.candidates.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                let on_front = front.contains(&c.name.as_str());
-                let style = if on_front { color.filled() } else { color.stroke_width(2) };
-                chart
-                    .draw_series([Circle::new((c.speed, c.accuracy), 7, style)])
-                    .map_err(|e| e.to_string())?
-                    .label(format!("{}{}", c.name, if on_front { " (front)" } else { "" }))
-                    .legend(move |(x, y)| Circle::new((x + 10, y), 5, style));
-                chart
-                    .draw_series([Text::new(c.name.clone(), (c.speed, c.accuracy), text(13))])
-                    .map_err(|e| e.to_string())?;
+                let style = if on_front(c) { color(i).filled() } else { color(i).stroke_width(2) };
+                chart.draw_series([Circle::new((c.speed, c.accuracy), 7, style)]).map_err(|e| e.to_string())?;
             }
             Ok(())
         })
@@ -295,7 +312,7 @@ impl Chart for Distribution<'_> {
             })
             .collect();
         let x = padded(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).chain([0.0]), 0.05);
-        frame(root, &self.labels, (x.0..x.1, 0.0..1.02), SeriesLabelPosition::LowerRight, |chart| {
+        frame(root, &self.labels, (x.0..x.1, 0.0..1.02), &series_legend(&series), |chart| {
             draw_series(chart, &series, false)
         })
     }

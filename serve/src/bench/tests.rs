@@ -100,13 +100,13 @@ fn check_png(path: &Path) {
     assert_eq!(&png[12..16], b"IHDR");
     let size =
         (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
-    assert_eq!(size, (960, 600), "{}", path.display());
+    assert_eq!(size, (1100, 600), "{}", path.display());
     assert!(png.len() > 10_000, "{} holds a drawing", path.display());
 }
 
 fn check_svg(path: &Path) {
     let svg = std::fs::read_to_string(path).unwrap();
-    assert!(svg.starts_with("<svg width=\"960\" height=\"600\"") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert!(svg.starts_with("<svg width=\"1100\" height=\"600\"") && svg.trim_end().ends_with("</svg>"), "{svg}");
     assert_eq!(svg.matches("<svg").count(), svg.matches("</svg>").count());
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
     assert!(svg.contains("tiny:coarse") && svg.contains("<polyline"), "{}", path.display());
