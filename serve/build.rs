@@ -24,7 +24,7 @@ fn main() {
     if missing_swagger {
         println!("cargo:warning=Swagger UI not found in {}: /docs will say how to add it", swagger.display());
     }
-    let fonts = manifest.join("../assets/fonts");
+    let fonts = manifest.join("../assets/fonts/ttf");
     if embed(&fonts, "DejaVuSans.ttf", &out.join("fonts"), "") {
         println!("cargo:warning=no plot font in {}: ferroserve bench will write no plots", fonts.display());
     }

@@ -6,10 +6,8 @@ use std::path::PathBuf;
 
 use ferroserve_models::Embedder;
 use ferroserve_models::Pooling;
-use ferroserve_models::export::value_info;
-use ferroserve_models::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-};
+use ferroserve_models::export::table_encoder;
+use ferroserve_models::onnx::proto::TensorProto;
 use ferroserve_models::onnx::{ElementType, NamedTensor, OnnxEmbedder, OnnxModel, TensorData};
 use prost::Message;
 
@@ -91,69 +89,12 @@ fn generic_path_refuses_bad_inputs_clearly() {
     assert!(err.contains("ferroserve-corrupt"), "{err}");
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
-}
-
-/// An Optimum-style encoder: last_hidden_state = table[input_ids] * attention_mask (broadcast).
-fn tiny_encoder(table: &[f32], vocab: i64, hidden: i64) -> Vec<u8> {
-    const FLOAT: i32 = 1;
-    const INT64: i32 = 7;
-    let initializer = vec![
-        TensorProto {
-            name: Some("table".into()),
-            dims: vec![vocab, hidden],
-            data_type: Some(FLOAT),
-            float_data: table.to_vec(),
-            ..Default::default()
-        },
-        TensorProto {
-            name: Some("axes".into()),
-            dims: vec![1],
-            data_type: Some(INT64),
-            int64_data: vec![2],
-            ..Default::default()
-        },
-    ];
-    let to_float = AttributeProto { name: Some("to".into()), i: Some(1), r#type: Some(2), ..Default::default() };
-    let graph = GraphProto {
-        name: Some("tiny-encoder".into()),
-        node: vec![
-            node("Gather", &["table", "input_ids"], "embedded", vec![]),
-            node("Cast", &["attention_mask"], "mask_f", vec![to_float]),
-            node("Unsqueeze", &["mask_f", "axes"], "mask_3d", vec![]),
-            node("Mul", &["embedded", "mask_3d"], "last_hidden_state", vec![]),
-        ],
-        initializer,
-        input: vec![
-            value_info("input_ids", INT64, &["batch", "sequence"]),
-            value_info("attention_mask", INT64, &["batch", "sequence"]),
-        ],
-        output: vec![value_info("last_hidden_state", FLOAT, &["batch", "sequence", "hidden"])],
-        ..Default::default()
-    };
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
-        producer_name: Some("ferroserve-tests".into()),
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
 #[test]
 fn embedding_path_pools_an_optimum_style_graph() {
     let (vocab, hidden) = (10usize, 4usize);
     let table: Vec<f32> = (0..vocab * hidden).map(|i| i as f32 * 0.5 - 3.0).collect();
     let path = std::env::temp_dir().join(format!("ferroserve-tiny-encoder-{}.onnx", std::process::id()));
-    std::fs::write(&path, tiny_encoder(&table, vocab as i64, hidden as i64)).unwrap();
+    std::fs::write(&path, table_encoder(&table, vocab, hidden).encode_to_vec()).unwrap();
     let mut embedder = OnnxEmbedder::load(&path, Pooling::Mean, 0, 1).unwrap();
     let (a, b): (&[u32], &[u32]) = (&[1, 5, 9], &[2, 3]);
     let out = embedder.embed(&[a, b]).unwrap();

@@ -6,6 +6,7 @@ run, and the table, JSON, CSV and plots are written."""
 import csv
 import json
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -19,6 +20,12 @@ def bench_load(out, *args):
     return json.loads((out / "load.json").read_text()), run.stdout
 
 
+def embedding_cache_hits(server):
+    text = urllib.request.urlopen(f"{server.http}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ferroserve_cache_hits_total") and 'cache="embedding"' in line)
+
+
 def check_plots(out, report, charts):
     assert report["plots"] == [f"{c}.{ext}" for c in charts for ext in ("png", "svg")]
     for chart in charts:
@@ -29,8 +36,10 @@ def check_plots(out, report, charts):
 @pytest.mark.parametrize("api", ["openai-embeddings", "tei", "kserve", "grpc"])
 def test_embedding_apis_closed_loop(server, tmp_path, api):
     url = f"http://127.0.0.1:{server.grpc_port}" if api == "grpc" else server.http
+    hits = embedding_cache_hits(server)
     report, stdout = bench_load(tmp_path, "--url", url, "--api", api, "--concurrency", "1,4", "--requests", "24",
                                 "--batch", "2", "--unique")
+    assert embedding_cache_hits(server) == hits, "--unique: no text of any level was seen before"
     assert report["api"] == api and report["unit"] == "texts" and report["machine"] and len(report["date"]) == 10
     [target] = report["targets"]
     assert [l["level"] for l in target["levels"]] == ["c=1", "c=4"]

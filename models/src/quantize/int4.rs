@@ -9,10 +9,8 @@
 //! ONNX Runtime quantizes them to INT8 per block on the fly and multiplies with integer kernels (AVX2,
 //! AVX-512 VNNI), otherwise it dequantizes to float.
 
-use std::collections::HashMap;
-
 use super::QuantizeReport;
-use super::int8::has_constant_weight;
+use super::int8::weight_matmuls;
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
 use crate::onnx::proto::{
@@ -53,11 +51,7 @@ pub fn quantize_int4(
     let Some(graph) = model.graph.as_mut() else {
         return Err(ModelError::Unsupported("the model has no graph".into()));
     };
-    let index: HashMap<String, usize> =
-        graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
-    let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
-    let flags: Vec<bool> = graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect();
-    drop(by_name);
+    let (index, flags) = weight_matmuls(graph);
     let total = flags.iter().filter(|f| **f).count();
     let mut report = QuantizeReport::default();
     let mut nodes = Vec::with_capacity(graph.node.len());

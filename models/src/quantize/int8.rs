@@ -24,7 +24,8 @@ use super::QuantizeReport;
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
 use crate::onnx::proto::{
-    AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType, tensor_proto::DataType,
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType,
+    tensor_proto::DataType,
 };
 
 /// One scale for the whole weight, or one per output channel (column).
@@ -68,6 +69,14 @@ pub(super) fn has_constant_weight(node: &NodeProto, initializers: &HashMap<&str,
             .is_some_and(|t| t.dims.len() == 2 && t.data_type == Some(DataType::Float as i32))
 }
 
+/// The initializers' positions by name, and for each node whether it multiplies by a constant 2-D float32
+/// weight (the MatMuls the rewrites replace).
+pub(super) fn weight_matmuls(graph: &GraphProto) -> (HashMap<String, usize>, Vec<bool>) {
+    let index = graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
+    let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
+    (index, graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect())
+}
+
 fn rewrite(
     model: &mut ModelProto,
     granularity: Granularity,
@@ -77,11 +86,7 @@ fn rewrite(
     let Some(graph) = model.graph.as_mut() else {
         return Err(ModelError::Unsupported("the model has no graph".into()));
     };
-    let index: HashMap<String, usize> =
-        graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
-    let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
-    let flags: Vec<bool> = graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect();
-    drop(by_name);
+    let (index, flags) = weight_matmuls(graph);
     let total = flags.iter().filter(|f| **f).count();
     let mut report = QuantizeReport::default();
     let mut nodes = Vec::with_capacity(graph.node.len() + total * 4);

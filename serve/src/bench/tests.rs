@@ -6,10 +6,7 @@
 use std::path::Path;
 
 use ferroserve_models::config::DeviceSpec;
-use ferroserve_models::export::value_info;
-use ferroserve_models::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-};
+use ferroserve_models::export::table_encoder;
 use prost::Message;
 
 use super::{VariantsArgs, variants};
@@ -17,60 +14,10 @@ use super::{VariantsArgs, variants};
 const WORDS: [&str; 8] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
 const HIDDEN: usize = 4;
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
-}
-
-/// last_hidden_state = table[input_ids] * attention_mask, as an Optimum-style encoder's outputs.
-fn encoder(table: &[f32]) -> Vec<u8> {
-    let (float, int64) = (1, 7);
-    let to_float = AttributeProto { name: Some("to".into()), i: Some(1), r#type: Some(2), ..Default::default() };
-    let tensor = |name: &str, dims: Vec<i64>, data_type, floats: Vec<f32>, ints: Vec<i64>| TensorProto {
-        name: Some(name.into()),
-        dims,
-        data_type: Some(data_type),
-        float_data: floats,
-        int64_data: ints,
-        ..Default::default()
-    };
-    let graph = GraphProto {
-        name: Some("tiny".into()),
-        node: vec![
-            node("Gather", &["table", "input_ids"], "embedded", vec![]),
-            node("Cast", &["attention_mask"], "mask_f", vec![to_float]),
-            node("Unsqueeze", &["mask_f", "axes"], "mask_3d", vec![]),
-            node("Mul", &["embedded", "mask_3d"], "last_hidden_state", vec![]),
-        ],
-        initializer: vec![
-            tensor("table", vec![(table.len() / HIDDEN) as i64, HIDDEN as i64], float, table.to_vec(), vec![]),
-            tensor("axes", vec![1], int64, vec![], vec![2]),
-        ],
-        input: vec![
-            value_info("input_ids", int64, &["batch", "sequence"]),
-            value_info("attention_mask", int64, &["batch", "sequence"]),
-        ],
-        output: vec![value_info("last_hidden_state", float, &["batch", "sequence", "hidden"])],
-        ..Default::default()
-    };
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
 /// A model folder: the encoder, a word-level tokenizer over `WORDS` (ids 1..), and the config.
 fn model_folder(dir: &Path, table: &[f32]) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("model.onnx"), encoder(table)).unwrap();
+    std::fs::write(dir.join("model.onnx"), table_encoder(table, WORDS.len() + 1, HIDDEN).encode_to_vec()).unwrap();
     let vocab: serde_json::Map<String, serde_json::Value> = std::iter::once(("[UNK]".to_string(), 0.into()))
         .chain(WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), (i + 1).into())))
         .collect();

@@ -24,6 +24,17 @@ pub enum Api {
 }
 
 impl Api {
+    /// The name `--api` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::OpenaiEmbeddings => "openai-embeddings",
+            Api::OpenaiChat => "openai-chat",
+            Api::Tei => "tei",
+            Api::Kserve => "kserve",
+            Api::Grpc => "grpc",
+        }
+    }
+
     /// What the run's throughput counts.
     pub fn unit(self) -> &'static str {
         if self == Api::OpenaiChat { "tokens" } else { "texts" }

@@ -127,11 +127,9 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let texts: Arc<Vec<String>> =
         Arc::new(text.lines().map(str::trim).filter(|l| !l.is_empty()).take(args.limit).map(String::from).collect());
     anyhow::ensure!(!texts.is_empty(), "no texts in {}", args.data.display());
-    let tag = args
-        .unique
-        .then(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let mut targets = Vec::new();
-    for url in &args.urls {
+    for (server, url) in args.urls.iter().enumerate() {
         let client = Client::connect(url, args.api).await?;
         let mut levels = Vec::new();
         let plan: Vec<(Option<usize>, Option<f64>)> = if args.rates.is_empty() {
@@ -139,7 +137,9 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         } else {
             args.rates.iter().map(|&r| (None, Some(r))).collect()
         };
-        for (concurrency, rate) in plan {
+        for (level, (concurrency, rate)) in plan.into_iter().enumerate() {
+            // Every level of every server sends the same texts, or with --unique texts no level sent before.
+            let tag = args.unique.then(|| format!("{run}-{server}-{level}"));
             let inputs = Inputs { texts: texts.clone(), batch: args.batch, tag, next: Arc::new(AtomicUsize::new(0)) };
             closed(&client, args, &inputs, concurrency.unwrap_or(1), Stop::Requests(args.warmup)).await;
             let (outcomes, seconds) = match (concurrency, rate) {
@@ -176,7 +176,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
 struct Inputs {
     texts: Arc<Vec<String>>,
     batch: usize,
-    tag: Option<u128>,
+    tag: Option<String>,
     next: Arc<AtomicUsize>,
 }
 
@@ -186,7 +186,7 @@ impl Inputs {
         (0..self.batch)
             .map(|k| {
                 let text = &self.texts[(i * self.batch + k) % self.texts.len()];
-                match self.tag {
+                match &self.tag {
                     Some(tag) => format!("{text} [{tag}-{i}-{k}]"),
                     None => text.clone(),
                 }

@@ -98,7 +98,7 @@ fn x(level: &Level) -> f64 {
 /// Draws the plots into `out`; returns the files' names.
 pub fn plots(report: &LoadReport, out: &Path) -> anyhow::Result<Vec<String>> {
     let open_loop = report.targets.iter().flat_map(|t| &t.levels).any(|l| l.rate.is_some());
-    let title = |what: &str| format!("{} over {:?}: {what} ({})", report.model, report.api, report.date);
+    let title = |what: &str| format!("{} over {}: {what} ({})", report.model, report.api.name(), report.date);
     let series: Vec<Series> = report
         .targets
         .iter()
@@ -158,11 +158,11 @@ pub fn write(report: &mut LoadReport, out: &Path, results: Option<&Path>) -> any
     let csv_path = out.join("load.csv");
     std::fs::write(&csv_path, csv(report)).with_context(|| format!("writing {}", csv_path.display()))?;
     let heading = format!(
-        "{}, {}: {} over {:?}, {} text(s) per request{} (`ferroserve bench load`)",
+        "{}, {}: {} over {}, {} text(s) per request{} (`ferroserve bench load`)",
         report.date,
         report.machine,
         report.model,
-        report.api,
+        report.api.name(),
         report.batch,
         if report.note.is_empty() { String::new() } else { format!("; {}", report.note) }
     );
