@@ -74,7 +74,7 @@ def test_compare_measures_two_servers_in_one_run(server, tmp_path):
 def test_streamed_chat_reports_ttft_and_inter_token_latency(server, tmp_path):
     report, stdout = bench_load(tmp_path, "--url", server.http, "--api", "openai-chat", "--model",
                                 "SmolLM2-135M-Instruct", "--concurrency", "2", "--requests", "4", "--max-tokens", "8",
-                                "--ignore-eos", "--system", "You answer briefly.")
+                                "--ignore-eos", "--system", "You answer briefly.", "--unique")
     assert report["unit"] == "tokens"
     level = report["targets"][0]["levels"][0]
     assert (level["ok"], level["errors"]) == (4, 0), level["first_error"]
