@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ferroserve_models::config::{read_toml, split_tables};
-use ferroserve_models::{DeviceSpec, ModelConfig, ModelError, Task};
+use ferroserve_models::{Backend, DeviceSpec, ModelConfig, ModelError, Task};
 use serde::Deserialize;
 
 use crate::batching::{BatchingConfig, LaneConfig};
@@ -61,9 +61,14 @@ impl ModelEntry {
     pub fn from_file(file: &Path) -> Result<Self, ModelError> {
         let (keys, tables) = split_tables(read_toml(file)?);
         let model = ModelConfig::from_keys(keys, file)?;
-        let serving: Serving = toml::Value::Table(tables)
+        let mut serving: Serving = toml::Value::Table(tables)
             .try_into()
             .map_err(|e: toml::de::Error| ModelError::Config { path: file.into(), message: e.message().into() })?;
+        // A lane's own files are relative to the model file, as the model's are.
+        let base = file.parent().unwrap_or(Path::new("."));
+        for lane in &mut serving.lanes {
+            lane.path = lane.path.as_ref().map(|p| base.join(p));
+        }
         let entry = ModelEntry {
             model,
             batching: serving.batching,
@@ -79,6 +84,18 @@ impl ModelEntry {
 
     pub fn name(&self) -> &str {
         &self.model.name
+    }
+
+    /// The backends the lanes run, each once, in lane order, joined by `+`.
+    pub fn backends(&self) -> String {
+        let mut names: Vec<&'static str> = Vec::new();
+        for lane in &self.lanes {
+            let name = lane.backend.unwrap_or(self.model.backend).as_str();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names.join("+")
     }
 
     /// One entry per served version (`name@version`, its files in `path/version/`), or itself when the model
@@ -158,6 +175,19 @@ impl ModelEntry {
         if g.default_max_tokens == 0 {
             return Err("generation.default_max_tokens must be at least 1".into());
         }
+        if self.model.task != Task::Embedding && self.lanes.iter().any(LaneConfig::overrides_model) {
+            return Err("only embedding models take a backend, path or weights per lane".into());
+        }
+        if self.lanes.iter().any(|l| {
+            l.backend.unwrap_or(self.model.backend) == Backend::Onnx
+                && l.overrides_model()
+                && l.device != DeviceSpec::Cpu
+        }) {
+            return Err("an ONNX lane runs on the CPU (device = \"cpu\")".into());
+        }
+        if self.lanes.iter().any(|l| l.min_cosine.is_some_and(|c| !(-1.0..=1.0).contains(&c))) {
+            return Err("a lane's min_cosine must be between -1 and 1".into());
+        }
         let generation = self.model.task == Task::Generation;
         if generation && self.lanes.iter().any(|l| l.device != DeviceSpec::Cpu) {
             return Err("generation models run on one CPU lane for now".into());
@@ -218,6 +248,45 @@ pub fn read_repository(dir: &Path) -> Result<Vec<ModelEntry>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_may_run_other_files_of_an_embedding_model() {
+        let dir = std::env::temp_dir().join(format!("ferroserve-repo-lanes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = "name = \"m\"\ntask = \"embedding\"\nbackend = \"candle\"\npath = \"ckpt\"\n";
+        let file = dir.join("m.toml");
+        std::fs::write(
+            &file,
+            format!("{model}[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"onnx\"\nmin_cosine = 0.99\n[[lanes]]\ndevice = \"cpu\"\n"),
+        )
+        .unwrap();
+        let entry = ModelEntry::from_file(&file).unwrap();
+        assert_eq!(entry.lanes[0].path, Some(dir.join("onnx")), "relative to the model file");
+        let onnx = entry.lanes[0].model_config(&entry.model);
+        assert_eq!(
+            (onnx.backend, onnx.path.clone(), onnx.weights_path()),
+            (Backend::Onnx, dir.join("onnx"), dir.join("onnx/model.onnx"))
+        );
+        assert_eq!(
+            entry.lanes[1].model_config(&entry.model).path,
+            dir.join("ckpt"),
+            "a plain lane runs the model's files"
+        );
+        assert_eq!(entry.backends(), "onnx+candle");
+        for (bad, says) in [
+            (format!("{model}[[lanes]]\ndevice = \"cuda:0\"\nbackend = \"onnx\"\npath = \"onnx\"\n"), "runs on the CPU"),
+            (format!("{model}[[lanes]]\ndevice = \"cpu\"\npath = \"x\"\nmin_cosine = 2.0\n"), "min_cosine"),
+            (
+                "name = \"g\"\ntask = \"generation\"\nbackend = \"candle\"\npath = \"x\"\n[[lanes]]\ndevice = \"cpu\"\nweights = \"y.gguf\"\n".into(),
+                "only embedding models",
+            ),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let err = ModelEntry::from_file(&file).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reads_configs_and_resolves_paths() {

@@ -1,7 +1,10 @@
 //! The batching settings of an embedding model (`[batching]` of its repository file) and its lanes
 //! (`[[lanes]]`).
 
+use std::path::PathBuf;
+
 use ferroserve_models::DeviceSpec;
+use ferroserve_models::config::{Backend, ModelConfig};
 use serde::Deserialize;
 
 /// Batching, queueing and scheduling of one model. Defaults suit a small CPU machine.
@@ -57,11 +60,56 @@ pub struct LaneConfig {
     pub max_batch_size: Option<usize>,
     #[serde(default)]
     pub max_batch_tokens: Option<usize>,
+    /// Embedding models: this lane runs another backend's files of the same model (the ONNX export on CPU
+    /// lanes beside Candle on GPU lanes, say). `backend`, `path` (relative to the model file) and `weights`
+    /// replace the model's for this lane; the tokenizer, pooling, limits and name stay the model's, and the
+    /// lane must agree with the first lane on probe texts (`min_cosine`) or the model does not load.
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+    /// Least cosine between this lane's vectors and the first lane's on the load-time probe texts
+    /// (default 0.999: the same numerics up to rounding; lower it to admit a quantized lane).
+    #[serde(default)]
+    pub min_cosine: Option<f64>,
 }
 
 impl LaneConfig {
     /// One CPU lane with the default thread share: what a model without `[[lanes]]` gets.
     pub fn cpu() -> Self {
-        LaneConfig { device: DeviceSpec::Cpu, threads: None, max_batch_size: None, max_batch_tokens: None }
+        LaneConfig {
+            device: DeviceSpec::Cpu,
+            threads: None,
+            max_batch_size: None,
+            max_batch_tokens: None,
+            backend: None,
+            path: None,
+            weights: None,
+            min_cosine: None,
+        }
+    }
+
+    /// Whether this lane runs files of its own rather than the model's.
+    pub fn overrides_model(&self) -> bool {
+        self.backend.is_some() || self.path.is_some() || self.weights.is_some()
+    }
+
+    /// The model as this lane runs it: the model's config with the lane's backend and files.
+    pub fn model_config(&self, model: &ModelConfig) -> ModelConfig {
+        let mut config = model.clone();
+        if let Some(backend) = self.backend {
+            config.backend = backend;
+            // The model's weight file name belongs to its own backend.
+            config.weights = None;
+        }
+        if let Some(path) = &self.path {
+            config.path = path.clone();
+        }
+        if let Some(weights) = &self.weights {
+            config.weights = Some(weights.clone());
+        }
+        config
     }
 }

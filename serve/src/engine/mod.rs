@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{EmbedderInfo, ModelError, Task, load_embedder};
 
-use crate::batching::{BatchLimits, BatchQueue, LaneSpec};
+use crate::batching::{BatchLimits, BatchQueue, LaneConfig, LaneSpec};
 use crate::cache::{CacheConfig, CacheUsage, Caches, Invalidated};
 use crate::generation::Generator;
 use crate::repository::ModelEntry;
 use crate::threads::ThreadBudget;
-use crate::vectors::{Collections, VectorsConfig};
+use crate::vectors::{Collections, VectorsConfig, cosine_f64};
 
 pub use chains::{ChainStream, RunOutput, StepReport};
 pub use embeddings::{EmbedOutput, EmbedRequest, Truncate};
@@ -159,7 +159,8 @@ pub enum ModelState {
 pub struct ModelSummary {
     pub name: String,
     pub task: Task,
-    pub backend: &'static str,
+    /// The backends its lanes run, in lane order (`candle`, `onnx`, or `onnx+candle` for mixed lanes).
+    pub backend: String,
     pub ready: bool,
     /// `loading`, `ready` or `failed`.
     pub state: &'static str,
@@ -325,7 +326,7 @@ impl Engine {
                 ModelSummary {
                     name: config.name().to_string(),
                     task: config.model.task,
-                    backend: config.model.backend.as_str(),
+                    backend: config.backends(),
                     ready: ready.is_some(),
                     state: match state {
                         ModelState::Loading => "loading",
@@ -464,20 +465,61 @@ fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Ser
     Ok(ServedModel::new(name, entry, Runtime::Generation(generator)))
 }
 
+/// Texts every lane of a model embeds at load when its lanes run different files.
+const PROBE_TEXTS: [&str; 3] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "ferroserve serves embedding and language models over REST and gRPC",
+    "library for reading and writing TOML configuration files (development headers)",
+];
+
+/// Checks that every lane's vectors of the probe texts are within its `min_cosine` (default 0.999) of the
+/// first lane's: lanes of different backends must serve the same model, or the model does not load.
+fn lanes_agree(
+    model: &str,
+    info: &EmbedderInfo,
+    configs: &[LaneConfig],
+    lanes: &mut [LaneSpec],
+) -> Result<(), ModelError> {
+    let texts: Vec<String> = PROBE_TEXTS.iter().map(|t| t.to_string()).collect();
+    let ids = info.tokenizer.encode(&texts, true)?.unwrap_or_default();
+    let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let Some((first, others)) = lanes.split_first_mut() else { return Ok(()) };
+    let reference = first.embedder.embed(&seqs)?;
+    for ((lane, config), i) in others.iter_mut().zip(&configs[1..]).zip(1..) {
+        let vectors = lane.embedder.embed(&seqs)?;
+        let least = reference.iter().zip(&vectors).map(|(a, b)| cosine_f64(a, b)).fold(f64::INFINITY, f64::min);
+        let bound = config.min_cosine.unwrap_or(0.999);
+        if least < bound {
+            return Err(ModelError::Unsupported(format!(
+                "model {model:?}: lane {i} ({}) disagrees with lane 0 ({}): cosine {least:.6} on the probe texts, \
+                 below its min_cosine {bound}; are its files the same model?",
+                lane.name, first.name
+            )));
+        }
+        tracing::info!(model, lane = %lane.name, cosine = least, "lane agrees with lane 0");
+    }
+    Ok(())
+}
+
 fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let config = &entry.model;
     let info = EmbedderInfo::load(config)?;
     let mut lanes = Vec::with_capacity(entry.lanes.len());
     for (i, lane) in entry.lanes.iter().enumerate() {
         let threads = budget.lane_threads(lane);
-        let embedder = load_embedder(config, &info, &lane.device, threads)?;
+        let lane_config = lane.model_config(config);
+        let embedder = load_embedder(&lane_config, &info, &lane.device, threads)?;
         let limits = BatchLimits {
             max_batch_size: lane.max_batch_size.unwrap_or(entry.batching.max_batch_size),
             max_batch_tokens: lane.max_batch_tokens.unwrap_or(entry.batching.max_batch_tokens),
         };
         let name = format!("{}-{i}", lane.device);
-        tracing::info!(model = %config.name, lane = %name, threads, ?limits, "lane loaded");
+        let backend = lane_config.backend.as_str();
+        tracing::info!(model = %config.name, lane = %name, backend, threads, ?limits, "lane loaded");
         lanes.push(LaneSpec { name, limits, embedder });
+    }
+    if entry.lanes.iter().any(LaneConfig::overrides_model) {
+        lanes_agree(&config.name, &info, &entry.lanes, &mut lanes)?;
     }
     let queue = BatchQueue::start(&config.name, &entry.batching, lanes);
     let name = config.name.clone();
