@@ -115,7 +115,7 @@ async fn rest_and_grpc_return_the_same_vectors() {
     );
     assert_eq!(
         (models[1].backend.as_str(), models[1].dimensions, models[1].max_input_tokens, models[1].ready),
-        ("candle", 384, 256, true)
+        ("onnx", 384, 256, true)
     );
     assert_eq!(models[4].backend, "onnx");
     // The language model: no dimensions, its context as the input limit.
