@@ -20,7 +20,9 @@ baseline=$(target/bench-venv/bin/python benches/ort_baseline.py --model-dir asse
   --texts tests/data/sentences.txt --limit "$requests" --threads 2 --batch 1,32)
 echo "in-process ONNX Runtime: $baseline"
 
-start_server "$out/server.log" --config deploy/ferroserve.toml
+# The first start seeds the example collection (embedding 2,000 texts): let it finish before measuring.
+start_server "$out/server.log" --config deploy/ferroserve.toml --vectors-path "$out/vectors"
+for _ in $(seq 600); do grep -qE "collection seeded|seeding failed" "$out/server.log" && break; sleep 0.5; done
 "$bin" bench load --url "$BENCH_URL" --model all-MiniLM-L6-v2 --concurrency 1,32 --requests "$requests" --unique \
   --server-pid "$server" --out "$out/load" --note "make run's configuration" | tee "$out/load.txt"
 stop_server

@@ -1,11 +1,13 @@
 //! The thread budget: how the machine's cores are shared between the async runtime (I/O: parsing,
 //! routing, encoding) and the lanes' compute pools, so busy lanes never oversubscribe the cores.
 //!
-//! CPU lanes that do not set `threads` share out the cores left by those that do (at least one each).
-//! GPU lanes need one driving thread and no pool. The runtime gets one worker per four cores (at least
-//! one): it mostly waits on sockets. The start-up log shows the plan.
+//! ONNX Runtime lanes that do not set `threads` run on one pool the process shares (ONNX Runtime's global pool,
+//! every core): a lone busy model gets all of them, several busy ones share them. Other CPU lanes that do not
+//! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
+//! thread and no pool. The runtime gets one worker per four cores (at least one): it mostly waits on sockets.
+//! The start-up log shows the plan.
 
-use ferroserve_models::DeviceSpec;
+use ferroserve_models::{Backend, DeviceSpec};
 
 use crate::batching::LaneConfig;
 use crate::repository::ModelEntry;
@@ -17,24 +19,42 @@ pub struct ThreadBudget {
     pub io_threads: usize,
     /// Compute threads of a CPU lane that does not set its own.
     pub default_lane_threads: usize,
-    /// Compute threads of every CPU lane together.
+    /// Compute threads of every CPU lane together (the shared pool counted once).
     pub compute_threads: usize,
+    /// Threads of the pool ONNX Runtime lanes share (0 when no lane uses it).
+    pub shared_pool_threads: usize,
+}
+
+/// Whether `lane` of `model` runs on the shared ONNX Runtime pool: an ONNX lane on the CPU without `threads`.
+fn on_shared_pool(model: &ModelEntry, lane: &LaneConfig) -> bool {
+    lane.device == DeviceSpec::Cpu
+        && lane.threads.is_none()
+        && lane.backend.unwrap_or(model.model.backend) == Backend::Onnx
 }
 
 impl ThreadBudget {
     pub fn plan(models: &[ModelEntry], io_threads: Option<usize>, cores: usize) -> Self {
-        let cpu_lanes = || models.iter().flat_map(|m| &m.lanes).filter(|l| l.device == DeviceSpec::Cpu);
-        let explicit: usize = cpu_lanes().filter_map(|l| l.threads).sum();
-        let implicit = cpu_lanes().filter(|l| l.threads.is_none()).count();
+        let cpu_lanes = || {
+            models
+                .iter()
+                .flat_map(|m| m.lanes.iter().map(move |l| (m, l)))
+                .filter(|(m, l)| l.device == DeviceSpec::Cpu && !on_shared_pool(m, l))
+        };
+        let explicit: usize = cpu_lanes().filter_map(|(_, l)| l.threads).sum();
+        let implicit = cpu_lanes().filter(|(_, l)| l.threads.is_none()).count();
         let default_lane_threads = (cores.saturating_sub(explicit) / implicit.max(1)).max(1);
-        let compute_threads = explicit + implicit * default_lane_threads;
+        let shared = models.iter().any(|m| m.lanes.iter().any(|l| on_shared_pool(m, l)));
+        let shared_pool_threads = if shared { cores } else { 0 };
+        let compute_threads = explicit + implicit * default_lane_threads + shared_pool_threads;
         let io_threads = io_threads.unwrap_or((cores / 4).max(1)).max(1);
-        ThreadBudget { cores, io_threads, default_lane_threads, compute_threads }
+        ThreadBudget { cores, io_threads, default_lane_threads, compute_threads, shared_pool_threads }
     }
 
-    /// Compute threads of one lane (0 for GPU lanes: they need no pool).
-    pub fn lane_threads(&self, lane: &LaneConfig) -> usize {
+    /// Compute threads of one lane of `model`: 0 for a lane on the shared pool (its backend is told to use it)
+    /// and for GPU lanes (they need no pool).
+    pub fn lane_threads(&self, model: &ModelEntry, lane: &LaneConfig) -> usize {
         match lane.device {
+            _ if on_shared_pool(model, lane) => 0,
             DeviceSpec::Cpu => lane.threads.unwrap_or(self.default_lane_threads),
             DeviceSpec::Cuda(_) => 0,
         }
@@ -46,6 +66,7 @@ impl ThreadBudget {
             io_threads = self.io_threads,
             compute_threads = self.compute_threads,
             default_lane_threads = self.default_lane_threads,
+            shared_pool_threads = self.shared_pool_threads,
             "thread budget: lanes run on their own compute pools; the async runtime only does I/O"
         );
         if self.compute_threads > self.cores {
@@ -79,14 +100,38 @@ mod tests {
         let one = model("");
         assert_eq!(
             ThreadBudget::plan(&[one], None, 2),
-            ThreadBudget { cores: 2, io_threads: 1, default_lane_threads: 2, compute_threads: 2 }
+            ThreadBudget {
+                cores: 2,
+                io_threads: 1,
+                default_lane_threads: 2,
+                compute_threads: 2,
+                shared_pool_threads: 0
+            }
         );
         let two = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n");
         let b = ThreadBudget::plan(std::slice::from_ref(&two), None, 8);
         assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (4, 8, 2));
-        assert_eq!(b.lane_threads(&two.lanes[2]), 0);
+        assert_eq!(b.lane_threads(&two, &two.lanes[2]), 0);
         let pinned = model("[[lanes]]\ndevice = \"cpu\"\nthreads = 3\n[[lanes]]\ndevice = \"cpu\"\n");
         let b = ThreadBudget::plan(&[pinned], Some(3), 4);
         assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (1, 4, 3));
+    }
+
+    #[test]
+    fn onnx_lanes_without_threads_share_one_pool_of_every_core() {
+        // Four ONNX lanes (one pinned to 1 thread) and one Candle lane on 4 cores: the Candle lane gets the 3
+        // cores the pinned lane leaves, the three others share one pool of all 4 cores.
+        let onnx = "[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\n";
+        let mixed = model(&format!("{onnx}{onnx}[[lanes]]\ndevice = \"cpu\"\n"));
+        let pinned =
+            model(&format!("{onnx}[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\nthreads = 1\n"));
+        let b = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, 4);
+        assert_eq!((b.default_lane_threads, b.shared_pool_threads, b.compute_threads), (3, 4, 8));
+        assert_eq!(
+            [b.lane_threads(&mixed, &mixed.lanes[0]), b.lane_threads(&mixed, &mixed.lanes[2])],
+            [0, 3],
+            "0: the shared pool"
+        );
+        assert_eq!(b.lane_threads(&pinned, &pinned.lanes[1]), 1, "a lane that sets threads keeps a pool of its own");
     }
 }

@@ -37,22 +37,27 @@ fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
 }
 
 impl OnnxModel {
-    /// Loads `path` with all graph optimizations and `threads` intra-op threads.
+    /// Loads `path` with all graph optimizations, on the process's shared pool (`threads` 0, see
+    /// `runtime.rs`) or on a pool of its own of `threads` intra-op threads.
     pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
         if !path.exists() {
             return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
         }
         let fail = |e: String| ModelError::Backend(format!("{}: {e}", path.display()));
-        let session = Session::builder(environment()?)
+        let mut builder = Session::builder(environment()?)
             .map_err(|e| fail(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| fail(e.to_string()))?
-            .with_intra_threads(threads.max(1))
-            .map_err(|e| fail(e.to_string()))?
-            .with_inter_threads(1)
-            .map_err(|e| fail(e.to_string()))?
-            .commit_from_file(path)
             .map_err(|e| fail(e.to_string()))?;
+        if threads > 0 {
+            builder = builder
+                .with_independent_thread_pool()
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_threads(threads)
+                .map_err(|e| fail(e.to_string()))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        let session = builder.commit_from_file(path).map_err(|e| fail(e.to_string()))?;
         let (inputs, outputs) = (specs(session.inputs()), specs(session.outputs()));
         Ok(OnnxModel { session, inputs, outputs })
     }

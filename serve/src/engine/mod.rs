@@ -447,7 +447,7 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
 }
 
 fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
-    let threads = entry.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
+    let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(0);
     let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads)?;
     let name = entry.name().to_string();
     let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching)?;
@@ -457,7 +457,7 @@ fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedM
 
 fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let lm = load_language_model(&entry.model, entry.generation.max_context_tokens)?;
-    let threads = entry.lanes.first().map(|l| budget.lane_threads(l)).unwrap_or(1);
+    let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(1);
     let name = entry.name().to_string();
     tracing::info!(model = %name, threads, context = lm.info.context_length, "language model loaded");
     let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads)
@@ -506,7 +506,7 @@ fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Serv
     let info = EmbedderInfo::load(config)?;
     let mut lanes = Vec::with_capacity(entry.lanes.len());
     for (i, lane) in entry.lanes.iter().enumerate() {
-        let threads = budget.lane_threads(lane);
+        let threads = budget.lane_threads(&entry, lane);
         let lane_config = lane.model_config(config);
         let embedder = load_embedder(&lane_config, &info, &lane.device, threads)?;
         let limits = BatchLimits {
