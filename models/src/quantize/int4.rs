@@ -10,7 +10,7 @@
 //! AVX-512 VNNI), otherwise it dequantizes to float.
 
 use super::QuantizeReport;
-use super::int8::weight_matmuls;
+use super::int8::{replace_nodes, weight_matmuls};
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
 use crate::onnx::proto::{
@@ -111,12 +111,7 @@ pub fn quantize_int4(
         report.matmuls += 1;
         progress(report.matmuls, total);
     }
-    graph.node = nodes;
-    graph.initializer.retain(|t| {
-        !replaced.contains(&t.name().to_string()) || graph.node.iter().any(|n| n.input.iter().any(|i| i == t.name()))
-    });
-    graph.initializer.extend(new_initializers);
-    graph.value_info.clear();
+    replace_nodes(graph, nodes, &replaced, new_initializers);
     if !model.opset_import.iter().any(|o| o.domain() == DOMAIN) {
         model.opset_import.push(OperatorSetIdProto { domain: Some(DOMAIN.into()), version: Some(1) });
     }

@@ -151,15 +151,25 @@ fn rewrite(
         report.matmuls += 1;
         progress(report.matmuls, total);
     }
+    replace_nodes(graph, nodes, &replaced, new_initializers);
+    Ok(report)
+}
+
+/// Puts the rewritten `nodes` and their `new_initializers` in place, dropping the float weights in `replaced`
+/// that no node reads any more.
+pub(super) fn replace_nodes(
+    graph: &mut GraphProto,
+    nodes: Vec<NodeProto>,
+    replaced: &[String],
+    new_initializers: Vec<TensorProto>,
+) {
     graph.node = nodes;
-    // Drop float weights no node reads any more.
     graph.initializer.retain(|t| {
-        !replaced.contains(&t.name().to_string()) || graph.node.iter().any(|n| n.input.iter().any(|i| i == t.name()))
+        !replaced.iter().any(|r| r == t.name()) || graph.node.iter().any(|n| n.input.iter().any(|i| i == t.name()))
     });
     graph.initializer.extend(new_initializers);
     // Intermediate shapes were inferred for the float graph; the runtime infers them again.
     graph.value_info.clear();
-    Ok(report)
 }
 
 /// The uint8 scale and zero point that cover `low..=high` (widened to hold 0, which must stay exact).
