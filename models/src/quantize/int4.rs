@@ -10,7 +10,7 @@
 //! AVX-512 VNNI), otherwise it dequantizes to float.
 
 use super::QuantizeReport;
-use super::int8::{replace_nodes, weight_matmuls};
+use super::int8::{Rewritten, rewrite_matmuls};
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
 use crate::onnx::proto::{
@@ -40,7 +40,7 @@ impl Default for Int4Options {
 pub fn quantize_int4(
     model: &mut ModelProto,
     options: Int4Options,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<QuantizeReport, ModelError> {
     if options.block_size < 16 || !options.block_size.is_power_of_two() {
         return Err(ModelError::Unsupported(format!(
@@ -48,21 +48,8 @@ pub fn quantize_int4(
             options.block_size
         )));
     }
-    let Some(graph) = model.graph.as_mut() else {
-        return Err(ModelError::Unsupported("the model has no graph".into()));
-    };
-    let (index, flags) = weight_matmuls(graph);
-    let total = flags.iter().filter(|f| **f).count();
-    let mut report = QuantizeReport::default();
-    let mut nodes = Vec::with_capacity(graph.node.len());
-    let mut new_initializers = Vec::new();
-    let mut replaced: Vec<String> = Vec::new();
-    for (node, quantizable) in std::mem::take(&mut graph.node).into_iter().zip(flags) {
-        if !quantizable {
-            nodes.push(node);
-            continue;
-        }
-        let weight = &graph.initializer[index[&node.input[1]]];
+    let report = rewrite_matmuls(model, progress, |node, weight, report| {
+        let mut out = Rewritten::default();
         let (k, n) = (weight.dims[0] as usize, weight.dims[1] as usize);
         let blocks = quantize_blocks(&f32_values(weight)?, k, n, options.block_size);
         report.bytes_before += data_bytes(weight);
@@ -71,14 +58,14 @@ pub fn quantize_int4(
         let base = format!("{}_{}", node.input[1], report.matmuls);
         let (b, scales) = (format!("{base}_q4"), format!("{base}_q4_scales"));
         let per_column = k.div_ceil(options.block_size) as i64;
-        new_initializers.push(TensorProto {
+        out.initializers.push(TensorProto {
             name: Some(b.clone()),
             dims: vec![n as i64, per_column, (options.block_size / 2) as i64],
             data_type: Some(DataType::Uint8 as i32),
             raw_data: Some(blocks.codes),
             ..Default::default()
         });
-        new_initializers.push(TensorProto {
+        out.initializers.push(TensorProto {
             name: Some(scales.clone()),
             dims: vec![n as i64, per_column],
             data_type: Some(DataType::Float as i32),
@@ -92,7 +79,7 @@ pub fn quantize_int4(
             ..Default::default()
         };
         let y = node.output.first().cloned().unwrap_or_default();
-        nodes.push(NodeProto {
+        out.nodes.push(NodeProto {
             op_type: Some("MatMulNBits".into()),
             domain: Some(DOMAIN.into()),
             name: Some(format!("MatMulNBits_{y}")),
@@ -107,11 +94,8 @@ pub fn quantize_int4(
             ],
             ..Default::default()
         });
-        replaced.push(node.input[1].clone());
-        report.matmuls += 1;
-        progress(report.matmuls, total);
-    }
-    replace_nodes(graph, nodes, &replaced, new_initializers);
+        Ok(out)
+    })?;
     if !model.opset_import.iter().any(|o| o.domain() == DOMAIN) {
         model.opset_import.push(OperatorSetIdProto { domain: Some(DOMAIN.into()), version: Some(1) });
     }

@@ -24,8 +24,7 @@ use super::QuantizeReport;
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
 use crate::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType,
-    tensor_proto::DataType,
+    AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType, tensor_proto::DataType,
 };
 
 /// One scale for the whole weight, or one per output channel (column).
@@ -69,35 +68,62 @@ pub(super) fn has_constant_weight(node: &NodeProto, initializers: &HashMap<&str,
             .is_some_and(|t| t.dims.len() == 2 && t.data_type == Some(DataType::Float as i32))
 }
 
-/// The initializers' positions by name, and for each node whether it multiplies by a constant 2-D float32
-/// weight (the MatMuls the rewrites replace).
-pub(super) fn weight_matmuls(graph: &GraphProto) -> (HashMap<String, usize>, Vec<bool>) {
-    let index = graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
+/// Replaces every MatMul by a constant 2-D float32 weight with what `replace` returns for it (the nodes that
+/// take its place and the initializers they need; it also counts bytes in the report it is given), keeps every
+/// other node, and drops the float weights no node reads any more. Calls `progress(done, total)` per MatMul.
+pub(super) fn rewrite_matmuls(
+    model: &mut ModelProto,
+    mut progress: impl FnMut(usize, usize),
+    mut replace: impl FnMut(&NodeProto, &TensorProto, &mut QuantizeReport) -> Result<Rewritten, ModelError>,
+) -> Result<QuantizeReport, ModelError> {
+    let Some(graph) = model.graph.as_mut() else {
+        return Err(ModelError::Unsupported("the model has no graph".into()));
+    };
+    let index: HashMap<String, usize> =
+        graph.initializer.iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
     let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
-    (index, graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect())
+    let flags: Vec<bool> = graph.node.iter().map(|n| has_constant_weight(n, &by_name)).collect();
+    let total = flags.iter().filter(|f| **f).count();
+    let mut report = QuantizeReport::default();
+    let (mut nodes, mut added, mut replaced) = (Vec::with_capacity(graph.node.len()), Vec::new(), Vec::new());
+    for (node, quantizable) in std::mem::take(&mut graph.node).into_iter().zip(flags) {
+        if !quantizable {
+            nodes.push(node);
+            continue;
+        }
+        let rewritten = replace(&node, &graph.initializer[index[&node.input[1]]], &mut report)?;
+        nodes.extend(rewritten.nodes);
+        added.extend(rewritten.initializers);
+        replaced.push(node.input[1].clone());
+        report.matmuls += 1;
+        progress(report.matmuls, total);
+    }
+    graph.node = nodes;
+    graph.initializer.retain(|t| {
+        !replaced.iter().any(|r| r == t.name()) || graph.node.iter().any(|n| n.input.iter().any(|i| i == t.name()))
+    });
+    graph.initializer.extend(added);
+    // Intermediate shapes were inferred for the float graph; the runtime infers them again.
+    graph.value_info.clear();
+    Ok(report)
+}
+
+/// What takes the place of one MatMul.
+#[derive(Default)]
+pub(super) struct Rewritten {
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<TensorProto>,
 }
 
 fn rewrite(
     model: &mut ModelProto,
     granularity: Granularity,
     ranges: Option<&ActivationRanges>,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<QuantizeReport, ModelError> {
-    let Some(graph) = model.graph.as_mut() else {
-        return Err(ModelError::Unsupported("the model has no graph".into()));
-    };
-    let (index, flags) = weight_matmuls(graph);
-    let total = flags.iter().filter(|f| **f).count();
-    let mut report = QuantizeReport::default();
-    let mut nodes = Vec::with_capacity(graph.node.len() + total * 4);
-    let mut new_initializers = Vec::new();
-    let mut replaced: Vec<String> = Vec::new();
-    for (node, quantizable) in std::mem::take(&mut graph.node).into_iter().zip(flags) {
-        if !quantizable {
-            nodes.push(node);
-            continue;
-        }
-        let weight = &graph.initializer[index[&node.input[1]]];
+    rewrite_matmuls(model, progress, |node, weight, report| {
+        let mut out = Rewritten::default();
+        let (nodes, new_initializers) = (&mut out.nodes, &mut out.initializers);
         let (k, n) = (weight.dims[0] as usize, weight.dims[1] as usize);
         let values = f32_values(weight)?;
         let (q, scales) = quantize_weight(&values, k, n, granularity);
@@ -147,29 +173,8 @@ fn rewrite(
             None => nodes.push(op("Mul", &[&t("xs"), &ws], &[&t("scale")], vec![])),
         }
         nodes.push(op("Mul", &[&t("float"), &t("scale")], &[&y], vec![]));
-        replaced.push(node.input[1].clone());
-        report.matmuls += 1;
-        progress(report.matmuls, total);
-    }
-    replace_nodes(graph, nodes, &replaced, new_initializers);
-    Ok(report)
-}
-
-/// Puts the rewritten `nodes` and their `new_initializers` in place, dropping the float weights in `replaced`
-/// that no node reads any more.
-pub(super) fn replace_nodes(
-    graph: &mut GraphProto,
-    nodes: Vec<NodeProto>,
-    replaced: &[String],
-    new_initializers: Vec<TensorProto>,
-) {
-    graph.node = nodes;
-    graph.initializer.retain(|t| {
-        !replaced.iter().any(|r| r == t.name()) || graph.node.iter().any(|n| n.input.iter().any(|i| i == t.name()))
-    });
-    graph.initializer.extend(new_initializers);
-    // Intermediate shapes were inferred for the float graph; the runtime infers them again.
-    graph.value_info.clear();
+        Ok(out)
+    })
 }
 
 /// The uint8 scale and zero point that cover `low..=high` (widened to hold 0, which must stay exact).

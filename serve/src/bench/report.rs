@@ -4,7 +4,7 @@
 //! memory.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -211,15 +211,8 @@ pub fn plots(report: &VariantsReport, out: &Path) -> anyhow::Result<Vec<String>>
 /// without the plot font still writes the table and files (and says so).
 pub fn write(report: &mut VariantsReport, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    match plots(report, out) {
-        Ok(files) => report.plots = files,
-        Err(e) => eprintln!("warning: no plots: {e:#}"),
-    }
-    let json = out.join("variants.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", json.display()))?;
-    let csv_path = out.join("variants.csv");
-    std::fs::write(&csv_path, csv(report)).with_context(|| format!("writing {}", csv_path.display()))?;
+    report.plots = plots_or_warn(plots(report, out));
+    let (json, csv_path) = write_json_csv(out, "variants", report, &csv(report))?;
     println!("{} on {} ({} inputs, {})\n", report.model, report.machine, report.inputs, report.date);
     print!("{}", table(report));
     println!(
@@ -230,6 +223,30 @@ pub fn write(report: &mut VariantsReport, out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The plots written, or none with a warning (a build without the plot font, say): the tables and files
+/// matter more than the pictures.
+pub fn plots_or_warn(plots: anyhow::Result<Vec<String>>) -> Vec<String> {
+    plots.unwrap_or_else(|e| {
+        eprintln!("warning: no plots: {e:#}");
+        Vec::new()
+    })
+}
+
+/// Writes `{stem}.json` (the report) and `{stem}.csv` into `out`; returns their paths.
+pub fn write_json_csv(
+    out: &Path,
+    stem: &str,
+    report: &impl serde::Serialize,
+    csv: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let json = out.join(format!("{stem}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let csv_path = out.join(format!("{stem}.csv"));
+    std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+    Ok((json, csv_path))
 }
 
 /// Resident memory of this process, MiB (0 where /proc is not there).

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::{Level, LoadReport};
 use crate::bench::plot::{self, Distribution, Labels, Lines, Series};
+use crate::bench::report::{plots_or_warn, write_json_csv};
 
 /// The table of every server and level.
 pub fn table(report: &LoadReport) -> String {
@@ -148,15 +149,8 @@ pub fn plots(report: &LoadReport, out: &Path) -> anyhow::Result<Vec<String>> {
 /// to `results` with the machine and date.
 pub fn write(report: &mut LoadReport, out: &Path, results: Option<&Path>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    match plots(report, out) {
-        Ok(files) => report.plots = files,
-        Err(e) => eprintln!("warning: no plots: {e:#}"),
-    }
-    let json = out.join("load.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", json.display()))?;
-    let csv_path = out.join("load.csv");
-    std::fs::write(&csv_path, csv(report)).with_context(|| format!("writing {}", csv_path.display()))?;
+    report.plots = plots_or_warn(plots(report, out));
+    let (json, csv_path) = write_json_csv(out, "load", report, &csv(report))?;
     let heading = format!(
         "{}, {}: {} over {}, {} text(s) per request{} (`ferroserve bench load`)",
         report.date,
