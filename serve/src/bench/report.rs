@@ -251,12 +251,14 @@ pub fn write_json_csv(
 
 /// Resident memory of this process, MiB (0 where /proc is not there).
 pub fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    memory_mib("self", "VmRSS:").unwrap_or(0.0)
+}
+
+/// A memory line (`VmRSS:`, `VmHWM:`, ...) of `/proc/{process}/status`, MiB.
+pub fn memory_mib(process: &str, line: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with(line))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 #[cfg(test)]

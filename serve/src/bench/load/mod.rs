@@ -19,6 +19,7 @@ use serde::Serialize;
 pub use client::{Api, Client, Outcome, RequestShape, Sample};
 
 use super::machine;
+use super::report::memory_mib;
 
 /// What `ferroserve bench load` was asked.
 #[derive(Debug, Clone)]
@@ -299,16 +300,9 @@ fn summarize(
         latency_ms: Percentiles::of(&latencies),
         ttft_ms: (!ttfts.is_empty()).then(|| Percentiles::of(&ttfts)),
         itl_ms: (!itls.is_empty()).then(|| Percentiles::of(&itls)),
-        server_peak_rss_mib: server_pid.and_then(peak_rss_mib),
+        server_peak_rss_mib: server_pid.and_then(|pid| memory_mib(&pid.to_string(), "VmHWM:")),
         first_error,
         latencies,
         ttfts,
     }
-}
-
-/// Peak resident memory of a process (VmHWM), MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
