@@ -5,21 +5,25 @@ CARGO ?= cargo
 ASSETS ?= assets
 CONFIG ?= deploy/ferroserve.toml
 
-.PHONY: run test assets build build-release test-rust test-python venv packages lint fmt bench clean-assets
+.PHONY: run test assets ui build build-release test-rust test-python venv packages lint fmt bench clean-assets
 
 ## Fetch what is missing, build in release, make the ONNX variants, and serve the default model repository.
-run: assets build-release
+run: assets ui build-release
 	deploy/make-variants.sh ./target/release/ferroserve $(ASSETS)
 	./target/release/ferroserve serve --config $(CONFIG)
 
 ## Run every test: unit, model, end-to-end (Rust), and real third-party clients (Python).
-test: assets venv packages build
+test: assets ui venv packages build
 	deploy/make-variants.sh ./target/debug/ferroserve $(ASSETS)
 	$(CARGO) test --workspace
 	tests/.venv/bin/python -m pytest -q tests/python
 
 assets:
 	deploy/fetch-assets.sh $(ASSETS)
+
+## The web console's script (serve/ui/dist/app.js, embedded by the build): TypeScript checked and bundled.
+ui:
+	serve/ui/build.sh
 
 build:
 	$(CARGO) build --workspace --tests --bins

@@ -1,8 +1,10 @@
 //! Puts the files the binary compiles in where the code includes them from (`OUT_DIR`): Swagger UI's two files
 //! (fetched by `deploy/fetch-assets.sh` into `assets/swagger-ui`, or the folder named by
 //! `FERROSERVE_SWAGGER_UI`) for `api/http/openapi.rs`, and the DejaVu Sans font (`assets/fonts`) for the text of
-//! the plots `bench/plot.rs` draws. Without them the build still succeeds: `/docs` then says how to add them
-//! (`/openapi.json` is served as always), and `ferroserve bench` writes its tables without plots.
+//! the plots `bench/plot.rs` draws, and the web console (`serve/ui`: its page and style, and the script
+//! `make ui` builds into `serve/ui/dist`) for `api/http/console.rs`. Without them the build still succeeds:
+//! `/docs` then says how to add them (`/openapi.json` is served as always), `ferroserve bench` writes its
+//! tables without plots, and `/ui` says how to build the console.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,14 @@ fn main() {
         .contains(&true);
     if missing_swagger {
         println!("cargo:warning=Swagger UI not found in {}: /docs will say how to add it", swagger.display());
+    }
+    let ui = manifest.join("ui");
+    let no_console = "document.getElementById('app').innerHTML = '<p class=\"empty\">This build has no console \
+                      script: run <code>make ui</code> (Node and npm), then rebuild.</p>';";
+    embed(&ui, "index.html", &out.join("ui"), "<!doctype html><p>The web console's page is missing.</p>");
+    embed(&ui, "style.css", &out.join("ui"), "");
+    if embed(&ui.join("dist"), "app.js", &out.join("ui"), no_console) {
+        println!("cargo:warning=no console script in {}: run `make ui`", ui.join("dist").display());
     }
     let fonts = manifest.join("../assets/fonts/ttf");
     if embed(&fonts, "DejaVuSans.ttf", &out.join("fonts"), "") {

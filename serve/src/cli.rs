@@ -260,6 +260,9 @@ pub struct ServeArgs {
     /// Folder of the chain definitions (overrides `chains.path`) [default: `chains` beside the model repository].
     #[arg(long, env = "FERROSERVE_CHAINS_PATH")]
     pub chains_path: Option<PathBuf>,
+    /// Folder of `ferroserve bench` results the web console's bench page shows (overrides `ui.bench_results`).
+    #[arg(long, env = "FERROSERVE_BENCH_RESULTS")]
+    pub bench_results: Option<PathBuf>,
     /// Seconds between checks of the model repository for changed files, reloading those models (overrides
     /// `server.repository_poll_secs`) [default: 0, never].
     #[arg(long, env = "FERROSERVE_REPOSITORY_POLL_SECS")]

@@ -61,6 +61,18 @@ pub struct ServerConfig {
     /// The `[[routes]]` of the file: aliases routed to model variants (A/B), with optional shadows.
     #[serde(skip)]
     pub routes: Vec<RouteSpec>,
+    /// The `[ui]` table of the file (the web console).
+    #[serde(skip)]
+    pub ui: UiConfig,
+}
+
+/// The web console at `/ui` (`[ui]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Folder whose sub-folders hold `ferroserve bench` results (tables and plots) for the console's bench
+    /// page; `None`: the page has nothing to show.
+    pub bench_results: Option<PathBuf>,
 }
 
 /// Where chain definitions live and how often the folder is checked for changes (`[chains]`).
@@ -101,6 +113,7 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             tracing: TracingConfig::default(),
             routes: Vec::new(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -128,6 +141,8 @@ struct ConfigFile {
     tracing: TracingConfig,
     #[serde(default)]
     routes: Vec<RouteSpec>,
+    #[serde(default)]
+    ui: UiConfig,
 }
 
 impl ServerConfig {
@@ -151,6 +166,7 @@ impl ServerConfig {
             redis_url,
             vectors_path,
             chains_path,
+            bench_results,
             repository_poll_secs,
             max_loaded_mb,
         } = args.clone();
@@ -172,6 +188,9 @@ impl ServerConfig {
         override_with(&mut config.max_loaded_mb, max_loaded_mb);
         if chains_path.is_some() {
             config.chains.path = chains_path;
+        }
+        if bench_results.is_some() {
+            config.ui.bench_results = bench_results;
         }
         anyhow::ensure!(config.max_body_bytes > 0, "max_body_bytes must be at least 1");
         anyhow::ensure!(config.max_client_batch_size > 0, "max_client_batch_size must be at least 1");
@@ -195,6 +214,7 @@ impl ServerConfig {
         config.tls = file.tls;
         config.tracing = file.tracing;
         config.routes = file.routes;
+        config.ui = file.ui;
         let base = path.parent().unwrap_or(Path::new("."));
         let seeds = config.vectors.seed.iter_mut().map(|s| &mut s.file);
         for relative in [&mut config.model_repository, &mut config.vectors.path].into_iter().chain(seeds) {
@@ -202,7 +222,12 @@ impl ServerConfig {
                 *relative = base.join(&*relative);
             }
         }
-        let optional = [config.chains.path.as_mut(), config.tls.cert.as_mut(), config.tls.key.as_mut()];
+        let optional = [
+            config.chains.path.as_mut(),
+            config.tls.cert.as_mut(),
+            config.tls.key.as_mut(),
+            config.ui.bench_results.as_mut(),
+        ];
         for relative in optional.into_iter().flatten().filter(|p| p.is_relative()) {
             *relative = base.join(&*relative);
         }

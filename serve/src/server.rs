@@ -61,7 +61,8 @@ pub async fn run(config: ServerConfig, models: Vec<ModelEntry>, budget: ThreadBu
     tokio::spawn(async move { loader.start(reload, poll).await });
 
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let state = http::AppState { engine: engine.clone(), prometheus, started_unix };
+    let bench_results = config.ui.bench_results.clone();
+    let state = http::AppState { engine: engine.clone(), prometheus, started_unix, bench_results };
     let app = http::router(state, keys.clone(), &config.http, &config.connections, config.max_body_bytes);
     let http_server =
         http::serve(http_listener, app, &config.connections, tls.as_ref().map(|t| t.http.clone()), shutdown.clone());

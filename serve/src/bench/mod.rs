@@ -14,6 +14,7 @@ pub mod load;
 pub mod machine;
 pub mod plot;
 mod report;
+pub mod runs;
 #[cfg(test)]
 mod tests;
 

@@ -148,6 +148,8 @@ pub struct StepReport {
     pub seconds: f64,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// What the step produced (the value later steps and the output read under its name).
+    pub output: Value,
 }
 
 /// Runs `chain` on `input`. With `tokens`, the chain's final generation step streams its text there.
@@ -194,6 +196,7 @@ pub async fn run<E: Effects>(
             seconds,
             prompt_tokens: usage.0,
             completion_tokens: usage.1,
+            output: value.clone(),
         });
         context.insert(step.name.clone(), value);
     }

@@ -168,6 +168,22 @@ pub struct ModelSummary {
     pub error: Option<String>,
     pub dimensions: Option<usize>,
     pub max_input_tokens: Option<usize>,
+    /// Weight format as configured (`f32`, `f16`, `q8_0`, ...).
+    pub dtype: String,
+    /// Bytes of the weight file, once loaded.
+    pub bytes: Option<u64>,
+    pub lanes: Vec<LaneSummary>,
+}
+
+/// One lane of a model as listed to operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LaneSummary {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    pub backend: &'static str,
+    /// Compute threads of its own pool; 0 on the shared ONNX Runtime pool or a GPU.
+    pub threads: usize,
+    pub max_batch_size: Option<usize>,
 }
 
 pub struct Engine {
@@ -344,6 +360,18 @@ impl Engine {
                         Runtime::Generation(g) => Some(g.info.context_length),
                         Runtime::Tensor(_) => None,
                     }),
+                    dtype: format!("{:?}", config.model.dtype).to_lowercase(),
+                    bytes: ready.map(|m| m.bytes),
+                    lanes: config
+                        .lanes
+                        .iter()
+                        .map(|lane| LaneSummary {
+                            device: lane.device.to_string(),
+                            backend: lane.backend.unwrap_or(config.model.backend).as_str(),
+                            threads: self.budget.lane_threads(config, lane),
+                            max_batch_size: lane.max_batch_size,
+                        })
+                        .collect(),
                 }
             })
             .collect()

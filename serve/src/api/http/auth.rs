@@ -28,8 +28,8 @@ pub struct AuthState {
 /// Routes whose model is named in the JSON body.
 const MODEL_IN_BODY: [&str; 4] = ["/v1/embeddings", "/v1/chat/completions", "/v1/completions", "/embed"];
 
-/// Routes anyone may call.
-const OPEN: [&str; 5] = ["/health", "/ready", "/v2/health/live", "/v2/health/ready", "/"];
+/// Routes anyone may call: health, and the web console's page and files (the page asks for a key).
+const OPEN: [&str; 8] = ["/health", "/ready", "/v2/health/live", "/v2/health/ready", "/", "/ui", "/ui/", "/ui/{file}"];
 
 /// What a route needs of the caller, from its pattern and method (a model named in the body is found
 /// later, only for keys restricted to some models).

@@ -98,7 +98,7 @@ fn metadata(run_id: &str, run: &RunOutput) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({"name": s.name, "type": s.kind, "seconds": s.seconds,
+            json!({"name": s.name, "type": s.kind, "seconds": s.seconds, "output": s.output,
                    "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens})
         })
         .collect();
@@ -178,7 +178,8 @@ fn event(name: &str, data: &Value) -> Result<Event, Infallible> {
 }
 
 /// `metadata`, then the final generation step's text as `AIMessageChunk`s (under its output key when the
-/// output is named) and whatever of the output was not streamed, then `end` — or an `error` event.
+/// output is named) and whatever of the output was not streamed, a second `metadata` with each step's output
+/// and timing, then `end` — or an `error` event.
 fn sse_events(
     run_id: String,
     running: ChainStream,
@@ -206,6 +207,7 @@ fn sse_events(
     let tail = stream::once(async move {
         let events = match done.await {
             Ok(Ok(run)) => {
+                let steps = metadata(&run_id, &run);
                 let rest = match (streams_text, run.output, &key) {
                     // The text went out piece by piece; the last chunk carries the usage.
                     (true, output, None) => Some(last_chunk(&output, &chunk_id)),
@@ -218,7 +220,8 @@ fn sse_events(
                     }
                     (_, output, _) => Some(output),
                 };
-                rest.into_iter().map(|r| event("data", &r)).collect::<Vec<_>>()
+                // A second `metadata` (LangServe's clients skip it) with each step's output and timing.
+                rest.into_iter().map(|r| event("data", &r)).chain([event("metadata", &steps)]).collect::<Vec<_>>()
             }
             Ok(Err(e)) => {
                 let e = ApiError::from(e);

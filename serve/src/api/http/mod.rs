@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod completions;
+mod console;
 mod error;
 mod extract;
 mod kserve;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub prometheus: Option<PrometheusHandle>,
     pub started_unix: u64,
+    /// Where the console's bench page reads `ferroserve bench` results (`ui.bench_results`).
+    pub bench_results: Option<std::path::PathBuf>,
 }
 
 /// The model a response was for, read by the metrics middleware. Only set for models this server has,
@@ -74,6 +77,9 @@ pub fn router(
         .routes(routes!(admin::invalidate))
         .routes(routes!(admin::list_routes))
         .routes(routes!(admin::put_route, admin::delete_route))
+        .routes(routes!(console::models))
+        .routes(routes!(console::bench_runs))
+        .routes(routes!(console::bench_file))
         .routes(routes!(qdrant::root))
         .routes(routes!(qdrant::list_collections))
         .routes(routes!(qdrant::create_collection, qdrant::get_collection, qdrant::delete_collection))
@@ -117,6 +123,7 @@ pub fn router(
         .split_for_parts();
     let routes = routes
         .route("/docs/{file}", get(openapi::asset))
+        .merge(console::routes())
         .layer(Extension(openapi::Rendered::new(&document)))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(limits_state, ratelimit::limit))

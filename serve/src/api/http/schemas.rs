@@ -191,6 +191,63 @@ pub struct ModelState {
     pub error: Option<String>,
 }
 
+#[derive(ToSchema)]
+pub struct ModelStatusList {
+    pub models: Vec<ModelStatus>,
+}
+
+/// A model of the repository as the web console shows it.
+#[derive(ToSchema)]
+pub struct ModelStatus {
+    pub name: String,
+    /// `embedding`, `generation` or `tensor`.
+    pub task: String,
+    /// The backends of its lanes: `candle`, `onnx`, or `onnx+candle`.
+    pub backend: String,
+    /// `loading`, `ready`, `failed` or `unloaded`.
+    pub state: String,
+    /// Why the model failed to load.
+    pub error: Option<String>,
+    /// Weight format as configured: `f32`, `f16`, `q8_0`, `q4_1`, `stored`, ...
+    pub dtype: String,
+    /// Bytes of the weight file, once loaded.
+    pub bytes: Option<u64>,
+    pub dimensions: Option<usize>,
+    pub max_input_tokens: Option<usize>,
+    pub lanes: Vec<LaneStatus>,
+}
+
+#[derive(ToSchema)]
+pub struct LaneStatus {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// `candle` or `onnx`.
+    pub backend: String,
+    /// Compute threads of the lane's own pool; 0 on the shared ONNX Runtime pool or a GPU.
+    pub threads: usize,
+    pub max_batch_size: Option<usize>,
+}
+
+#[derive(ToSchema)]
+pub struct BenchRunList {
+    /// The results folder (`ui.bench_results`); `null` when none is configured.
+    pub folder: Option<String>,
+    pub runs: Vec<BenchRunSchema>,
+}
+
+/// One `ferroserve bench` run: a folder with its table and plots.
+#[derive(ToSchema)]
+pub struct BenchRunSchema {
+    pub name: String,
+    /// `variants` or `load`.
+    pub kind: String,
+    pub modified_unix: u64,
+    /// `variants.csv` or `load.csv`.
+    pub csv: String,
+    /// Plot files (`/bench/runs/{run}/{file}`).
+    pub plots: Vec<String>,
+}
+
 /// OpenAI's model list: the ready models the caller's key may use.
 #[derive(ToSchema)]
 pub struct ModelList {
