@@ -5,7 +5,7 @@ CARGO ?= cargo
 ASSETS ?= assets
 CONFIG ?= deploy/ferroserve.toml
 
-.PHONY: run test assets ui build build-release test-rust test-python venv packages lint fmt bench clean-assets
+.PHONY: run test assets ui ui-screenshots build build-release test-rust test-python venv packages lint fmt bench clean-assets
 
 ## Fetch what is missing, build in release, make the ONNX variants, and serve the default model repository.
 run: assets ui build-release
@@ -34,7 +34,7 @@ build-release:
 venv:
 	tests/python/setup-venv.sh
 
-## Debian packages the tests use: the Redis server the shared-cache tests start, curl.
+## Debian packages the tests use: the Redis server the shared-cache tests start, curl, openssl, Chromium.
 packages:
 	tests/setup-packages.sh
 
@@ -44,6 +44,10 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Retake the README's screenshots of the web console (serve/ui/screenshots) with its browser tests.
+ui-screenshots: ui build
+	FERROSERVE_UI_SCREENSHOTS=serve/ui/screenshots tests/.venv/bin/python -m pytest -q tests/python/test_console.py
 
 ## Load test a running server (start it with `make run` in another shell), over HTTP then gRPC.
 bench:

@@ -74,7 +74,7 @@ export async function render(root: HTMLElement): Promise<() => void> {
     } else if (!runs.length) {
       show(body, h("p", { class: "empty" }, `No runs in ${folder} yet: run ferroserve bench variants --out ${folder}/<name>.`));
     } else {
-      show(body, h("p", { class: "stats" }, `${runs.length} runs in ${folder}`), await Promise.all(runs.map(section)));
+      show(body, h("p", { class: "stats", title: folder }, `${runs.length} runs, newest first`), await Promise.all(runs.map(section)));
     }
   } catch (e) {
     show(body, h("p", { class: "error", role: "alert" }, describe(e)));
