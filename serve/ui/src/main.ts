@@ -1,7 +1,7 @@
 // The console's shell: navigation between the pages (by the URL's #hash), the API key (asked once, kept in
 // this browser), and the page in view (each page returns a function that stops its timers and streams).
 
-import { NEEDS_KEY, apiKey, setApiKey } from "./api";
+import { NEEDS_KEY, apiKey, describe, setApiKey } from "./api";
 import { h, show } from "./dom";
 import * as bench from "./pages/bench";
 import * as chains from "./pages/chains";
@@ -56,7 +56,12 @@ async function route(): Promise<void> {
   document.title = `${entry[1]} · ferroserve`;
   const root = h("div", { class: "page", "data-page": entry[0] });
   show(main, root);
-  const cleanup = await entry[2].render(root);
+  let cleanup = () => {};
+  try {
+    cleanup = await entry[2].render(root);
+  } catch (e) {
+    show(root, h("p", { class: "error", role: "alert" }, describe(e)));
+  }
   if (mine === generation) stop = cleanup;
   else cleanup(); // the user moved on while it loaded
 }
