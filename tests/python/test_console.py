@@ -11,6 +11,8 @@ import os
 import pathlib
 import shutil
 import threading
+import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -254,3 +256,45 @@ def test_the_layout_fits_a_phone(browser, server):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{name} scrolls sideways by {overflow}px on a 390px screen"
     c.close()
+
+
+def test_a_model_that_failed_to_load_shows_why_and_the_load_error(browser, tmp_path):
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    assets = ROOT / "assets"
+    (repository / "minilm.toml").write_text(
+        f'name = "minilm"\ntask = "embedding"\nbackend = "onnx"\npath = "{assets / "all-MiniLM-L6-v2-onnx"}"\n')
+    (repository / "broken.toml").write_text('name = "broken"\ntask = "embedding"\nbackend = "onnx"\npath = "missing"\n')
+    s = Server(["--model-repository", str(repository), "--chains-path", str(tmp_path / "chains")])
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # /ready stays 503 with a failed model: wait until both have settled
+            try:
+                states = json.loads(urllib.request.urlopen(f"{s.http}/ready", timeout=1).read())
+            except urllib.error.HTTPError as e:
+                states = json.loads(e.read())
+            except OSError:
+                states = {"models": []}
+            if {m["state"] for m in states["models"]} == {"ready", "failed"}:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+        c = Console(browser, s, key=None)
+        page = c.open("models")
+        broken = page.locator("tr", has=page.locator("strong", has_text="broken")).first
+        expect(broken.locator(".badge")).to_have_text("failed")
+        expect(page.locator("section p.error")).to_contain_text("broken")
+        # Loading it again fails the same way, and the page says what the server said.
+        broken.locator("button", has_text="Load").click()
+        expect(page.locator(".status .error")).to_contain_text("broken")
+        # The model that loaded unloads and loads back from the page.
+        minilm = page.locator("tr", has=page.locator("strong", has_text="minilm")).first
+        minilm.locator("button", has_text="Unload").click()
+        expect(minilm.locator(".badge")).to_have_text("unloaded")
+        minilm.locator("button", has_text="Load").click()
+        expect(minilm.locator(".badge")).to_have_text("ready")
+        # Only the refused load of the broken model is a console error.
+        assert len(c.errors) == 1 and "Failed to load resource" in c.errors[0], c.errors
+        c.close()
+    finally:
+        s.stop()
