@@ -110,9 +110,8 @@ fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let budget = ThreadBudget::plan(&models, config.io_threads, cores);
     budget.log();
-    // Idle pool threads do not spin: they would burn the cores Candle lanes and the language model need
-    // (spinning measured no faster here: 160 vs 160 texts/s at concurrency 1, benches/backends.sh).
-    ferroserve_models::onnx::share_compute_pool(budget.cores, false);
+    // Idle pool threads spin only when no other lane computes on the CPU (see threads.rs).
+    ferroserve_models::onnx::share_compute_pool(budget.cores, budget.shared_pool_spins);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(budget.io_threads)
         .thread_name("ferroserve-io")

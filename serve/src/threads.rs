@@ -2,7 +2,10 @@
 //! routing, encoding) and the lanes' compute pools, so busy lanes never oversubscribe the cores.
 //!
 //! ONNX Runtime lanes that do not set `threads` run on one pool the process shares (ONNX Runtime's global pool,
-//! every core): a lone busy model gets all of them, several busy ones share them. Other CPU lanes that do not
+//! every core): a lone busy model gets all of them, several busy ones share them. Its idle threads spin (wait
+//! busily for the next parallel section) only when nothing else computes on the CPU: spinning makes a batch
+//! of one text 15-20% faster, but spinning threads took two thirds of the language model's decode speed
+//! (benches/backends.sh). Other CPU lanes that do not
 //! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
 //! thread and no pool. The runtime gets one worker per four cores (at least one): it mostly waits on sockets.
 //! The start-up log shows the plan.
@@ -23,6 +26,8 @@ pub struct ThreadBudget {
     pub compute_threads: usize,
     /// Threads of the pool ONNX Runtime lanes share (0 when no lane uses it).
     pub shared_pool_threads: usize,
+    /// Whether the shared pool's idle threads spin: only when every CPU lane runs on it.
+    pub shared_pool_spins: bool,
 }
 
 /// Whether `lane` of `model` runs on the shared ONNX Runtime pool: an ONNX lane on the CPU without `threads`.
@@ -45,9 +50,17 @@ impl ThreadBudget {
         let default_lane_threads = (cores.saturating_sub(explicit) / implicit.max(1)).max(1);
         let shared = models.iter().any(|m| m.lanes.iter().any(|l| on_shared_pool(m, l)));
         let shared_pool_threads = if shared { cores } else { 0 };
+        let shared_pool_spins = shared && cpu_lanes().next().is_none();
         let compute_threads = explicit + implicit * default_lane_threads + shared_pool_threads;
         let io_threads = io_threads.unwrap_or((cores / 4).max(1)).max(1);
-        ThreadBudget { cores, io_threads, default_lane_threads, compute_threads, shared_pool_threads }
+        ThreadBudget {
+            cores,
+            io_threads,
+            default_lane_threads,
+            compute_threads,
+            shared_pool_threads,
+            shared_pool_spins,
+        }
     }
 
     /// Compute threads of one lane of `model`: 0 for a lane on the shared pool (its backend is told to use it)
@@ -67,6 +80,7 @@ impl ThreadBudget {
             compute_threads = self.compute_threads,
             default_lane_threads = self.default_lane_threads,
             shared_pool_threads = self.shared_pool_threads,
+            shared_pool_spins = self.shared_pool_spins,
             "thread budget: lanes run on their own compute pools; the async runtime only does I/O"
         );
         if self.compute_threads > self.cores {
@@ -105,7 +119,8 @@ mod tests {
                 io_threads: 1,
                 default_lane_threads: 2,
                 compute_threads: 2,
-                shared_pool_threads: 0
+                shared_pool_threads: 0,
+                shared_pool_spins: false,
             }
         );
         let two = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n");
@@ -127,11 +142,16 @@ mod tests {
             model(&format!("{onnx}[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\nthreads = 1\n"));
         let b = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, 4);
         assert_eq!((b.default_lane_threads, b.shared_pool_threads, b.compute_threads), (3, 4, 8));
+        assert!(!b.shared_pool_spins, "Candle and pinned lanes compute beside the pool: it must not spin");
         assert_eq!(
             [b.lane_threads(&mixed, &mixed.lanes[0]), b.lane_threads(&mixed, &mixed.lanes[2])],
             [0, 3],
             "0: the shared pool"
         );
         assert_eq!(b.lane_threads(&pinned, &pinned.lanes[1]), 1, "a lane that sets threads keeps a pool of its own");
+        // Only ONNX lanes on the pool (and a GPU lane): nothing else computes on the CPU, so it spins.
+        let alone = model(&format!("{onnx}{onnx}[[lanes]]\ndevice = \"cuda:0\"\n"));
+        let b = ThreadBudget::plan(&[alone.clone(), alone], None, 4);
+        assert_eq!((b.shared_pool_threads, b.compute_threads, b.shared_pool_spins), (4, 4, true));
     }
 }
