@@ -135,7 +135,8 @@ pub struct LoadCommand {
     /// Use at most this many lines of --data.
     #[arg(long, default_value_t = 800)]
     pub limit: usize,
-    /// Make every text unique, so no request can hit a cache.
+    /// Make every text unique, so no request can hit a cache: a tag of about ten word pieces is appended, so
+    /// the texts cost more to embed (`--cache skip` keeps them as they are, on servers that take it).
     #[arg(long)]
     pub unique: bool,
     /// Cache mode sent with every request (`x-ferroserve-cache`: default, skip, refresh, only).

@@ -4,7 +4,7 @@
 //! ONNX Runtime lanes that do not set `threads` run on one pool the process shares (ONNX Runtime's global pool,
 //! every core): a lone busy model gets all of them, several busy ones share them. Its idle threads spin (wait
 //! busily for the next parallel section) only when nothing else computes on the CPU: spinning makes a batch
-//! of one text 15-20% faster, but spinning threads took two thirds of the language model's decode speed
+//! of one text 10-20% faster, but spinning threads took two thirds of the language model's decode speed
 //! (benches/backends.sh). Other CPU lanes that do not
 //! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
 //! thread and no pool. The runtime gets one worker per four cores (at least one): it mostly waits on sockets.
