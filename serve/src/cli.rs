@@ -248,8 +248,7 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM [default: 30].
     #[arg(long, env = "FERROSERVE_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
-    /// Worker threads of the async runtime (I/O only; compute runs on lane threads) [default: cores / 4, at
-    /// least 1].
+    /// Worker threads of the async runtime (I/O only; compute runs on lane threads) [default: one per core].
     #[arg(long, env = "FERROSERVE_IO_THREADS")]
     pub io_threads: Option<usize>,
     /// Shared Redis cache, e.g. redis://127.0.0.1:6379/0 (overrides `cache.redis_url` of the config file).

@@ -7,7 +7,8 @@
 //! of one text 10-20% faster, but spinning threads took two thirds of the language model's decode speed
 //! (benches/backends.sh). Other CPU lanes that do not
 //! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
-//! thread and no pool. The runtime gets one worker per four cores (at least one): it mostly waits on sockets.
+//! thread and no pool. The runtime gets one worker per core: idle workers sleep, so it costs busy lanes
+//! nothing, and answers that never reach a lane (cache hits, streamed tokens) use the cores idle lanes leave.
 //! The start-up log shows the plan.
 
 use ferroserve_models::{Backend, DeviceSpec};
@@ -52,7 +53,7 @@ impl ThreadBudget {
         let shared_pool_threads = if shared { cores } else { 0 };
         let shared_pool_spins = shared && cpu_lanes().next().is_none();
         let compute_threads = explicit + implicit * default_lane_threads + shared_pool_threads;
-        let io_threads = io_threads.unwrap_or((cores / 4).max(1)).max(1);
+        let io_threads = io_threads.unwrap_or(cores).max(1);
         ThreadBudget {
             cores,
             io_threads,
@@ -116,7 +117,7 @@ mod tests {
             ThreadBudget::plan(&[one], None, 2),
             ThreadBudget {
                 cores: 2,
-                io_threads: 1,
+                io_threads: 2,
                 default_lane_threads: 2,
                 compute_threads: 2,
                 shared_pool_threads: 0,
@@ -125,7 +126,7 @@ mod tests {
         );
         let two = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n");
         let b = ThreadBudget::plan(std::slice::from_ref(&two), None, 8);
-        assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (4, 8, 2));
+        assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (4, 8, 8));
         assert_eq!(b.lane_threads(&two, &two.lanes[2]), 0);
         let pinned = model("[[lanes]]\ndevice = \"cpu\"\nthreads = 3\n[[lanes]]\ndevice = \"cpu\"\n");
         let b = ThreadBudget::plan(&[pinned], Some(3), 4);
