@@ -5,12 +5,14 @@ mod calibrate;
 mod fp16;
 mod int4;
 mod int8;
+mod integer_weights;
 mod tensors;
 
 pub use calibrate::{activation_ranges, text_feeds};
 pub use fp16::convert_fp16;
 pub use int4::{Int4Options, quantize_int4};
 pub use int8::{ActivationRanges, Granularity, quantize_int8, quantize_int8_static};
+pub use integer_weights::{cpu_prefers_signed_weights, fit_integer_weights};
 
 /// What a rewrite changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
