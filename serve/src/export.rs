@@ -8,8 +8,8 @@ use ferroserve_models::export::export_bert_onnx;
 use ferroserve_models::llm::{GgufTarget, requantize_gguf};
 use ferroserve_models::onnx::proto::ModelProto;
 use ferroserve_models::quantize::{
-    ActivationRanges, Granularity, Int4Options, QuantizeReport, activation_ranges, convert_fp16, quantize_int4,
-    quantize_int8, quantize_int8_static, text_feeds,
+    ActivationRanges, Granularity, Int4Options, QuantizeReport, activation_ranges, convert_fp16,
+    quantize_embedding_tables, quantize_int4, quantize_int8, quantize_int8_static, text_feeds,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message;
@@ -48,12 +48,14 @@ pub fn export_onnx(checkpoint: &Path, output: &Path) -> anyhow::Result<()> {
     report(&model)
 }
 
-/// `ferroserve quantize`; `calibration` (a text file and the most lines to use) serves `int8-static`.
+/// `ferroserve quantize`; `calibration` (a text file and the most lines to use) serves `int8-static`;
+/// `int8_embeddings` also stores large embedding tables as int8 rows (ONNX INT8 and INT4 targets).
 pub fn quantize(
     model_dir: &Path,
     output: &Path,
     to: QuantizeTarget,
     calibration: Option<&(PathBuf, usize)>,
+    int8_embeddings: bool,
 ) -> anyhow::Result<()> {
     let gguf = match to {
         QuantizeTarget::Q8_0 => Some(GgufTarget::Q8_0),
@@ -67,7 +69,7 @@ pub fn quantize(
     };
     match gguf {
         Some(target) => requantize(model_dir, output, target),
-        None => quantize_onnx(model_dir, output, to, calibration),
+        None => quantize_onnx(model_dir, output, to, calibration, int8_embeddings),
     }
 }
 
@@ -77,7 +79,12 @@ fn quantize_onnx(
     output: &Path,
     to: QuantizeTarget,
     calibration: Option<&(PathBuf, usize)>,
+    int8_embeddings: bool,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !(int8_embeddings && to == QuantizeTarget::Fp16),
+        "--int8-embeddings goes with the int8 and int4 targets, not fp16"
+    );
     let input = model_dir.join("model.onnx");
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let mut model =
@@ -91,7 +98,7 @@ fn quantize_onnx(
         bar.finish();
         Ok(summary)
     };
-    let summary = match to {
+    let mut summary = match to {
         QuantizeTarget::Int8 => int8(&mut model, Granularity::PerChannel)?,
         QuantizeTarget::Int8PerTensor => int8(&mut model, Granularity::PerTensor)?,
         QuantizeTarget::Int8Static => {
@@ -119,6 +126,9 @@ fn quantize_onnx(
             anyhow::bail!("{to:?} is a GGUF format: give a .gguf file")
         }
     };
+    if int8_embeddings {
+        quantize_embedding_tables(&mut model, &mut summary)?;
+    }
     anyhow::ensure!(summary.matmuls > 0, "{} has no float32 weights to convert", input.display());
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let out = output.join("model.onnx");

@@ -16,9 +16,9 @@ fn main() -> ExitCode {
         Command::Export(ExportCommand::Onnx { checkpoint, output }) => {
             ferroserve::export::export_onnx(&checkpoint, &output)
         }
-        Command::Quantize { model, output, to, calibration, calibration_limit } => {
+        Command::Quantize { model, output, to, calibration, calibration_limit, int8_embeddings } => {
             let calibration = calibration.map(|path| (path, calibration_limit));
-            ferroserve::export::quantize(&model, &output, to, calibration.as_ref())
+            ferroserve::export::quantize(&model, &output, to, calibration.as_ref(), int8_embeddings)
         }
         Command::HashKey => hash_key(),
         Command::Bench(BenchCommand::Variants(command)) => bench_variants(*command),

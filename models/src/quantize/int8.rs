@@ -209,7 +209,7 @@ fn quantize_weight(w: &[f32], k: usize, n: usize, granularity: Granularity) -> (
     (q, scales)
 }
 
-fn tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u8>) -> TensorProto {
+pub(super) fn tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u8>) -> TensorProto {
     TensorProto {
         name: Some(name.into()),
         dims,
@@ -219,7 +219,7 @@ fn tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u8>) -> Tens
     }
 }
 
-fn op(op_type: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+pub(super) fn op(op_type: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         op_type: Some(op_type.into()),
         name: Some(format!("{op_type}_{}", outputs.first().copied().unwrap_or_default())),

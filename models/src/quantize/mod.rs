@@ -2,6 +2,7 @@
 //! whose MatMuls have constant weights, not only on ferroserve's own exports.
 
 mod calibrate;
+mod embedding_table;
 mod fp16;
 mod int4;
 mod int8;
@@ -9,6 +10,7 @@ mod integer_weights;
 mod tensors;
 
 pub use calibrate::{activation_ranges, text_feeds};
+pub use embedding_table::quantize_embedding_tables;
 pub use fp16::convert_fp16;
 pub use int4::{Int4Options, quantize_int4};
 pub use int8::{ActivationRanges, Granularity, quantize_int8, quantize_int8_static};
@@ -17,7 +19,7 @@ pub use integer_weights::{cpu_prefers_signed_weights, fit_integer_weights};
 /// What a rewrite changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuantizeReport {
-    /// Tensors rewritten (MatMul weights for INT8, float initializers for FP16).
+    /// Tensors rewritten (MatMul weights and embedding tables for INT8, float initializers for FP16).
     pub matmuls: usize,
     /// Weights stored before and after, in bytes.
     pub bytes_before: usize,
