@@ -13,12 +13,10 @@
 use std::collections::HashMap;
 
 use super::QuantizeReport;
-use super::int8::{op, tensor};
+use super::int8::{cast_to_float, op, tensor};
 use super::tensors::{data_bytes, f32_values};
 use crate::error::ModelError;
-use crate::onnx::proto::{
-    AttributeProto, ModelProto, TensorProto, attribute_proto::AttributeType, tensor_proto::DataType,
-};
+use crate::onnx::proto::{ModelProto, TensorProto, tensor_proto::DataType};
 
 /// Tables with fewer rows stay in float.
 pub const MIN_ROWS: i64 = 1024;
@@ -64,14 +62,8 @@ pub fn quantize_embedding_tables(model: &mut ModelProto, report: &mut QuantizeRe
             let ids = node.input[1].as_str();
             let y = node.output.first().cloned().unwrap_or_default();
             let t = |s: &str| format!("{name}_{i}_{s}");
-            let to_float = AttributeProto {
-                name: Some("to".into()),
-                i: Some(DataType::Float as i64),
-                r#type: Some(AttributeType::Int as i32),
-                ..Default::default()
-            };
             nodes.push(op("Gather", &[&tq, ids], &[&t("codes")], vec![]));
-            nodes.push(op("Cast", &[&t("codes")], &[&t("float")], vec![to_float]));
+            nodes.push(cast_to_float(&t("codes"), &t("float")));
             nodes.push(op("Gather", &[&ts, ids], &[&t("scale")], vec![]));
             nodes.push(op("Mul", &[&t("float"), &t("scale")], &[&y], vec![]));
         }

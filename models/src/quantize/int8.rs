@@ -158,13 +158,7 @@ fn rewrite(
             }
         }
         nodes.push(op("MatMulInteger", &[&t("xq"), &wq, &t("xz"), &wz], &[&t("int32")], vec![]));
-        let to_float = AttributeProto {
-            name: Some("to".into()),
-            i: Some(DataType::Float as i64),
-            r#type: Some(AttributeType::Int as i32),
-            ..Default::default()
-        };
-        nodes.push(op("Cast", &[&t("int32")], &[&t("float")], vec![to_float]));
+        nodes.push(cast_to_float(&t("int32"), &t("float")));
         match fixed {
             // The product of the two scales is a constant too.
             Some((xs, _)) => {
@@ -217,6 +211,17 @@ pub(super) fn tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u
         raw_data: Some(raw),
         ..Default::default()
     }
+}
+
+/// `Cast(input) -> output` to float32.
+pub(super) fn cast_to_float(input: &str, output: &str) -> NodeProto {
+    let to = AttributeProto {
+        name: Some("to".into()),
+        i: Some(DataType::Float as i64),
+        r#type: Some(AttributeType::Int as i32),
+        ..Default::default()
+    };
+    op("Cast", &[input], &[output], vec![to])
 }
 
 pub(super) fn op(op_type: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {

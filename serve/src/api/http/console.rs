@@ -4,13 +4,14 @@
 //! (`GET /bench/runs`, `GET /bench/runs/{run}/{file}`).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, OpenAiError};
+use super::openapi::static_file;
 use super::schemas::{BenchRunList, ModelStatusList, OpenAiErrorBody};
 use crate::api::auth::Principal;
 use crate::bench::runs;
@@ -24,24 +25,20 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn page() -> Response {
-    static_file("text/html; charset=utf-8", PAGE)
+    console_file("text/html; charset=utf-8", PAGE)
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
-        "app.js" => static_file("text/javascript; charset=utf-8", APP_JS),
-        "style.css" => static_file("text/css; charset=utf-8", STYLE_CSS),
+        "app.js" => console_file("text/javascript; charset=utf-8", APP_JS),
+        "style.css" => console_file("text/css; charset=utf-8", STYLE_CSS),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-fn static_file(content_type: &'static str, body: &'static [u8]) -> Response {
-    // Revalidated on every load, so a rebuilt binary's console is never mixed with a cached older file.
-    let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    (headers, body).into_response()
+/// Revalidated on every load, so a rebuilt binary's console is never mixed with a cached older file.
+fn console_file(content_type: &'static str, body: &'static [u8]) -> Response {
+    static_file(content_type, "no-cache", body)
 }
 
 const PAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ui/index.html"));

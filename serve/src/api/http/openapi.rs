@@ -78,23 +78,26 @@ pub async fn document(Extension(rendered): Extension<Rendered>) -> Response {
 #[utoipa::path(get, path = "/docs", tag = "Operations",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
 pub async fn page() -> Response {
-    static_file("text/html; charset=utf-8", PAGE.as_bytes())
+    static_file("text/html; charset=utf-8", CACHE_AN_HOUR, PAGE.as_bytes())
 }
 
 /// Swagger UI's files (`/docs/{file}`).
 pub async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     match file.as_str() {
-        "swagger-ui-bundle.js" => static_file("text/javascript; charset=utf-8", SWAGGER_JS),
-        "swagger-ui.css" => static_file("text/css; charset=utf-8", SWAGGER_CSS),
+        "swagger-ui-bundle.js" => static_file("text/javascript; charset=utf-8", CACHE_AN_HOUR, SWAGGER_JS),
+        "swagger-ui.css" => static_file("text/css; charset=utf-8", CACHE_AN_HOUR, SWAGGER_CSS),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-fn static_file(content_type: &'static str, body: &'static [u8]) -> Response {
+const CACHE_AN_HOUR: &str = "public, max-age=3600";
+
+/// A file compiled into the binary, with its type and how long browsers may keep it.
+pub(super) fn static_file(content_type: &'static str, cache_control: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache_control)),
         ],
         body,
     )
