@@ -86,6 +86,38 @@ pub enum BenchCommand {
     /// first token and inter-token latency of streams, `--compare` for a second server in the same run.
     /// Writes a table, JSON, CSV, and PNG and SVG plots.
     Load(Box<LoadCommand>),
+    /// A generation model's engine in this process: prefill tokens/s of one long prompt and aggregate greedy
+    /// decode tokens/s of streams decoded together, as JSON (the measures benches/llm.sh also takes of
+    /// llama.cpp on the same GGUF file).
+    Llm(LlmCommand),
+}
+
+/// The options of `ferroserve bench llm`.
+#[derive(Debug, Args)]
+pub struct LlmCommand {
+    /// The generation model's name in the model repository.
+    #[arg(long, default_value = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    #[arg(long, default_value = "deploy/model-repository")]
+    pub model_repository: PathBuf,
+    /// Convert the weights at load to this format (f32, f16, q8_0, q4_1, stored) instead of the entry's.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// The prompt whose prefill is timed (plain text, no chat template).
+    #[arg(long)]
+    pub prompt_file: PathBuf,
+    /// Compute threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Tokens each stream generates.
+    #[arg(long, default_value_t = 64)]
+    pub tokens: usize,
+    /// Streams decoded together, comma-separated levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub streams: Vec<usize>,
+    /// Each figure is the best of this many runs.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
 }
 
 /// The options of `ferroserve bench load`.

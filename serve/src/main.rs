@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferroserve::bench::VariantsArgs;
 use ferroserve::bench::load::{LoadArgs, RequestShape};
-use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand, LoadCommand, VariantsCommand};
+use ferroserve::cli::{BenchCommand, Cli, Command, ExportCommand, LlmCommand, LoadCommand, VariantsCommand};
 use ferroserve::config::ServerConfig;
 use ferroserve::threads::ThreadBudget;
 
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::HashKey => hash_key(),
         Command::Bench(BenchCommand::Variants(command)) => bench_variants(*command),
         Command::Bench(BenchCommand::Load(command)) => bench_load(*command),
+        Command::Bench(BenchCommand::Llm(command)) => bench_llm(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +55,22 @@ fn bench_variants(c: VariantsCommand) -> anyhow::Result<()> {
         out: c.out,
     };
     ferroserve::bench::variants(&args).map(|_| ())
+}
+
+/// `ferroserve bench llm`: the figures as one JSON line on stdout.
+fn bench_llm(c: LlmCommand) -> anyhow::Result<()> {
+    let args = ferroserve::bench::llm::LlmArgs {
+        model: c.model,
+        repository: c.model_repository,
+        dtype: c.dtype,
+        prompt_file: c.prompt_file,
+        threads: c.threads,
+        tokens: c.tokens,
+        streams: c.streams,
+        repeats: c.repeats,
+    };
+    println!("{}", serde_json::to_string(&ferroserve::bench::llm::run(&args)?)?);
+    Ok(())
 }
 
 /// `ferroserve bench load`: the command line as the load run's arguments, on a runtime of its own.

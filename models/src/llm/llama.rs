@@ -8,9 +8,11 @@
 //! lock-step cache for the whole batch (same length, no padding mask), which cannot do this.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
-use candle_core::{D, DType, Device, Module, Tensor};
+use candle_core::{CpuStorage, D, DType, Device, Storage, Tensor};
+use ferroserve_kernels::{AttentionInput, AttentionShape, Isa, attention};
 
 use crate::error::ModelError;
+use crate::llm::linear::{Linear, cpu_kernels};
 use crate::llm::step::{KvState, SeqStep, StepModel};
 
 /// Fewest query rows an attention product runs with (see `forward_inner`).
@@ -52,14 +54,14 @@ impl LlamaShape {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
 }
 
 /// The model's weights; shared read-only by every sequence.
@@ -68,10 +70,13 @@ pub struct Llama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: Linear,
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// ferroserve's CPU kernels for the attention (and, for Q8_0 weights, the linear layers); `None` on GPU
+    /// devices or when `FERROSERVE_CPU_KERNELS=candle`.
+    kernels: Option<Isa>,
 }
 
 /// One sequence's keys and values for every layer, `[kv_heads, capacity, head_dim]` each, filled up to `len`.
@@ -177,27 +182,29 @@ impl Llama {
         if !shape.heads.is_multiple_of(shape.kv_heads) || shape.head_dim * shape.heads != shape.hidden {
             return Err(ModelError::Unsupported("inconsistent attention head counts in GGUF metadata".into()));
         }
+        let kernels = if device.is_cpu() { cpu_kernels()? } else { None };
+        let linear = |t: QTensor| linear(t, format, kernels);
         let mut tensor = |name: &str| -> Result<QTensor, ModelError> { Ok(ct.tensor(reader, name, device)?) };
         let embed_q = tensor("token_embd.weight")?;
         let embed = embed_q.dequantize(device)?;
         let norm = tensor("output_norm.weight")?.dequantize(device)?;
         let output = match tensor("output.weight") {
-            Ok(t) => linear(t, format)?,
-            Err(_) => linear(embed_q, format)?, // tied embeddings
+            Ok(t) => linear(t)?,
+            Err(_) => linear(embed_q)?, // tied embeddings
         };
         let mut layers = Vec::with_capacity(shape.layers);
         for i in 0..shape.layers {
             let mut w = |suffix: &str| tensor(&format!("blk.{i}.{suffix}.weight"));
             layers.push(Layer {
                 attn_norm: w("attn_norm")?.dequantize(device)?,
-                wq: linear(w("attn_q")?, format)?,
-                wk: linear(w("attn_k")?, format)?,
-                wv: linear(w("attn_v")?, format)?,
-                wo: linear(w("attn_output")?, format)?,
+                wq: linear(w("attn_q")?)?,
+                wk: linear(w("attn_k")?)?,
+                wv: linear(w("attn_v")?)?,
+                wo: linear(w("attn_output")?)?,
                 ffn_norm: w("ffn_norm")?.dequantize(device)?,
-                w_gate: linear(w("ffn_gate")?, format)?,
-                w_up: linear(w("ffn_up")?, format)?,
-                w_down: linear(w("ffn_down")?, format)?,
+                w_gate: linear(w("ffn_gate")?)?,
+                w_up: linear(w("ffn_up")?)?,
+                w_down: linear(w("ffn_down")?)?,
             });
         }
         let vocab = embed.dim(0)?;
@@ -211,7 +218,105 @@ impl Llama {
             cos,
             sin,
             device: device.clone(),
+            kernels,
         })
+    }
+
+    /// Attention of every sequence's new tokens (queries `q`, `[heads, tokens, head_dim]`; keys and values
+    /// already in the caches) with Candle's tensor operations: `[tokens, hidden]`. The path for GPU devices.
+    fn attend(
+        &self,
+        q: &Tensor,
+        batch: &[SeqStep<'_, KvCache>],
+        li: usize,
+        offsets: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let s = &self.shape;
+        let total: usize = batch.iter().map(|step| step.tokens.len()).sum();
+        let n_rep = s.heads / s.kv_heads;
+        let scale = 1.0 / (s.head_dim as f64).sqrt();
+        let mut outputs = Vec::with_capacity(batch.len());
+        for (step, &offset) in batch.iter().zip(offsets) {
+            let t = step.tokens.len();
+            let past = step.cache.len;
+            let (k_cache, v_cache) = &step.cache.layers[li];
+            let k_all = k_cache.narrow(1, 0, past + t)?;
+            let v_all = v_cache.narrow(1, 0, past + t)?;
+            // Heads that share a KV head are stacked as rows: [kv_heads, n_rep * t, head_dim].
+            let q_s = q.narrow(1, offset, t)?.contiguous()?.reshape((s.kv_heads, n_rep * t, s.head_dim))?;
+            // The matrix library sums in a different order for very few rows; padding both attention
+            // products to MIN_ATTENTION_ROWS rows keeps a token's numbers the same however its prompt was
+            // chunked (one token per step vs. the whole prompt at once), so prefix reuse and chunked
+            // prefill never change greedy output.
+            let rows = n_rep * t;
+            let padded = |x: Tensor| -> candle_core::Result<Tensor> {
+                if rows >= MIN_ATTENTION_ROWS {
+                    return Ok(x);
+                }
+                let width = x.dim(2)?;
+                let pad = Tensor::zeros((s.kv_heads, MIN_ATTENTION_ROWS - rows, width), DType::F32, &self.device)?;
+                Tensor::cat(&[&x, &pad], 1)
+            };
+            let real = |x: Tensor| if rows >= MIN_ATTENTION_ROWS { Ok(x) } else { x.narrow(1, 0, rows)?.contiguous() };
+            let mut att = real((padded(q_s)?.matmul(&k_all.t()?)? * scale)?)?;
+            if t > 1 {
+                let mask = causal_mask(t, past, &self.device)?;
+                att = att.reshape((s.kv_heads, n_rep, t, past + t))?.broadcast_add(&mask)?.reshape((
+                    s.kv_heads,
+                    rows,
+                    past + t,
+                ))?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = real(padded(att)?.matmul(&v_all)?)?;
+            outputs.push(y.reshape((s.heads, t, s.head_dim))?);
+        }
+        Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((total, s.hidden))
+    }
+
+    /// The same attention on ferroserve's fused CPU kernel: each query row computed alone, so a token's
+    /// output never depends on how its prompt was chunked or batched.
+    fn attend_fused(
+        &self,
+        isa: Isa,
+        q: &Tensor,
+        batch: &[SeqStep<'_, KvCache>],
+        li: usize,
+        offsets: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let s = &self.shape;
+        let total: usize = batch.iter().map(|step| step.tokens.len()).sum();
+        let shape = AttentionShape {
+            heads: s.heads,
+            kv_heads: s.kv_heads,
+            head_dim: s.head_dim,
+            scale: 1.0 / (s.head_dim as f32).sqrt(),
+        };
+        let mut out = vec![0.0f32; total * s.hidden];
+        with_cpu_f32(q, |q| {
+            for (step, &offset) in batch.iter().zip(offsets) {
+                let (k_cache, v_cache) = &step.cache.layers[li];
+                let t = step.tokens.len();
+                with_cpu_f32(k_cache, |k| {
+                    with_cpu_f32(v_cache, |v| {
+                        let input = AttentionInput {
+                            q,
+                            q_rows: total,
+                            q_row0: offset,
+                            t,
+                            past: step.cache.len,
+                            k,
+                            v,
+                            capacity: step.cache.capacity(),
+                        };
+                        let rows = &mut out[offset * s.hidden..(offset + t) * s.hidden];
+                        attention(isa, shape, &input, rows).map_err(candle_core::Error::Msg)
+                    })?
+                })??;
+            }
+            Ok::<_, candle_core::Error>(())
+        })??;
+        Tensor::from_vec(out, (total, s.hidden), &self.device)
     }
 
     pub fn shape(&self) -> &LlamaShape {
@@ -253,8 +358,14 @@ impl Llama {
         let cos = self.cos.index_select(&positions, 0)?;
         let sin = self.sin.index_select(&positions, 0)?;
         let mut x = self.embed.index_select(&ids, 0)?;
-        let n_rep = s.heads / s.kv_heads;
-        let scale = 1.0 / (s.head_dim as f64).sqrt();
+        let offsets: Vec<usize> = batch
+            .iter()
+            .scan(0, |at, step| {
+                let start = *at;
+                *at += step.tokens.len();
+                Some(start)
+            })
+            .collect();
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, s.rms_eps as f32)?;
             let rope = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
@@ -264,48 +375,17 @@ impl Llama {
             let q = rope(layer.wq.forward(&h)?, s.heads)?;
             let k = rope(layer.wk.forward(&h)?, s.kv_heads)?;
             let v = layer.wv.forward(&h)?.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
-            let mut outputs = Vec::with_capacity(batch.len());
-            let mut offset = 0;
-            for step in batch.iter_mut() {
+            for (step, offset) in batch.iter_mut().zip(&offsets) {
                 let t = step.tokens.len();
                 let past = step.cache.len;
                 let (k_cache, v_cache) = &step.cache.layers[li];
-                k_cache.slice_set(&k.narrow(1, offset, t)?.contiguous()?, 1, past)?;
-                v_cache.slice_set(&v.narrow(1, offset, t)?.contiguous()?, 1, past)?;
-                let k_all = k_cache.narrow(1, 0, past + t)?;
-                let v_all = v_cache.narrow(1, 0, past + t)?;
-                // Heads that share a KV head are stacked as rows: [kv_heads, n_rep * t, head_dim].
-                let q_s = q.narrow(1, offset, t)?.contiguous()?.reshape((s.kv_heads, n_rep * t, s.head_dim))?;
-                // The matrix library sums in a different order for very few rows; padding both attention
-                // products to MIN_ATTENTION_ROWS rows keeps a token's numbers the same however its prompt was
-                // chunked (one token per step vs. the whole prompt at once), so prefix reuse and chunked
-                // prefill never change greedy output.
-                let rows = n_rep * t;
-                let padded = |x: Tensor| -> candle_core::Result<Tensor> {
-                    if rows >= MIN_ATTENTION_ROWS {
-                        return Ok(x);
-                    }
-                    let width = x.dim(2)?;
-                    let pad = Tensor::zeros((s.kv_heads, MIN_ATTENTION_ROWS - rows, width), DType::F32, &self.device)?;
-                    Tensor::cat(&[&x, &pad], 1)
-                };
-                let real =
-                    |x: Tensor| if rows >= MIN_ATTENTION_ROWS { Ok(x) } else { x.narrow(1, 0, rows)?.contiguous() };
-                let mut att = real((padded(q_s)?.matmul(&k_all.t()?)? * scale)?)?;
-                if t > 1 {
-                    let mask = causal_mask(t, past, &self.device)?;
-                    att = att.reshape((s.kv_heads, n_rep, t, past + t))?.broadcast_add(&mask)?.reshape((
-                        s.kv_heads,
-                        rows,
-                        past + t,
-                    ))?;
-                }
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let y = real(padded(att)?.matmul(&v_all)?)?;
-                outputs.push(y.reshape((s.heads, t, s.head_dim))?);
-                offset += t;
+                k_cache.slice_set(&k.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
+                v_cache.slice_set(&v.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
             }
-            let y = Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((total, s.hidden))?;
+            let y = match self.kernels {
+                Some(isa) => self.attend_fused(isa, &q, batch, li, &offsets)?,
+                None => self.attend(&q, batch, li, &offsets)?,
+            };
             x = (x + layer.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, s.rms_eps as f32)?;
             let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
@@ -331,6 +411,15 @@ impl Llama {
     }
 }
 
+/// Runs `f` on a contiguous CPU `f32` tensor's values.
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("expected a contiguous f32 tensor on the CPU");
+    };
+    Ok(f(&data[start..end]))
+}
+
 /// `[t, past + t]`: 0 where token `i` of the chunk may attend (positions up to `past + i`), −inf elsewhere.
 fn causal_mask(t: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
     let width = past + t;
@@ -348,10 +437,10 @@ fn rope_tables(head_dim: usize, base: f32, positions: usize, device: &Device) ->
     Ok((freqs.cos()?, freqs.sin()?))
 }
 
-/// A linear layer's weight in the asked format.
-fn linear(t: QTensor, format: WeightFormat) -> Result<QMatMul, ModelError> {
+/// A linear layer's weight in the asked format, on `kernels` where they cover it.
+fn linear(t: QTensor, format: WeightFormat, kernels: Option<Isa>) -> Result<Linear, ModelError> {
     let device = t.device();
-    Ok(match format {
+    let weights = match format {
         WeightFormat::Quantized(dtype) if t.dtype() == dtype => QMatMul::QTensor(std::sync::Arc::new(t)),
         WeightFormat::Quantized(dtype) => {
             let w = t.dequantize(&device)?;
@@ -363,5 +452,6 @@ fn linear(t: QTensor, format: WeightFormat) -> Result<QMatMul, ModelError> {
         WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(&device)?),
         WeightFormat::F32 => QMatMul::Tensor(t.dequantize(&device)?),
         WeightFormat::Stored => QMatMul::from_qtensor(t)?,
-    })
+    };
+    Linear::new(weights, kernels)
 }

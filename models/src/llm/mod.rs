@@ -4,6 +4,7 @@
 
 pub mod chat_template;
 mod gguf_check;
+pub mod linear;
 pub mod llama;
 pub mod prefix_cache;
 pub mod requantize;

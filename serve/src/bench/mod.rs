@@ -10,6 +10,7 @@
 mod drift;
 mod embedding;
 mod generation;
+pub mod llm;
 pub mod load;
 pub mod machine;
 pub mod plot;

@@ -1,0 +1,163 @@
+//! Causal attention of one sequence's new tokens against its cached keys and values, fused (scores,
+//! softmax and weighted sum per query row, nothing materialized but one row of scores).
+//!
+//! Every query row is computed on its own, in a fixed order over the keys, so a token's output is the same
+//! bits whether its prompt was prefilled whole, in chunks, or one token per step, and whichever instruction
+//! set runs it: scores are dot products with eight lanes of fused multiply-adds summed in the `hsum8` order;
+//! the softmax is sequential; the weighted sum is one fused multiply-add per element and key, keys in order.
+
+use rayon::prelude::*;
+
+use crate::Isa;
+use crate::scalar::hsum8;
+
+/// Work (query rows × keys × head dimension) below which one thread does the whole call.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Largest head dimension (the per-row result lives on the stack).
+const MAX_HEAD_DIM: usize = 256;
+
+/// Head counts and sizes of one attention layer.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub heads: usize,
+    /// Key/value heads; each serves `heads / kv_heads` query heads.
+    pub kv_heads: usize,
+    /// A multiple of 8.
+    pub head_dim: usize,
+    /// Multiplies every score (usually 1/√head_dim).
+    pub scale: f32,
+}
+
+/// One sequence's operands. Query row `i` sits at position `past + i` and sees keys `0..=past + i`.
+pub struct AttentionInput<'a> {
+    /// `[heads][q_rows][head_dim]`; this sequence's rows are `q_row0 .. q_row0 + t`.
+    pub q: &'a [f32],
+    pub q_rows: usize,
+    pub q_row0: usize,
+    /// New tokens of this sequence.
+    pub t: usize,
+    /// Tokens cached before them.
+    pub past: usize,
+    /// `[kv_heads][capacity][head_dim]`, filled up to `past + t`.
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub capacity: usize,
+}
+
+/// Writes the attention output, `[t][heads × head_dim]` row-major, into `out`.
+pub fn attention(isa: Isa, shape: AttentionShape, input: &AttentionInput<'_>, out: &mut [f32]) -> Result<(), String> {
+    let AttentionShape { heads, kv_heads, head_dim: hd, .. } = shape;
+    let seen = input.past + input.t;
+    if hd == 0 || hd > MAX_HEAD_DIM || !hd.is_multiple_of(8) || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(format!("unsupported attention shape {shape:?}"));
+    }
+    if input.q.len() < heads * input.q_rows * hd
+        || input.q_row0 + input.t > input.q_rows
+        || seen > input.capacity
+        || input.k.len() < kv_heads * input.capacity * hd
+        || input.v.len() < kv_heads * input.capacity * hd
+        || out.len() != input.t * heads * hd
+    {
+        return Err("attention operands do not match their shapes".into());
+    }
+    let isa = if isa == Isa::Scalar { Isa::Scalar } else { Isa::Avx2 };
+    let rows = heads * input.t;
+    let work = rows * seen * hd;
+    let out = SharedOut(out.as_mut_ptr());
+    let one = |task: usize| {
+        let (h, i) = (task / input.t, task % input.t);
+        let mut result = [0.0f32; MAX_HEAD_DIM];
+        let result = &mut result[..hd];
+        SCORES.with_borrow_mut(|scores| row(isa, shape, input, h, i, scores, result));
+        // SAFETY: each (h, i) task writes its own `hd` elements of row `i`, inside `out` (length checked).
+        unsafe { std::ptr::copy_nonoverlapping(result.as_ptr(), out.at(i * heads * hd + h * hd), hd) };
+    };
+    if work < PARALLEL_MIN_WORK {
+        (0..rows).for_each(one);
+    } else {
+        (0..rows).into_par_iter().for_each(one);
+    }
+    Ok(())
+}
+
+/// The output buffer, written by tasks at disjoint elements.
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements and the buffer outlives the parallel loop.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The element at `offset`. Safety: `offset` is inside the buffer.
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        // SAFETY: per the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+thread_local! {
+    /// Each thread's row of scores, kept between calls.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Query row `i` of head `h` into `out` (`head_dim` values).
+fn row(
+    isa: Isa,
+    shape: AttentionShape,
+    input: &AttentionInput<'_>,
+    h: usize,
+    i: usize,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = shape.head_dim;
+    let kvh = h / (shape.heads / shape.kv_heads);
+    let q = &input.q[(h * input.q_rows + input.q_row0 + i) * hd..][..hd];
+    let keys = input.past + i + 1;
+    let base = kvh * input.capacity * hd;
+    scores.clear();
+    scores.extend((0..keys).map(|j| dot(isa, q, &input.k[base + j * hd..][..hd]) * shape.scale));
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    out.fill(0.0);
+    for (j, &p) in scores.iter().enumerate() {
+        axpy(isa, p, &input.v[base + j * hd..][..hd], out);
+    }
+    let inverse = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inverse;
+    }
+}
+
+/// `a · b` with eight lanes of fused multiply-adds, summed in the `hsum8` order.
+fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: a non-scalar family is only chosen where AVX2 and FMA exist (`Isa::available`).
+        return unsafe { crate::x86::dot_avx2(a, b) };
+    }
+    let _ = isa;
+    let mut lanes = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] = x[l].mul_add(y[l], lanes[l]);
+        }
+    }
+    hsum8(lanes)
+}
+
+/// `y += alpha · x`, one fused multiply-add per element.
+fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: as in `dot`.
+        return unsafe { crate::x86::axpy_avx2(alpha, x, y) };
+    }
+    let _ = isa;
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = alpha.mul_add(*x, *y);
+    }
+}

@@ -1,0 +1,37 @@
+//! CPU kernels for the linear layers of LLM decoders: quantized matrix products `y = x · Wᵀ` with weights
+//! in 8-bit blocks (GGML's Q8_0: 32 values and one scale per block) and activations quantized the same way
+//! per row, as llama.cpp does.
+//!
+//! - [`PackedWeights`]: the weights repacked once at load into the kernels' layout — four output columns
+//!   interleaved block by block, scales widened to `f32`, values stored as the chosen instruction set wants
+//!   them (llama.cpp's "repack").
+//! - [`QuantizedRows`]: a batch of activation rows quantized into reusable buffers (no allocation per step
+//!   once they have grown).
+//! - [`attention`]: causal attention of a sequence's new tokens against its KV cache, fused per query row.
+//! - [`matmul`]: the product, tiled (several rows × four columns share every load) and split over the
+//!   current rayon pool's threads by output columns, so a lane's thread budget bounds it.
+//!
+//! Every instruction set computes bit-identical results: the integer dot product of each 4-value group is
+//! exact, and the floating-point work (convert, scale, fused multiply-add per block, then one fixed summation
+//! tree) is the same sequence on every path, the scalar reference included. A row's result never depends on
+//! how many other rows share the call, so greedy decoding is the same alone and batched.
+
+mod attention;
+mod isa;
+mod matmul;
+mod pack;
+mod rows;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use attention::{AttentionInput, AttentionShape, attention};
+pub use isa::Isa;
+pub use matmul::matmul;
+pub use pack::{PackError, PackedWeights};
+pub use rows::QuantizedRows;
+
+/// Values per quantization block (weights and activations).
+pub const BLOCK: usize = 32;
+/// Output columns interleaved together in [`PackedWeights`].
+pub const GROUP: usize = 4;

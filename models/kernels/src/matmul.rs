@@ -1,0 +1,118 @@
+//! `y = x · Wᵀ` over the current rayon pool: output columns split into contiguous runs of groups, one run
+//! per task; within a run, each group of four columns meets the rows a tile at a time.
+
+use rayon::prelude::*;
+
+use crate::scalar::{self, Tile};
+use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows};
+
+/// Products below this many multiply-adds run on the calling thread (waking the pool costs more).
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+/// Tasks per pool thread, so that a slow thread's share can be taken by the others.
+const TASKS_PER_THREAD: usize = 4;
+
+/// Writes `x · Wᵀ` (`rows × n`, row-major) into `out`.
+pub fn matmul(w: &PackedWeights, x: &QuantizedRows, out: &mut [f32]) -> Result<(), PackError> {
+    check(w, x, out.len())?;
+    let (m, n) = (x.m, w.n);
+    let groups = n.div_ceil(GROUP);
+    if m == 0 || groups == 0 {
+        return Ok(());
+    }
+    let tasks =
+        if m * n * w.k < PARALLEL_MIN_MACS { 1 } else { (rayon::current_num_threads() * TASKS_PER_THREAD).min(groups) };
+    let per_task = groups.div_ceil(tasks);
+    let out = SharedOut(out.as_mut_ptr());
+    let run = |task: usize| {
+        let first = task * per_task;
+        for g in first..(first + per_task).min(groups) {
+            group(w, x, g, &out);
+        }
+    };
+    if tasks == 1 {
+        run(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(run);
+    }
+    Ok(())
+}
+
+/// The output buffer, written by tasks at disjoint columns.
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (their own groups' columns) and the buffer outlives the parallel loop.
+unsafe impl Sync for SharedOut {}
+
+/// Every row against group `g`, written into `out`.
+fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
+    let kb = w.k / BLOCK;
+    let tile_rows = w.isa.tile_rows();
+    let columns = GROUP.min(w.n - g * GROUP);
+    let mut results = [[0.0f32; GROUP]; 4];
+    let mut r0 = 0;
+    while r0 < x.m {
+        let rows = tile_rows.min(x.m - r0);
+        let tile = Tile {
+            w_qs: &w.qs[g * kb * GROUP * BLOCK..][..kb * GROUP * BLOCK],
+            w_scales: &w.scales[g * kb * GROUP..][..kb * GROUP],
+            a_qs: &x.qs[r0 * kb * BLOCK..][..rows * kb * BLOCK],
+            a_scales: &x.scales[r0 * kb..][..rows * kb],
+            a_corrections: if x.corrections.is_empty() { &[] } else { &x.corrections[r0 * kb * 8..][..rows * kb * 8] },
+            blocks: kb,
+        };
+        let slots = &mut results[..rows];
+        run_tile(w.isa, rows, &tile, slots);
+        for (r, values) in slots.iter().enumerate() {
+            let at = (r0 + r) * w.n + g * GROUP;
+            for (c, &v) in values[..columns].iter().enumerate() {
+                // SAFETY: `at + c` is inside the `m × n` buffer (checked in `matmul`), and only the task that
+                // owns group `g` writes these columns.
+                unsafe { *out.0.add(at + c) = v };
+            }
+        }
+        r0 += rows;
+    }
+}
+
+/// The tile on `isa`'s kernel, instantiated for `rows` rows.
+fn run_tile(isa: Isa, rows: usize, tile: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+    match isa {
+        Isa::Scalar => scalar::tile(tile, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: packings for these families are only made where `Isa::is_available` holds (checked in
+        // `matmul`), and `group` hands over exactly `rows` rows, with corrections for VNNI.
+        Isa::Avx2 => unsafe {
+            match rows {
+                1 => crate::x86::tile_avx2::<1>(tile, out),
+                _ => crate::x86::tile_avx2::<2>(tile, out),
+            }
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe {
+            match rows {
+                1 => crate::x86::tile_vnni::<1>(tile, out),
+                2 => crate::x86::tile_vnni::<2>(tile, out),
+                3 => crate::x86::tile_vnni::<3>(tile, out),
+                _ => crate::x86::tile_vnni::<4>(tile, out),
+            }
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar::tile(tile, out),
+    }
+}
+
+/// Refuses operands that were prepared apart (shape, instruction set) or a CPU that lacks the family.
+fn check(w: &PackedWeights, x: &QuantizedRows, out_len: usize) -> Result<(), PackError> {
+    if x.isa != Some(w.isa) {
+        return Err(PackError::Mismatch(format!("weights for {}, rows for {:?}", w.isa.name(), x.isa)));
+    }
+    if x.k != w.k {
+        return Err(PackError::Mismatch(format!("rows of {} values, weights of {}", x.k, w.k)));
+    }
+    if out_len != x.m * w.n {
+        return Err(PackError::Length { expected: x.m * w.n, got: out_len });
+    }
+    if !w.isa.is_available() {
+        return Err(PackError::Mismatch(format!("this CPU cannot run {} kernels", w.isa.name())));
+    }
+    Ok(())
+}

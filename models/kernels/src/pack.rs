@@ -1,0 +1,137 @@
+//! Weights repacked once at load into the layout the kernels read: for every group of four output
+//! columns, block by block, the four columns' 32 values side by side, and their scales as `f32`.
+
+use crate::{BLOCK, GROUP, Isa};
+
+/// Bytes of one GGML Q8_0 block: an `f16` scale and 32 `i8` values.
+const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
+
+/// Why weights or rows do not fit a kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackError {
+    /// The inner dimension is not a whole number of blocks.
+    NotBlocks { k: usize },
+    /// The data holds a different number of values or bytes than the shape needs.
+    Length { expected: usize, got: usize },
+    /// The operands were prepared for different shapes or instruction sets.
+    Mismatch(String),
+}
+
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackError::NotBlocks { k } => write!(f, "inner dimension {k} is not a multiple of {BLOCK}"),
+            PackError::Length { expected, got } => write!(f, "expected {expected} values or bytes, got {got}"),
+            PackError::Mismatch(what) => write!(f, "operands do not match: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PackError {}
+
+/// An `[n, k]` weight matrix (one row per output column) in 8-bit blocks, repacked for one [`Isa`].
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    pub(crate) isa: Isa,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    /// `[group][block][column in group][BLOCK]`: `i8` values, or `i8 + 128` as `u8` for
+    /// [`Isa::Avx512Vnni`] (whose instruction multiplies unsigned by signed bytes). Columns past `n` are zero.
+    pub(crate) qs: Vec<u8>,
+    /// `[group][block][column in group]`.
+    pub(crate) scales: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Repacks GGML Q8_0 data: `n` rows of `k / 32` blocks of 34 bytes (an `f16` scale, 32 `i8` values).
+    pub fn from_q8_0(data: &[u8], n: usize, k: usize, isa: Isa) -> Result<Self, PackError> {
+        let kb = blocks(k)?;
+        let expected = n * kb * Q8_0_BLOCK_BYTES;
+        if data.len() != expected {
+            return Err(PackError::Length { expected, got: data.len() });
+        }
+        Ok(Self::build(n, k, isa, |col, b| {
+            let block = &data[(col * kb + b) * Q8_0_BLOCK_BYTES..][..Q8_0_BLOCK_BYTES];
+            let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let mut values = [0i8; BLOCK];
+            for (v, &byte) in values.iter_mut().zip(&block[2..]) {
+                *v = byte as i8;
+            }
+            (scale, values)
+        }))
+    }
+
+    /// Quantizes an `[n, k]` row-major `f32` matrix block by block (scale = largest magnitude / 127, values
+    /// rounded to nearest, as GGML's Q8_0).
+    pub fn quantize(w: &[f32], n: usize, k: usize, isa: Isa) -> Result<Self, PackError> {
+        blocks(k)?;
+        if w.len() != n * k {
+            return Err(PackError::Length { expected: n * k, got: w.len() });
+        }
+        Ok(Self::build(n, k, isa, |col, b| {
+            let mut values = [0i8; BLOCK];
+            let scale = quantize_block(&w[col * k + b * BLOCK..][..BLOCK], &mut values);
+            (scale, values)
+        }))
+    }
+
+    /// Lays out every block that `block(column, block index)` gives.
+    fn build(n: usize, k: usize, isa: Isa, block: impl Fn(usize, usize) -> (f32, [i8; BLOCK])) -> Self {
+        let kb = k / BLOCK;
+        let groups = n.div_ceil(GROUP);
+        let offset = if isa == Isa::Avx512Vnni { 0x80 } else { 0 };
+        let mut qs = vec![offset; groups * kb * GROUP * BLOCK];
+        let mut scales = vec![0.0; groups * kb * GROUP];
+        for col in 0..n {
+            let (g, c) = (col / GROUP, col % GROUP);
+            for b in 0..kb {
+                let (scale, values) = block(col, b);
+                let slot = (g * kb + b) * GROUP + c;
+                scales[slot] = scale;
+                for (dst, v) in qs[slot * BLOCK..][..BLOCK].iter_mut().zip(values) {
+                    *dst = (v as u8) ^ offset;
+                }
+            }
+        }
+        PackedWeights { isa, n, k, qs, scales }
+    }
+
+    /// Output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Inner dimension (values per column).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The instruction set this packing is for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Memory held.
+    pub fn bytes(&self) -> usize {
+        self.qs.len() + self.scales.len() * 4
+    }
+}
+
+/// Blocks in an inner dimension of `k` values.
+pub(crate) fn blocks(k: usize) -> Result<usize, PackError> {
+    if k == 0 || !k.is_multiple_of(BLOCK) {
+        return Err(PackError::NotBlocks { k });
+    }
+    Ok(k / BLOCK)
+}
+
+/// GGML's Q8_0 rounding of one block: returns the scale, writes the values.
+pub(crate) fn quantize_block(x: &[f32], out: &mut [i8; BLOCK]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = amax / 127.0;
+    let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    for (q, v) in out.iter_mut().zip(x) {
+        *q = (v * inverse).round() as i8;
+    }
+    scale
+}

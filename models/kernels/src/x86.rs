@@ -1,0 +1,110 @@
+//! The x86-64 kernels: AVX2 (`vpmaddubsw` on |w| and a·sign(w), then `vpmaddwd`) and AVX-512 VNNI on
+//! 256-bit registers (`vpdpbusd` on w + 128 and a, the +128 cancelled by a per-lane correction). Both give,
+//! per block, eight lanes each holding the exact sum of four products, the same lanes as the scalar
+//! reference, and then do its floating-point steps in its order. Rows are a const parameter so the
+//! accumulators stay in registers.
+
+use std::arch::x86_64::*;
+
+use crate::scalar::Tile;
+use crate::{BLOCK, GROUP};
+
+/// The AVX2 kernel on `R` rows. Safety: the CPU has AVX2 and FMA; `t` holds `R` rows and `out` has `R` slots.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile_avx2<const R: usize>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+    let kb = t.blocks;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
+    for b in 0..kb {
+        // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
+        let wb = unsafe { t.w_qs.as_ptr().add(b * GROUP * BLOCK) };
+        let w: [__m256i; GROUP] =
+            std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i) });
+        let abs_w: [__m256i; GROUP] = std::array::from_fn(|c| _mm256_sign_epi8(w[c], w[c]));
+        let ws = &t.w_scales[b * GROUP..][..GROUP];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let ab = r * kb + b;
+            let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
+            let sa = t.a_scales[ab];
+            for c in 0..GROUP {
+                let pairs = _mm256_maddubs_epi16(abs_w[c], _mm256_sign_epi8(a, w[c]));
+                let dot = _mm256_madd_epi16(pairs, ones);
+                let scale = _mm256_set1_ps(sa * ws[c]);
+                acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
+            }
+        }
+    }
+    store(&acc, out);
+}
+
+/// The VNNI kernel on `R` rows. Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows
+/// with their corrections and `out` has `R` slots.
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+pub(crate) unsafe fn tile_vnni<const R: usize>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+    let kb = t.blocks;
+    let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
+    for b in 0..kb {
+        // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
+        let wb = unsafe { t.w_qs.as_ptr().add(b * GROUP * BLOCK) };
+        let w: [__m256i; GROUP] =
+            std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i) });
+        let ws = &t.w_scales[b * GROUP..][..GROUP];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let ab = r * kb + b;
+            let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
+            let corr = unsafe { _mm256_loadu_si256(t.a_corrections.as_ptr().add(ab * 8) as *const __m256i) };
+            let sa = t.a_scales[ab];
+            for c in 0..GROUP {
+                let dot = _mm256_dpbusd_epi32(corr, w[c], a);
+                let scale = _mm256_set1_ps(sa * ws[c]);
+                acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
+            }
+        }
+    }
+    store(&acc, out);
+}
+
+/// Each accumulator's lanes summed (the order of `scalar::hsum8`) into `out`.
+#[inline(always)]
+fn store<const R: usize>(acc: &[[__m256; GROUP]; R], out: &mut [[f32; GROUP]]) {
+    for (row, slots) in acc.iter().zip(out.iter_mut()) {
+        for (v, slot) in row.iter().zip(slots.iter_mut()) {
+            // SAFETY: plain SSE/AVX register operations; callers run with AVX2 enabled.
+            *slot = unsafe { hsum(*v) };
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn hsum(v: __m256) -> f32 {
+    let halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
+}
+
+/// `a · b` in eight lanes (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        // SAFETY: each chunk holds 8 floats.
+        let (x, y) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())) };
+        acc = _mm256_fmadd_ps(x, y, acc);
+    }
+    hsum(acc)
+}
+
+/// `y += alpha · x` (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let a = _mm256_set1_ps(alpha);
+    for (x, y) in x.chunks_exact(8).zip(y.chunks_exact_mut(8)) {
+        // SAFETY: each chunk holds 8 floats.
+        unsafe {
+            _mm256_storeu_ps(
+                y.as_mut_ptr(),
+                _mm256_fmadd_ps(a, _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())),
+            )
+        };
+    }
+}

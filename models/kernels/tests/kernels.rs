@@ -1,0 +1,231 @@
+//! Every kernel family this CPU runs against the scalar reference (bit for bit), the scalar reference
+//! against an `f32` product (within the quantization error), and the invariances decoding relies on.
+
+use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+
+/// A small deterministic generator (xorshift), values roughly normal-ish in [-scale, scale].
+struct Values(u64);
+
+impl Values {
+    fn take(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                let u = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
+                (u * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+}
+
+fn product(isa: Isa, w: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let packed = PackedWeights::quantize(w, n, k, isa).unwrap();
+    let mut rows = QuantizedRows::new();
+    rows.quantize(x, m, k, isa).unwrap();
+    let mut out = vec![f32::NAN; m * n];
+    matmul(&packed, &rows, &mut out).unwrap();
+    out
+}
+
+/// Shapes that exercise one and many blocks, partial column groups and partial row tiles.
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 4, 32), (3, 6, 64), (5, 13, 96), (7, 192, 576), (16, 36, 1536), (33, 64, 128)];
+
+#[test]
+fn every_family_matches_the_scalar_reference_bit_for_bit() {
+    let mut values = Values(0x9e37_79b9_7f4a_7c15);
+    println!("kernel families on this CPU: {:?}", Isa::available());
+    for (m, n, k) in SHAPES {
+        let w = values.take(n * k, 0.1);
+        let mut x = values.take(m * k, 3.0);
+        x[0] = 40.0; // an outlier, as real activations have
+        let reference = product(Isa::Scalar, &w, &x, m, n, k);
+        for &isa in Isa::available() {
+            let got = product(isa, &w, &x, m, n, k);
+            assert!(
+                got.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa:?} differs from scalar at m={m} n={n} k={k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_scalar_reference_is_close_to_the_f32_product() {
+    let mut values = Values(42);
+    for (m, n, k) in SHAPES {
+        let w = values.take(n * k, 0.1);
+        let x = values.take(m * k, 3.0);
+        let got = product(Isa::Scalar, &w, &x, m, n, k);
+        for r in 0..m {
+            for c in 0..n {
+                let exact: f64 = (0..k).map(|i| w[c * k + i] as f64 * x[r * k + i] as f64).sum();
+                // Rounding each weight and activation to 1/254 of its block's range moves each product by
+                // at most ~1/127 of |w||x| at the block maxima; over k terms with random signs the error
+                // grows like sqrt(k). The bound below (3 · sqrt(k) · 0.1 · 3 / 127) holds with margin.
+                let bound = 3.0 * (k as f64).sqrt() * 0.3 / 127.0;
+                assert!((got[r * n + c] as f64 - exact).abs() < bound, "m={m} n={n} k={k} row {r} col {c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_row_gives_the_same_bits_alone_and_in_any_batch() {
+    let mut values = Values(7);
+    let (n, k) = (40, 256);
+    let w = values.take(n * k, 0.05);
+    let x = values.take(9 * k, 1.0);
+    for &isa in Isa::available() {
+        let batched = product(isa, &w, &x, 9, n, k);
+        for r in 0..9 {
+            let alone = product(isa, &w, &x[r * k..(r + 1) * k], 1, n, k);
+            assert_eq!(alone, batched[r * n..(r + 1) * n], "{isa:?} row {r}");
+        }
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_the_result() {
+    let mut values = Values(11);
+    let (m, n, k) = (6, 256, 512);
+    let w = values.take(n * k, 0.05);
+    let x = values.take(m * k, 1.0);
+    for &isa in Isa::available() {
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let a = one.install(|| product(isa, &w, &x, m, n, k));
+        let b = three.install(|| product(isa, &w, &x, m, n, k));
+        assert_eq!(a, b, "{isa:?}");
+    }
+}
+
+#[test]
+fn q8_0_blocks_repack_to_the_same_product_as_quantizing() {
+    let mut values = Values(5);
+    let (m, n, k) = (3, 10, 64);
+    let w = values.take(n * k, 0.2);
+    let x = values.take(m * k, 1.0);
+    // GGML Q8_0 bytes: f16 scale then 32 i8 values per block. The scale is stored as f16, so quantize with
+    // scales that are exact in f16 to compare with `PackedWeights::quantize`.
+    let mut data = Vec::new();
+    let mut dequantized = Vec::new();
+    for block in w.chunks(32) {
+        let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let scale = half::f16::from_f32(amax / 127.0);
+        data.extend_from_slice(&scale.to_le_bytes());
+        for v in block {
+            let q = (v / scale.to_f32()).round().clamp(-127.0, 127.0) as i8;
+            data.push(q as u8);
+            dequantized.push(q as f32 * scale.to_f32());
+        }
+    }
+    for &isa in Isa::available() {
+        let packed = PackedWeights::from_q8_0(&data, n, k, isa).unwrap();
+        let mut rows = QuantizedRows::new();
+        rows.quantize(&x, m, k, isa).unwrap();
+        let mut out = vec![0.0; m * n];
+        matmul(&packed, &rows, &mut out).unwrap();
+        for r in 0..m {
+            for c in 0..n {
+                let exact: f32 = (0..k).map(|i| dequantized[c * k + i] * x[r * k + i]).sum();
+                assert!(
+                    (out[r * n + c] - exact).abs() < 0.05,
+                    "{isa:?} row {r} col {c}: {} vs {exact}",
+                    out[r * n + c]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mismatched_operands_are_refused() {
+    let w = PackedWeights::quantize(&[0.5; 64], 2, 32, Isa::Scalar).unwrap();
+    let mut rows = QuantizedRows::new();
+    rows.quantize(&[1.0; 64], 1, 64, Isa::Scalar).unwrap();
+    assert!(matmul(&w, &rows, &mut [0.0; 2]).is_err(), "inner dimensions differ");
+    rows.quantize(&[1.0; 64], 2, 32, Isa::Scalar).unwrap();
+    assert!(matmul(&w, &rows, &mut [0.0; 3]).is_err(), "output too short");
+    assert!(matmul(&w, &rows, &mut [0.0; 4]).is_ok());
+    assert!(PackedWeights::quantize(&[0.0; 30], 1, 30, Isa::Scalar).is_err(), "not whole blocks");
+    assert!(PackedWeights::from_q8_0(&[0; 33], 1, 32, Isa::Scalar).is_err(), "short data");
+}
+
+mod attention {
+    use super::Values;
+    use ferroserve_kernels::{AttentionInput, AttentionShape, Isa, attention};
+
+    const SHAPE: AttentionShape = AttentionShape { heads: 6, kv_heads: 2, head_dim: 16, scale: 0.25 };
+    const CAPACITY: usize = 40;
+
+    /// Keys and values for `CAPACITY` positions, queries for `rows` positions.
+    fn operands(rows: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut values = Values(99);
+        let kv = SHAPE.kv_heads * CAPACITY * SHAPE.head_dim;
+        (values.take(SHAPE.heads * rows * SHAPE.head_dim, 2.0), values.take(kv, 2.0), values.take(kv, 1.0))
+    }
+
+    /// Rows `start..start + t` of the queries, at positions `start..`, against keys up to their own.
+    fn run(isa: Isa, q: &[f32], q_rows: usize, start: usize, t: usize, k: &[f32], v: &[f32]) -> Vec<f32> {
+        let input = AttentionInput { q, q_rows, q_row0: start, t, past: start, k, v, capacity: CAPACITY };
+        let mut out = vec![f32::NAN; t * SHAPE.heads * SHAPE.head_dim];
+        attention(isa, SHAPE, &input, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn matches_a_plain_softmax_attention() {
+        let (q, k, v) = operands(30);
+        let got = run(Isa::Scalar, &q, 30, 0, 30, &k, &v);
+        let (hd, n_rep) = (SHAPE.head_dim, SHAPE.heads / SHAPE.kv_heads);
+        for h in 0..SHAPE.heads {
+            let base = (h / n_rep) * CAPACITY * hd;
+            for i in 0..30 {
+                let qi = &q[(h * 30 + i) * hd..][..hd];
+                let scores: Vec<f64> = (0..=i)
+                    .map(|j| (0..hd).map(|d| qi[d] as f64 * k[base + j * hd + d] as f64).sum::<f64>() * 0.25)
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = weights.iter().sum();
+                for d in 0..hd {
+                    let want: f64 = (0..=i).map(|j| weights[j] / sum * v[base + j * hd + d] as f64).sum();
+                    let have = got[i * SHAPE.heads * hd + h * hd + d] as f64;
+                    // f32 rounding over at most 30 keys of magnitude ~1: well under 1e-5.
+                    assert!((have - want).abs() < 1e-5, "head {h} row {i} dim {d}: {have} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_family_and_every_chunking_gives_the_same_bits() {
+        let (q, k, v) = operands(30);
+        let whole = run(Isa::Scalar, &q, 30, 0, 30, &k, &v);
+        let width = SHAPE.heads * SHAPE.head_dim;
+        for &isa in Isa::available() {
+            assert_eq!(run(isa, &q, 30, 0, 30, &k, &v), whole, "{isa:?}, whole prompt");
+            // The same rows computed in chunks (3 + 11 + 16) and one by one, as chunked prefill and decode do.
+            for (start, t) in [(0, 3), (3, 11), (14, 16)] {
+                let part = run(isa, &q, 30, start, t, &k, &v);
+                assert_eq!(part, whole[start * width..(start + t) * width], "{isa:?}, rows {start}..{}", start + t);
+            }
+            for i in 0..30 {
+                assert_eq!(run(isa, &q, 30, i, 1, &k, &v), whole[i * width..(i + 1) * width], "{isa:?}, row {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        let (q, k, v) = operands(4);
+        let input = AttentionInput { q: &q, q_rows: 4, q_row0: 2, t: 3, past: 0, k: &k, v: &v, capacity: CAPACITY };
+        assert!(attention(Isa::Scalar, SHAPE, &input, &mut vec![0.0; 3 * 96]).is_err(), "rows past the queries");
+        let odd = AttentionShape { head_dim: 12, ..SHAPE };
+        let input = AttentionInput { q: &q, q_rows: 4, q_row0: 0, t: 4, past: 0, k: &k, v: &v, capacity: CAPACITY };
+        assert!(attention(Isa::Scalar, odd, &input, &mut vec![0.0; 4 * 72]).is_err(), "head_dim not a multiple of 8");
+    }
+}

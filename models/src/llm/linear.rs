@@ -1,0 +1,118 @@
+//! The decoder's linear layers: on CPU, 8-bit weights run on ferroserve's own kernels
+//! (`ferroserve-kernels`: weights repacked at load, SIMD chosen at run time, one GEMM for a whole prefill);
+//! elsewhere, and for the formats those kernels do not cover, Candle's `QMatMul`.
+//!
+//! `FERROSERVE_CPU_KERNELS` picks the CPU kernel family at load: `auto` (default: the fastest this CPU
+//! runs), `avx512-vnni`, `avx2`, `scalar`, or `candle` (Candle's own kernels, the pre-existing path).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows};
+
+use crate::error::ModelError;
+
+/// A linear layer `y = x · Wᵀ`.
+pub enum Linear {
+    /// 8-bit blocks on ferroserve's CPU kernels.
+    Packed(Arc<PackedWeights>),
+    /// Candle's quantized or float product.
+    Candle(QMatMul),
+}
+
+impl Linear {
+    /// The layer for `weights`: repacked for `isa` when they are Q8_0 blocks on the CPU and a kernel family
+    /// is chosen, Candle's product otherwise.
+    pub fn new(weights: QMatMul, isa: Option<Isa>) -> Result<Self, ModelError> {
+        match (&weights, isa) {
+            (QMatMul::QTensor(q), Some(isa)) if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() => {
+                Ok(Linear::Packed(Arc::new(pack(q, isa)?)))
+            }
+            _ => Ok(Linear::Candle(weights)),
+        }
+    }
+
+    /// The product of `x` (`[..., k]`) with the weights: `[..., n]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Packed(weights) => x.apply_op1_no_bwd(&PackedOp(weights)),
+            Linear::Candle(m) => m.forward(x),
+        }
+    }
+}
+
+/// Q8_0 blocks repacked for `isa`.
+fn pack(q: &QTensor, isa: Isa) -> Result<PackedWeights, ModelError> {
+    let (n, k) = q.shape().dims2()?;
+    PackedWeights::from_q8_0(&q.data()?, n, k, isa)
+        .map_err(|e| ModelError::Backend(format!("packing a {n}x{k} weight: {e}")))
+}
+
+/// The kernel family for CPU linear layers, from `FERROSERVE_CPU_KERNELS` (see the module doc); `None`
+/// means Candle's kernels.
+pub fn cpu_kernels() -> Result<Option<Isa>, ModelError> {
+    let choice = std::env::var("FERROSERVE_CPU_KERNELS").unwrap_or_default();
+    let isa = match choice.trim() {
+        "" | "auto" => return Ok(Some(Isa::detect())),
+        "candle" => return Ok(None),
+        "scalar" => Isa::Scalar,
+        "avx2" => Isa::Avx2,
+        "avx512-vnni" => Isa::Avx512Vnni,
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "FERROSERVE_CPU_KERNELS={other:?}: expected auto, avx512-vnni, avx2, scalar or candle"
+            )));
+        }
+    };
+    if !isa.is_available() {
+        return Err(ModelError::Unsupported(format!(
+            "FERROSERVE_CPU_KERNELS={}: this CPU lacks the instructions (it runs {:?})",
+            isa.name(),
+            Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>()
+        )));
+    }
+    Ok(Some(isa))
+}
+
+thread_local! {
+    /// Each thread's quantized activations, kept between products so that steps do not allocate them.
+    static ROWS: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::new());
+}
+
+/// The packed product as a Candle operation (CPU only; packed weights are only made for CPU tensors).
+struct PackedOp<'a>(&'a PackedWeights);
+
+impl CustomOp1 for PackedOp<'_> {
+    fn name(&self) -> &'static str {
+        "packed-q8-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let w = self.0;
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("packed matmul expects f32 activations");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("packed matmul expects contiguous activations");
+        };
+        let dims = layout.dims();
+        let k = dims.last().copied().unwrap_or(0);
+        if k != w.k() {
+            candle_core::bail!("packed matmul: activations of width {k}, weights of width {}", w.k());
+        }
+        let m = (end - start) / k.max(1);
+        let mut out = vec![0.0f32; m * w.n()];
+        ROWS.with_borrow_mut(|rows| {
+            rows.quantize(&data[start..end], m, k, w.isa())?;
+            ferroserve_kernels::matmul(w, rows, &mut out)
+        })
+        .map_err(|e| candle_core::Error::Msg(format!("packed matmul: {e}")))?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = w.n();
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
