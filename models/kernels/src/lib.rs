@@ -1,6 +1,6 @@
-//! CPU kernels for the linear layers of LLM decoders: quantized matrix products `y = x · Wᵀ` with weights
-//! in 8-bit blocks (GGML's Q8_0: 32 values and one scale per block) and activations quantized the same way
-//! per row, as llama.cpp does.
+//! CPU kernels for LLM decoders: quantized matrix products `y = x · Wᵀ` with weights in 8- or 4-bit blocks
+//! of 32 values (GGML's Q8_0, Q4_0 and Q4_1) and activations quantized per row into 8-bit blocks, as
+//! llama.cpp does, and a fused causal attention.
 //!
 //! - [`PackedWeights`]: the weights repacked once at load into the kernels' layout — four output columns
 //!   interleaved block by block, scales widened to `f32`, values stored as the chosen instruction set wants
@@ -28,7 +28,7 @@ mod x86;
 pub use attention::{AttentionInput, AttentionShape, attention};
 pub use isa::Isa;
 pub use matmul::matmul;
-pub use pack::{PackError, PackedWeights};
+pub use pack::{PackError, PackedWeights, WeightBits};
 pub use rows::QuantizedRows;
 
 /// Values per quantization block (weights and activations).

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::scalar::{self, Tile};
-use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows};
+use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows, WeightBits};
 
 /// Products below this many multiply-adds run on the calling thread (waking the pool costs more).
 const PARALLEL_MIN_MACS: usize = 1 << 16;
@@ -47,20 +47,25 @@ fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
     let kb = w.k / BLOCK;
     let tile_rows = w.isa.tile_rows();
     let columns = GROUP.min(w.n - g * GROUP);
+    let bytes = w.bits.block_bytes();
     let mut results = [[0.0f32; GROUP]; 4];
     let mut r0 = 0;
     while r0 < x.m {
         let rows = tile_rows.min(x.m - r0);
+        let per_group = kb * GROUP;
         let tile = Tile {
-            w_qs: &w.qs[g * kb * GROUP * BLOCK..][..kb * GROUP * BLOCK],
-            w_scales: &w.scales[g * kb * GROUP..][..kb * GROUP],
+            bits: w.bits,
+            w_qs: &w.qs[g * per_group * bytes..][..per_group * bytes],
+            w_scales: &w.scales[g * per_group..][..per_group],
+            w_mins: if w.mins.is_empty() { &[] } else { &w.mins[g * per_group..][..per_group] },
             a_qs: &x.qs[r0 * kb * BLOCK..][..rows * kb * BLOCK],
             a_scales: &x.scales[r0 * kb..][..rows * kb],
+            a_sums: &x.sums[r0 * kb..][..rows * kb],
             a_corrections: if x.corrections.is_empty() { &[] } else { &x.corrections[r0 * kb * 8..][..rows * kb * 8] },
             blocks: kb,
         };
         let slots = &mut results[..rows];
-        run_tile(w.isa, rows, &tile, slots);
+        run_tile(w.isa, w.bits == WeightBits::Four, rows, &tile, slots);
         for (r, values) in slots.iter().enumerate() {
             let at = (r0 + r) * w.n + g * GROUP;
             for (c, &v) in values[..columns].iter().enumerate() {
@@ -73,30 +78,35 @@ fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
     }
 }
 
-/// The tile on `isa`'s kernel, instantiated for `rows` rows.
-fn run_tile(isa: Isa, rows: usize, tile: &Tile<'_>, out: &mut [[f32; GROUP]]) {
-    match isa {
-        Isa::Scalar => scalar::tile(tile, out),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: packings for these families are only made where `Isa::is_available` holds (checked in
-        // `matmul`), and `group` hands over exactly `rows` rows, with corrections for VNNI.
-        Isa::Avx2 => unsafe {
-            match rows {
-                1 => crate::x86::tile_avx2::<1>(tile, out),
-                _ => crate::x86::tile_avx2::<2>(tile, out),
+/// The tile on `isa`'s kernel, instantiated for `rows` rows and the weights' width.
+fn run_tile(isa: Isa, four: bool, rows: usize, tile: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::x86::{tile_avx2, tile_vnni};
+        // SAFETY: `matmul` checked that this CPU runs `isa` (`Isa::is_available`), and `group` hands over
+        // exactly `rows` rows, with their corrections when the weights are 8-bit VNNI packings.
+        unsafe {
+            match (isa, four, rows) {
+                (Isa::Avx2, false, 1) => tile_avx2::<1, false>(tile, out),
+                (Isa::Avx2, false, _) => tile_avx2::<2, false>(tile, out),
+                (Isa::Avx2, true, 1) => tile_avx2::<1, true>(tile, out),
+                (Isa::Avx2, true, _) => tile_avx2::<2, true>(tile, out),
+                (Isa::Avx512Vnni, false, 1) => tile_vnni::<1, false>(tile, out),
+                (Isa::Avx512Vnni, false, 2) => tile_vnni::<2, false>(tile, out),
+                (Isa::Avx512Vnni, false, 3) => tile_vnni::<3, false>(tile, out),
+                (Isa::Avx512Vnni, false, _) => tile_vnni::<4, false>(tile, out),
+                (Isa::Avx512Vnni, true, 1) => tile_vnni::<1, true>(tile, out),
+                (Isa::Avx512Vnni, true, 2) => tile_vnni::<2, true>(tile, out),
+                (Isa::Avx512Vnni, true, 3) => tile_vnni::<3, true>(tile, out),
+                (Isa::Avx512Vnni, true, _) => tile_vnni::<4, true>(tile, out),
+                (Isa::Scalar, ..) => scalar::tile(tile, out),
             }
-        },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe {
-            match rows {
-                1 => crate::x86::tile_vnni::<1>(tile, out),
-                2 => crate::x86::tile_vnni::<2>(tile, out),
-                3 => crate::x86::tile_vnni::<3>(tile, out),
-                _ => crate::x86::tile_vnni::<4>(tile, out),
-            }
-        },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => scalar::tile(tile, out),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, four, rows);
+        scalar::tile(tile, out)
     }
 }
 

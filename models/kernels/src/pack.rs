@@ -5,6 +5,30 @@ use crate::{BLOCK, GROUP, Isa};
 
 /// Bytes of one GGML Q8_0 block: an `f16` scale and 32 `i8` values.
 const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
+/// Bytes of one GGML Q4_0 block: an `f16` scale and 32 nibbles.
+const Q4_0_BLOCK_BYTES: usize = 2 + BLOCK / 2;
+/// Bytes of one GGML Q4_1 block: an `f16` scale, an `f16` minimum and 32 nibbles.
+const Q4_1_BLOCK_BYTES: usize = 4 + BLOCK / 2;
+
+/// How wide the packed weight values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightBits {
+    /// `i8` values, value = scale × q (Q8_0).
+    Eight,
+    /// Nibbles 0..15 as GGML stores them (byte `j`: value `j` low, value `j + 16` high),
+    /// value = scale × q + min (Q4_1; Q4_0 is min = −8 × scale).
+    Four,
+}
+
+impl WeightBits {
+    /// Bytes of one block's values.
+    pub(crate) fn block_bytes(self) -> usize {
+        match self {
+            WeightBits::Eight => BLOCK,
+            WeightBits::Four => BLOCK / 2,
+        }
+    }
+}
 
 /// Why weights or rows do not fit a kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,17 +53,21 @@ impl std::fmt::Display for PackError {
 
 impl std::error::Error for PackError {}
 
-/// An `[n, k]` weight matrix (one row per output column) in 8-bit blocks, repacked for one [`Isa`].
+/// An `[n, k]` weight matrix (one row per output column) in 8- or 4-bit blocks, repacked for one [`Isa`].
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     pub(crate) isa: Isa,
+    pub(crate) bits: WeightBits,
     pub(crate) n: usize,
     pub(crate) k: usize,
-    /// `[group][block][column in group][BLOCK]`: `i8` values, or `i8 + 128` as `u8` for
-    /// [`Isa::Avx512Vnni`] (whose instruction multiplies unsigned by signed bytes). Columns past `n` are zero.
+    /// `[group][block][column in group][block bytes]`. Eight bits: `i8` values, or `i8 + 128` as `u8` for
+    /// [`Isa::Avx512Vnni`] (whose instruction multiplies unsigned by signed bytes). Four bits: GGML's nibble
+    /// bytes. Columns past `n` are zero.
     pub(crate) qs: Vec<u8>,
     /// `[group][block][column in group]`.
     pub(crate) scales: Vec<f32>,
+    /// Four bits only, `[group][block][column in group]`: the value of nibble 0.
+    pub(crate) mins: Vec<f32>,
 }
 
 impl PackedWeights {
@@ -59,6 +87,62 @@ impl PackedWeights {
             }
             (scale, values)
         }))
+    }
+
+    /// Repacks GGML Q4_0 data: `n` rows of `k / 32` blocks of 18 bytes (an `f16` scale, 16 nibble bytes;
+    /// value = scale × (q − 8)).
+    pub fn from_q4_0(data: &[u8], n: usize, k: usize, isa: Isa) -> Result<Self, PackError> {
+        Self::nibbles(data, n, k, isa, Q4_0_BLOCK_BYTES, |block| {
+            let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            (scale, -8.0 * scale, &block[2..])
+        })
+    }
+
+    /// Repacks GGML Q4_1 data: `n` rows of `k / 32` blocks of 20 bytes (an `f16` scale, an `f16` minimum,
+    /// 16 nibble bytes; value = scale × q + minimum).
+    pub fn from_q4_1(data: &[u8], n: usize, k: usize, isa: Isa) -> Result<Self, PackError> {
+        Self::nibbles(data, n, k, isa, Q4_1_BLOCK_BYTES, |block| {
+            let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let min = half::f16::from_le_bytes([block[2], block[3]]).to_f32();
+            (scale, min, &block[4..])
+        })
+    }
+
+    /// Lays out 4-bit blocks of `block_bytes` each, read by `parse` into (scale, min, nibble bytes).
+    fn nibbles(
+        data: &[u8],
+        n: usize,
+        k: usize,
+        isa: Isa,
+        block_bytes: usize,
+        parse: impl Fn(&[u8]) -> (f32, f32, &[u8]),
+    ) -> Result<Self, PackError> {
+        let kb = blocks(k)?;
+        let expected = n * kb * block_bytes;
+        if data.len() != expected {
+            return Err(PackError::Length { expected, got: data.len() });
+        }
+        let groups = n.div_ceil(GROUP);
+        let bytes = WeightBits::Four.block_bytes();
+        let mut packed = PackedWeights {
+            isa,
+            bits: WeightBits::Four,
+            n,
+            k,
+            qs: vec![0; groups * kb * GROUP * bytes],
+            scales: vec![0.0; groups * kb * GROUP],
+            mins: vec![0.0; groups * kb * GROUP],
+        };
+        for col in 0..n {
+            for b in 0..kb {
+                let (scale, min, nibbles) = parse(&data[(col * kb + b) * block_bytes..][..block_bytes]);
+                let slot = ((col / GROUP) * kb + b) * GROUP + col % GROUP;
+                packed.scales[slot] = scale;
+                packed.mins[slot] = min;
+                packed.qs[slot * bytes..][..bytes].copy_from_slice(nibbles);
+            }
+        }
+        Ok(packed)
     }
 
     /// Quantizes an `[n, k]` row-major `f32` matrix block by block (scale = largest magnitude / 127, values
@@ -93,7 +177,7 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { isa, n, k, qs, scales }
+        PackedWeights { isa, bits: WeightBits::Eight, n, k, qs, scales, mins: Vec::new() }
     }
 
     /// Output columns.
@@ -113,7 +197,12 @@ impl PackedWeights {
 
     /// Memory held.
     pub fn bytes(&self) -> usize {
-        self.qs.len() + self.scales.len() * 4
+        self.qs.len() + (self.scales.len() + self.mins.len()) * 4
+    }
+
+    /// How wide the values are.
+    pub fn bits(&self) -> WeightBits {
+        self.bits
     }
 }
 

@@ -14,6 +14,8 @@ pub struct QuantizedRows {
     pub(crate) qs: Vec<i8>,
     /// `[row][block]`.
     pub(crate) scales: Vec<f32>,
+    /// `[row][block]`: the sum of the block's values (for 4-bit weights' minimums).
+    pub(crate) sums: Vec<i32>,
     /// For [`Isa::Avx512Vnni`] only, `[row][block][8]`: −128 × the sum of each run of four values, which
     /// cancels the +128 the unsigned weights carry, lane by lane.
     pub(crate) corrections: Vec<i32>,
@@ -41,6 +43,8 @@ impl QuantizedRows {
             *scale = quantize_block(chunk, &mut values);
             self.qs[i * BLOCK..][..BLOCK].copy_from_slice(&values);
         }
+        self.sums.clear();
+        self.sums.extend(self.qs.chunks_exact(BLOCK).map(|q| q.iter().map(|&v| v as i32).sum::<i32>()));
         self.corrections.clear();
         if isa == Isa::Avx512Vnni {
             self.corrections.extend(self.qs.chunks_exact(4).map(|q| -128 * q.iter().map(|&v| v as i32).sum::<i32>()));

@@ -2,41 +2,62 @@
 //! of four exact integer products each, converted, scaled and accumulated with one fused multiply-add per
 //! lane; then the lanes summed in the order the SIMD horizontal sum uses.
 
-use crate::{BLOCK, GROUP};
+use crate::{BLOCK, GROUP, WeightBits};
 
 /// One group of four columns against a few rows, as every kernel receives it.
 pub(crate) struct Tile<'a> {
-    /// The group's weights: `[block][column][BLOCK]`, `i8` values.
+    pub bits: WeightBits,
+    /// The group's weights: `[block][column][block bytes]` (see `PackedWeights::qs`).
     pub w_qs: &'a [u8],
     /// `[block][column]`.
     pub w_scales: &'a [f32],
+    /// 4-bit weights: `[block][column]`; empty otherwise.
+    pub w_mins: &'a [f32],
     /// The rows' values: `[row][block][BLOCK]`.
     pub a_qs: &'a [i8],
     /// `[row][block]`.
     pub a_scales: &'a [f32],
+    /// `[row][block]`: each block's sum of values.
+    pub a_sums: &'a [i32],
     /// `[row][block][8]` for the VNNI kernel, empty otherwise.
     pub a_corrections: &'a [i32],
     /// Blocks per row.
     pub blocks: usize,
 }
 
-/// Computes `out[row][column]` for every row of the tile.
+/// Computes `out[row][column]` for every row of the tile. For 4-bit weights the minimums add, per block,
+/// `min × row scale × sum of the row's values` to a separate scalar sum, added after the lanes.
 pub(crate) fn tile(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
+    let bytes = t.bits.block_bytes();
     for (r, row_out) in out.iter_mut().enumerate() {
         for (c, value) in row_out.iter_mut().enumerate() {
             let mut acc = [0.0f32; 8];
+            let mut mins = 0.0f32;
             for b in 0..kb {
-                let w = &t.w_qs[(b * GROUP + c) * BLOCK..][..BLOCK];
+                let w = &t.w_qs[(b * GROUP + c) * bytes..][..bytes];
                 let a = &t.a_qs[(r * kb + b) * BLOCK..][..BLOCK];
-                let scale = t.a_scales[r * kb + b] * t.w_scales[b * GROUP + c];
+                let sa = t.a_scales[r * kb + b];
+                let scale = sa * t.w_scales[b * GROUP + c];
                 for (lane, acc) in acc.iter_mut().enumerate() {
-                    let dot: i32 = (4 * lane..4 * lane + 4).map(|i| (w[i] as i8) as i32 * a[i] as i32).sum();
+                    let dot: i32 = (4 * lane..4 * lane + 4).map(|i| weight(t.bits, w, i) * a[i] as i32).sum();
                     *acc = (dot as f32).mul_add(scale, *acc);
                 }
+                if t.bits == WeightBits::Four {
+                    mins = (t.w_mins[b * GROUP + c] * sa).mul_add(t.a_sums[r * kb + b] as f32, mins);
+                }
             }
-            *value = hsum8(acc);
+            *value = if t.bits == WeightBits::Four { hsum8(acc) + mins } else { hsum8(acc) };
         }
+    }
+}
+
+/// Value `i` of a block's weight bytes.
+fn weight(bits: WeightBits, w: &[u8], i: usize) -> i32 {
+    match bits {
+        WeightBits::Eight => (w[i] as i8) as i32,
+        WeightBits::Four if i < BLOCK / 2 => (w[i] & 0x0f) as i32,
+        WeightBits::Four => (w[i - BLOCK / 2] >> 4) as i32,
     }
 }
 

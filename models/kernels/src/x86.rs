@@ -1,76 +1,117 @@
-//! The x86-64 kernels: AVX2 (`vpmaddubsw` on |w| and a·sign(w), then `vpmaddwd`) and AVX-512 VNNI on
-//! 256-bit registers (`vpdpbusd` on w + 128 and a, the +128 cancelled by a per-lane correction). Both give,
-//! per block, eight lanes each holding the exact sum of four products, the same lanes as the scalar
-//! reference, and then do its floating-point steps in its order. Rows are a const parameter so the
-//! accumulators stay in registers.
+//! The x86-64 kernels: AVX2 (`vpmaddubsw`, then `vpmaddwd`) and AVX-512 VNNI on 256-bit registers
+//! (`vpdpbusd`). For 8-bit weights AVX2 multiplies |w| by a·sign(w), and VNNI multiplies w + 128 by a with
+//! the +128 cancelled by a per-lane correction; 4-bit weights are unsigned nibbles, expanded to bytes and
+//! multiplied as they are. Every path gives, per block, eight lanes each holding the exact sum of four
+//! products, the same lanes as the scalar reference, and then does its floating-point steps in its order.
+//! Rows and the weight width are const parameters so the accumulators stay in registers.
 
 use std::arch::x86_64::*;
 
 use crate::scalar::Tile;
 use crate::{BLOCK, GROUP};
 
+/// The four columns' values of block `b` as bytes, one register per column.
+#[inline(always)]
+unsafe fn load_weights<const FOUR: bool>(t: &Tile<'_>, b: usize) -> [__m256i; GROUP] {
+    // SAFETY: the caller runs with AVX2 and the slices hold `blocks` blocks per column (checked in `matmul`).
+    unsafe {
+        if FOUR {
+            let wb = t.w_qs.as_ptr().add(b * GROUP * BLOCK / 2);
+            let low = _mm_set1_epi8(0x0f);
+            std::array::from_fn(|c| {
+                let raw = _mm_loadu_si128(wb.add(c * BLOCK / 2) as *const __m128i);
+                let lo = _mm_and_si128(raw, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+                _mm256_set_m128i(hi, lo)
+            })
+        } else {
+            let wb = t.w_qs.as_ptr().add(b * GROUP * BLOCK);
+            std::array::from_fn(|c| _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i))
+        }
+    }
+}
+
+/// The 4-bit minimums' term of block `b` for one row and column (the scalar reference's order).
+#[inline(always)]
+fn add_min(t: &Tile<'_>, b: usize, c: usize, sa: f32, sum: i32, mins: &mut f32) {
+    *mins = (t.w_mins[b * GROUP + c] * sa).mul_add(sum as f32, *mins);
+}
+
 /// The AVX2 kernel on `R` rows. Safety: the CPU has AVX2 and FMA; `t` holds `R` rows and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn tile_avx2<const R: usize>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
+    let mut mins = [[0.0f32; GROUP]; R];
     for b in 0..kb {
         // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
-        let wb = unsafe { t.w_qs.as_ptr().add(b * GROUP * BLOCK) };
-        let w: [__m256i; GROUP] =
-            std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i) });
-        let abs_w: [__m256i; GROUP] = std::array::from_fn(|c| _mm256_sign_epi8(w[c], w[c]));
+        let w = unsafe { load_weights::<FOUR>(t, b) };
+        let abs_w: [__m256i; GROUP] = std::array::from_fn(|c| if FOUR { w[c] } else { _mm256_sign_epi8(w[c], w[c]) });
         let ws = &t.w_scales[b * GROUP..][..GROUP];
-        for (r, acc_r) in acc.iter_mut().enumerate() {
+        for (r, (acc_r, mins_r)) in acc.iter_mut().zip(mins.iter_mut()).enumerate() {
             let ab = r * kb + b;
             let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
             let sa = t.a_scales[ab];
             for c in 0..GROUP {
-                let pairs = _mm256_maddubs_epi16(abs_w[c], _mm256_sign_epi8(a, w[c]));
-                let dot = _mm256_madd_epi16(pairs, ones);
+                let signed_a = if FOUR { a } else { _mm256_sign_epi8(a, w[c]) };
+                let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w[c], signed_a), ones);
                 let scale = _mm256_set1_ps(sa * ws[c]);
                 acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
+                if FOUR {
+                    add_min(t, b, c, sa, t.a_sums[ab], &mut mins_r[c]);
+                }
             }
         }
     }
-    store(&acc, out);
+    store::<FOUR, R>(&acc, &mins, out);
 }
 
 /// The VNNI kernel on `R` rows. Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows
-/// with their corrections and `out` has `R` slots.
+/// (with their corrections for 8-bit weights) and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
-pub(crate) unsafe fn tile_vnni<const R: usize>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
+pub(crate) unsafe fn tile_vnni<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
     let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
+    let mut mins = [[0.0f32; GROUP]; R];
     for b in 0..kb {
         // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
-        let wb = unsafe { t.w_qs.as_ptr().add(b * GROUP * BLOCK) };
-        let w: [__m256i; GROUP] =
-            std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i) });
+        let w = unsafe { load_weights::<FOUR>(t, b) };
         let ws = &t.w_scales[b * GROUP..][..GROUP];
-        for (r, acc_r) in acc.iter_mut().enumerate() {
+        for (r, (acc_r, mins_r)) in acc.iter_mut().zip(mins.iter_mut()).enumerate() {
             let ab = r * kb + b;
             let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
-            let corr = unsafe { _mm256_loadu_si256(t.a_corrections.as_ptr().add(ab * 8) as *const __m256i) };
+            let start = if FOUR {
+                _mm256_setzero_si256()
+            } else {
+                unsafe { _mm256_loadu_si256(t.a_corrections.as_ptr().add(ab * 8) as *const __m256i) }
+            };
             let sa = t.a_scales[ab];
             for c in 0..GROUP {
-                let dot = _mm256_dpbusd_epi32(corr, w[c], a);
+                let dot = _mm256_dpbusd_epi32(start, w[c], a);
                 let scale = _mm256_set1_ps(sa * ws[c]);
                 acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
+                if FOUR {
+                    add_min(t, b, c, sa, t.a_sums[ab], &mut mins_r[c]);
+                }
             }
         }
     }
-    store(&acc, out);
+    store::<FOUR, R>(&acc, &mins, out);
 }
 
-/// Each accumulator's lanes summed (the order of `scalar::hsum8`) into `out`.
+/// Each accumulator's lanes summed (the order of `scalar::hsum8`), plus the minimums' sum for 4-bit weights.
 #[inline(always)]
-fn store<const R: usize>(acc: &[[__m256; GROUP]; R], out: &mut [[f32; GROUP]]) {
-    for (row, slots) in acc.iter().zip(out.iter_mut()) {
-        for (v, slot) in row.iter().zip(slots.iter_mut()) {
+fn store<const FOUR: bool, const R: usize>(
+    acc: &[[__m256; GROUP]; R],
+    mins: &[[f32; GROUP]; R],
+    out: &mut [[f32; GROUP]],
+) {
+    for ((row, row_mins), slots) in acc.iter().zip(mins).zip(out.iter_mut()) {
+        for ((v, m), slot) in row.iter().zip(row_mins).zip(slots.iter_mut()) {
             // SAFETY: plain SSE/AVX register operations; callers run with AVX2 enabled.
-            *slot = unsafe { hsum(*v) };
+            let lanes = unsafe { hsum(*v) };
+            *slot = if FOUR { lanes + m } else { lanes };
         }
     }
 }

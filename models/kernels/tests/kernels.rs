@@ -229,3 +229,86 @@ mod attention {
         assert!(attention(Isa::Scalar, odd, &input, &mut vec![0.0; 4 * 72]).is_err(), "head_dim not a multiple of 8");
     }
 }
+
+mod four_bit {
+    use super::{SHAPES, Values};
+    use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+
+    /// GGML bytes of `w` (`n` rows of `k`) in Q4_1 (`min = true`) or Q4_0, and the values they hold.
+    fn encode(w: &[f32], min: bool) -> (Vec<u8>, Vec<f32>) {
+        let (mut bytes, mut values) = (Vec::new(), Vec::new());
+        for block in w.chunks(32) {
+            let lo = block.iter().cloned().fold(f32::MAX, f32::min);
+            let hi = block.iter().cloned().fold(f32::MIN, f32::max);
+            let (d, m) = if min { ((hi - lo) / 15.0, lo) } else { (hi.abs().max(lo.abs()) / 7.0, 0.0) };
+            let (d, m) = (half::f16::from_f32(d), half::f16::from_f32(m));
+            bytes.extend_from_slice(&d.to_le_bytes());
+            if min {
+                bytes.extend_from_slice(&m.to_le_bytes());
+            }
+            let q: Vec<u8> = block
+                .iter()
+                .map(|&x| {
+                    let q = if min { (x - m.to_f32()) / d.to_f32() } else { x / d.to_f32() + 8.0 };
+                    q.round().clamp(0.0, 15.0) as u8
+                })
+                .collect();
+            bytes.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
+            let offset = if min { m.to_f32() } else { -8.0 * d.to_f32() };
+            values.extend(q.iter().map(|&q| q as f32 * d.to_f32() + offset));
+        }
+        (bytes, values)
+    }
+
+    fn product(isa: Isa, bytes: &[u8], min: bool, x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+        let packed = if min {
+            PackedWeights::from_q4_1(bytes, n, k, isa).unwrap()
+        } else {
+            PackedWeights::from_q4_0(bytes, n, k, isa).unwrap()
+        };
+        let mut rows = QuantizedRows::new();
+        rows.quantize(x, m, k, isa).unwrap();
+        let mut out = vec![f32::NAN; m * n];
+        matmul(&packed, &rows, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn q4_0_and_q4_1_match_the_scalar_reference_and_the_values_they_hold() {
+        let mut values = Values(0xabcdef);
+        for min in [false, true] {
+            for (m, n, k) in SHAPES {
+                let w = values.take(n * k, 0.1);
+                let x = values.take(m * k, 2.0);
+                let (bytes, held) = encode(&w, min);
+                let reference = product(Isa::Scalar, &bytes, min, &x, m, n, k);
+                for r in 0..m {
+                    for c in 0..n {
+                        let exact: f64 = (0..k).map(|i| held[c * k + i] as f64 * x[r * k + i] as f64).sum();
+                        // Only the activations are rounded (to 1/254 of each block's range): the bound of the
+                        // 8-bit test, with the weights' magnitude.
+                        let bound = 3.0 * (k as f64).sqrt() * 0.1 * 2.0 / 127.0;
+                        let got = reference[r * n + c] as f64;
+                        assert!((got - exact).abs() < bound, "min={min} m={m} n={n} k={k} [{r},{c}]: {got} vs {exact}");
+                    }
+                }
+                for &isa in Isa::available() {
+                    let got = product(isa, &bytes, min, &x, m, n, k);
+                    assert!(
+                        got.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} differs from scalar (min={min} m={m} n={n} k={k})"
+                    );
+                    let alone = product(isa, &bytes, min, &x[..k], 1, n, k);
+                    assert_eq!(alone, got[..n], "{isa:?}: the first row alone (min={min} m={m})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_4_bit_data_is_refused() {
+        assert!(PackedWeights::from_q4_0(&[0; 17], 1, 32, Isa::Scalar).is_err());
+        assert!(PackedWeights::from_q4_1(&[0; 18], 1, 32, Isa::Scalar).is_err());
+        assert!(PackedWeights::from_q4_1(&[0; 20], 1, 32, Isa::Scalar).is_ok());
+    }
+}

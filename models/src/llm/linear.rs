@@ -1,6 +1,6 @@
-//! The decoder's linear layers: on CPU, 8-bit weights run on ferroserve's own kernels
+//! The decoder's linear layers: on CPU, Q8_0, Q4_0 and Q4_1 weights run on ferroserve's own kernels
 //! (`ferroserve-kernels`: weights repacked at load, SIMD chosen at run time, one GEMM for a whole prefill);
-//! elsewhere, and for the formats those kernels do not cover, Candle's `QMatMul`.
+//! elsewhere, and for the formats those kernels do not cover (F32, F16, the K-quants), Candle's `QMatMul`.
 //!
 //! `FERROSERVE_CPU_KERNELS` picks the CPU kernel family at load: `auto` (default: the fastest this CPU
 //! runs), `avx512-vnni`, `avx2`, `scalar`, or `candle` (Candle's own kernels, the pre-existing path).
@@ -23,13 +23,14 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// The layer for `weights`: repacked for `isa` when they are Q8_0 blocks on the CPU and a kernel family
-    /// is chosen, Candle's product otherwise.
+    /// The layer for `weights`: repacked for `isa` when they are Q8_0, Q4_0 or Q4_1 blocks on the CPU and a
+    /// kernel family is chosen, Candle's product otherwise.
     pub fn new(weights: QMatMul, isa: Option<Isa>) -> Result<Self, ModelError> {
         match (&weights, isa) {
-            (QMatMul::QTensor(q), Some(isa)) if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() => {
-                Ok(Linear::Packed(Arc::new(pack(q, isa)?)))
-            }
+            (QMatMul::QTensor(q), Some(isa)) if q.device().is_cpu() => match pack(q, isa)? {
+                Some(packed) => Ok(Linear::Packed(Arc::new(packed))),
+                None => Ok(Linear::Candle(weights)),
+            },
             _ => Ok(Linear::Candle(weights)),
         }
     }
@@ -43,11 +44,18 @@ impl Linear {
     }
 }
 
-/// Q8_0 blocks repacked for `isa`.
-fn pack(q: &QTensor, isa: Isa) -> Result<PackedWeights, ModelError> {
+/// The blocks of `q` repacked for `isa`; `None` for a format the kernels do not cover.
+fn pack(q: &QTensor, isa: Isa) -> Result<Option<PackedWeights>, ModelError> {
+    let from = match q.dtype() {
+        GgmlDType::Q8_0 => PackedWeights::from_q8_0,
+        GgmlDType::Q4_0 => PackedWeights::from_q4_0,
+        GgmlDType::Q4_1 => PackedWeights::from_q4_1,
+        _ => return Ok(None),
+    };
     let (n, k) = q.shape().dims2()?;
-    PackedWeights::from_q8_0(&q.data()?, n, k, isa)
-        .map_err(|e| ModelError::Backend(format!("packing a {n}x{k} weight: {e}")))
+    from(&q.data()?, n, k, isa)
+        .map(Some)
+        .map_err(|e| ModelError::Backend(format!("packing a {n}x{k} {:?} weight: {e}", q.dtype())))
 }
 
 /// The kernel family for CPU linear layers, from `FERROSERVE_CPU_KERNELS` (see the module doc); `None`
@@ -86,7 +94,7 @@ struct PackedOp<'a>(&'a PackedWeights);
 
 impl CustomOp1 for PackedOp<'_> {
     fn name(&self) -> &'static str {
-        "packed-q8-matmul"
+        "packed-quantized-matmul"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
