@@ -23,7 +23,8 @@ gguf=assets/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -x "$bin" ] || make build-release
 [ -f "$gguf" ] || deploy/fetch-assets.sh assets
 
-(cd benches/llama-cpp && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --omit=optional --no-audit --no-fund > /dev/null)
+# `npm install`, not `npm ci`: node-llama-cpp lists optional packages for platforms that npm ci wants in the lock.
+(cd benches/llama-cpp && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional --no-audit --no-fund > /dev/null)
 q8="$out/SmolLM2-135M-Instruct.Q8_0.gguf"
 [ -f "$q8" ] || "$bin" quantize --model "$gguf" --output "$q8" --to q8_0 > /dev/null
 # The same text as benches/generation.sh's shared system prompt: the first 60 package descriptions.
@@ -51,7 +52,7 @@ done
 for family in scalar avx2 avx512-vnni; do # each family this CPU runs (ferroserve refuses the others)
   ours "ferroserve, Q8_0, $family kernels" q8_0 "$family" 2> /dev/null || echo "$family: not on this CPU" >&2
 done
-ours "ferroserve, Q4_1 as stored (Candle's Q4_1 product)" q4_1 auto
+ours "ferroserve, Q4_1 as stored, own kernels" q4_1 auto
 
 python3 - "$out/runs.jsonl" "$(date -u +%F)" "$(machine)" "$threads" >> benches/RESULTS.md <<'PY'
 import json, sys

@@ -5,10 +5,12 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use ferroserve_kernels::Isa;
 use ferroserve_models::DType;
 use ferroserve_models::config::ModelConfig;
 use ferroserve_models::llm::{
-    ChatMessage, GgufTarget, KvState, LanguageModel, SeqStep, load_language_model, requantize_gguf, sampling::argmax,
+    ChatMessage, GgufTarget, KvState, LanguageModel, SeqStep, load_language_model, load_language_model_with_kernels,
+    requantize_gguf, sampling::argmax,
 };
 use serde_json::Value;
 
@@ -167,6 +169,36 @@ fn chunked_prefill_and_prefix_copies_are_bit_identical() {
         let c =
             lm.model.forward(&mut [SeqStep { tokens: &prompt[split..], cache: &mut copy, want_logits: true }]).unwrap();
         assert_eq!(c[0].as_ref().unwrap(), &a, "continued from a copied prefix of {split} of {n}");
+    }
+}
+
+/// Every CPU kernel family this machine runs (the scalar one included) gives the same logits, bit for bit, on
+/// the default Q8_0 weights and on Q4_1 as stored; and the greedy answer after them is llama.cpp's on Q4_1.
+#[test]
+fn every_cpu_kernel_family_gives_the_same_logits() {
+    let reference = reference("smollm2_llamacpp_greedy.json");
+    let prompt = ids(&reference["prompts"][0]["prompt_ids"]);
+    println!("kernel families on this CPU: {:?}", Isa::available());
+    for dtype in [DType::Q8_0, DType::Q4_1] {
+        let mut first: Option<Vec<f32>> = None;
+        for &isa in Isa::available() {
+            let lm = load_language_model_with_kernels(&config(dtype), 4096, Some(isa)).unwrap();
+            let mut cache = lm.model.new_cache();
+            let step = SeqStep { tokens: &prompt, cache: &mut cache, want_logits: true };
+            let logits = lm.model.forward(&mut [step]).unwrap().remove(0).unwrap();
+            match &first {
+                None => first = Some(logits),
+                Some(f) => assert!(
+                    f.iter().zip(&logits).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{dtype:?}: {isa:?} logits differ from {:?}'s",
+                    Isa::available()[0]
+                ),
+            }
+            if dtype == DType::Q4_1 {
+                let out = greedy(&lm, std::slice::from_ref(&prompt), 12);
+                assert_eq!(out[0], ids(&reference["prompts"][0]["output_ids"]), "{isa:?}: llama.cpp's greedy ids");
+            }
+        }
     }
 }
 

@@ -114,8 +114,52 @@ fn row(
     let q = &input.q[(h * input.q_rows + input.q_row0 + i) * hd..][..hd];
     let keys = input.past + i + 1;
     let base = kvh * input.capacity * hd;
+    let (k, v) = (&input.k[base..][..keys * hd], &input.v[base..][..keys * hd]);
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: a non-scalar family is only chosen where AVX2 and FMA exist (`Isa::available`).
+        return unsafe { crate::x86::attention_row_avx2(q, k, v, shape.scale, scores, out) };
+    }
+    let _ = isa;
+    row_with::<Portable>(q, k, v, shape.scale, scores, out);
+}
+
+/// The two vector operations a row needs, per instruction set.
+pub(crate) trait RowOps {
+    /// `a · b` with eight lanes of fused multiply-adds, summed in the `hsum8` order.
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// `y += alpha · x`, one fused multiply-add per element.
+    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]);
+}
+
+/// Plain Rust; the reference.
+struct Portable;
+
+impl RowOps for Portable {
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+            for l in 0..8 {
+                lanes[l] = x[l].mul_add(y[l], lanes[l]);
+            }
+        }
+        hsum8(lanes)
+    }
+
+    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = alpha.mul_add(*x, *y);
+        }
+    }
+}
+
+/// One query row against `k` and `v` (as many keys as they hold) with `O`'s operations: scores, a
+/// sequential softmax, the weighted sum in key order, then one division.
+#[inline(always)]
+pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let hd = q.len();
     scores.clear();
-    scores.extend((0..keys).map(|j| dot(isa, q, &input.k[base + j * hd..][..hd]) * shape.scale));
+    scores.extend(k.chunks_exact(hd).map(|key| O::dot(q, key) * scale));
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
     let mut sum = 0.0f32;
     for s in scores.iter_mut() {
@@ -123,41 +167,11 @@ fn row(
         sum += *s;
     }
     out.fill(0.0);
-    for (j, &p) in scores.iter().enumerate() {
-        axpy(isa, p, &input.v[base + j * hd..][..hd], out);
+    for (&p, value) in scores.iter().zip(v.chunks_exact(hd)) {
+        O::axpy(p, value, out);
     }
     let inverse = 1.0 / sum;
     for o in out.iter_mut() {
         *o *= inverse;
-    }
-}
-
-/// `a · b` with eight lanes of fused multiply-adds, summed in the `hsum8` order.
-fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if isa != Isa::Scalar {
-        // SAFETY: a non-scalar family is only chosen where AVX2 and FMA exist (`Isa::available`).
-        return unsafe { crate::x86::dot_avx2(a, b) };
-    }
-    let _ = isa;
-    let mut lanes = [0.0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for l in 0..8 {
-            lanes[l] = x[l].mul_add(y[l], lanes[l]);
-        }
-    }
-    hsum8(lanes)
-}
-
-/// `y += alpha · x`, one fused multiply-add per element.
-fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if isa != Isa::Scalar {
-        // SAFETY: as in `dot`.
-        return unsafe { crate::x86::axpy_avx2(alpha, x, y) };
-    }
-    let _ = isa;
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = alpha.mul_add(*x, *y);
     }
 }

@@ -1,5 +1,5 @@
 //! CPU kernels for LLM decoders: quantized matrix products `y = x · Wᵀ` with weights in 8- or 4-bit blocks
-//! of 32 values (GGML's Q8_0, Q4_0 and Q4_1) and activations quantized per row into 8-bit blocks, as
+//! of 32 values (GGML's Q8_0, Q4_0 and Q4_1, and Q4_K's sub-blocks) and activations quantized per row into 8-bit blocks, as
 //! llama.cpp does, and a fused causal attention.
 //!
 //! - [`PackedWeights`]: the weights repacked once at load into the kernels' layout — four output columns

@@ -10,6 +10,12 @@ const Q4_0_BLOCK_BYTES: usize = 2 + BLOCK / 2;
 /// Bytes of one GGML Q4_1 block: an `f16` scale, an `f16` minimum and 32 nibbles.
 const Q4_1_BLOCK_BYTES: usize = 4 + BLOCK / 2;
 
+/// Values per GGML K-quant super-block.
+const K_SUPER: usize = 256;
+/// Bytes of one GGML Q4_K super-block: `f16` scale and minimum scale, 12 bytes of 6-bit sub-block scales and
+/// minimums, 128 nibble bytes.
+const Q4_K_BLOCK_BYTES: usize = 4 + 12 + K_SUPER / 2;
+
 /// How wide the packed weight values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightBits {
@@ -105,6 +111,42 @@ impl PackedWeights {
             let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
             let min = half::f16::from_le_bytes([block[2], block[3]]).to_f32();
             (scale, min, &block[4..])
+        })
+    }
+
+    /// Repacks GGML Q4_K data: `n` rows of `k / 256` super-blocks of 144 bytes. Each super-block's eight
+    /// sub-blocks of 32 become blocks of this packing exactly (scale = d × sub-scale, min = −dmin × sub-min,
+    /// both exact in `f32`), so the products are those of the file's weights.
+    pub fn from_q4_k(data: &[u8], n: usize, k: usize, isa: Isa) -> Result<Self, PackError> {
+        if k == 0 || !k.is_multiple_of(K_SUPER) {
+            return Err(PackError::NotBlocks { k });
+        }
+        let supers = k / K_SUPER;
+        let expected = n * supers * Q4_K_BLOCK_BYTES;
+        if data.len() != expected {
+            return Err(PackError::Length { expected, got: data.len() });
+        }
+        // Re-lay each sub-block as a 4-bit block of its own: the parser below sees one 32-value block at a time.
+        const RE_LAID: usize = 8 + BLOCK / 2; // f32 scale, f32 min, 16 nibble bytes
+        let mut blocks4 = Vec::with_capacity(n * (k / BLOCK) * RE_LAID);
+        for sb in data.chunks_exact(Q4_K_BLOCK_BYTES) {
+            let d = half::f16::from_le_bytes([sb[0], sb[1]]).to_f32();
+            let dmin = half::f16::from_le_bytes([sb[2], sb[3]]).to_f32();
+            let (scales, qs) = (&sb[4..16], &sb[16..]);
+            for j in 0..K_SUPER / BLOCK {
+                let (sc, m) = k_scale_min(j, scales);
+                // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32·(j/2) .. 32·(j/2) + 32.
+                let bytes = &qs[32 * (j / 2)..][..32];
+                let nibble = |i: usize| if j % 2 == 0 { bytes[i] & 0x0f } else { bytes[i] >> 4 };
+                blocks4.extend_from_slice(&(d * sc as f32).to_le_bytes());
+                blocks4.extend_from_slice(&(-(dmin * m as f32)).to_le_bytes());
+                blocks4.extend((0..BLOCK / 2).map(|i| nibble(i) | (nibble(i + BLOCK / 2) << 4)));
+            }
+        }
+        Self::nibbles(&blocks4, n, k, isa, RE_LAID, |block| {
+            let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+            let min = f32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+            (scale, min, &block[8..])
         })
     }
 
@@ -206,6 +248,15 @@ impl PackedWeights {
     }
 }
 
+/// GGML's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and minimum from a Q4_K super-block's 12 bytes.
+fn k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
 /// Blocks in an inner dimension of `k` values.
 pub(crate) fn blocks(k: usize) -> Result<usize, PackError> {
     if k == 0 || !k.is_multiple_of(BLOCK) {
@@ -214,13 +265,18 @@ pub(crate) fn blocks(k: usize) -> Result<usize, PackError> {
     Ok(k / BLOCK)
 }
 
-/// GGML's Q8_0 rounding of one block: returns the scale, writes the values.
+/// GGML's Q8_0 rounding of one block: returns the scale, writes the values. Written so that it vectorizes
+/// on baseline x86-64 (no libm calls): the largest magnitude by comparisons, rounding half away from zero as
+/// truncation plus a correction (equal to `f32::round` for the magnitudes here, at most 127.5).
 pub(crate) fn quantize_block(x: &[f32], out: &mut [i8; BLOCK]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let amax = x.iter().fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let scale = amax / 127.0;
     let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
     for (q, v) in out.iter_mut().zip(x) {
-        *q = (v * inverse).round() as i8;
+        let y = v * inverse;
+        let t = y as i32 as f32;
+        let r = if (y - t).abs() >= 0.5 { t + 1.0f32.copysign(y) } else { t };
+        *q = r as i8;
     }
     scale
 }

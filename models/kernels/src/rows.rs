@@ -33,21 +33,31 @@ impl QuantizedRows {
         if x.len() != m * k {
             return Err(PackError::Length { expected: m * k, got: x.len() });
         }
+        if !isa.is_available() {
+            return Err(PackError::Mismatch(format!("this CPU cannot run {} kernels", isa.name())));
+        }
         self.isa = Some(isa);
         self.m = m;
         self.k = k;
         self.qs.resize(m * k, 0);
         self.scales.resize(m * kb, 0.0);
+        let vnni = isa == Isa::Avx512Vnni;
+        self.sums.resize(m * kb, 0);
+        self.corrections.resize(if vnni { m * kb * 8 } else { 0 }, 0);
         let mut values = [0i8; BLOCK];
-        for (i, (chunk, scale)) in x.chunks_exact(BLOCK).zip(self.scales.iter_mut()).enumerate() {
-            *scale = quantize_block(chunk, &mut values);
+        for (i, chunk) in x.chunks_exact(BLOCK).enumerate() {
+            self.scales[i] = quantize(isa, chunk, &mut values);
             self.qs[i * BLOCK..][..BLOCK].copy_from_slice(&values);
-        }
-        self.sums.clear();
-        self.sums.extend(self.qs.chunks_exact(BLOCK).map(|q| q.iter().map(|&v| v as i32).sum::<i32>()));
-        self.corrections.clear();
-        if isa == Isa::Avx512Vnni {
-            self.corrections.extend(self.qs.chunks_exact(4).map(|q| -128 * q.iter().map(|&v| v as i32).sum::<i32>()));
+            let mut lanes = [0i32; 8];
+            for (lane, four) in lanes.iter_mut().zip(values.chunks_exact(4)) {
+                *lane = four.iter().map(|&v| v as i32).sum();
+            }
+            self.sums[i] = lanes.iter().sum();
+            if vnni {
+                for (c, lane) in self.corrections[i * 8..][..8].iter_mut().zip(lanes) {
+                    *c = -128 * lane;
+                }
+            }
         }
         Ok(())
     }
@@ -56,4 +66,16 @@ impl QuantizedRows {
     pub fn rows(&self) -> usize {
         self.m
     }
+}
+
+/// One block on `isa`'s code (every path gives the same bits; see `x86::quantize_block_avx2`).
+fn quantize(isa: Isa, chunk: &[f32], values: &mut [i8; BLOCK]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: non-scalar families are only used where AVX2 exists (`Isa::available`, checked again by
+        // `matmul` before any product).
+        return unsafe { crate::x86::quantize_block_avx2(chunk, values) };
+    }
+    let _ = isa;
+    quantize_block(chunk, values)
 }

@@ -123,9 +123,41 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
 }
 
-/// `a · b` in eight lanes (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
+/// `attention::row_with` with the AVX2 dot product and multiply-add, compiled whole for AVX2 so that both
+/// inline. Safety: the CPU has AVX2 and FMA; the slices are as `row_with` wants them.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) unsafe fn attention_row_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    crate::attention::row_with::<Avx2Row>(q, k, v, scale, scores, out);
+}
+
+/// The AVX2 operations of an attention row; only reached through `attention_row_avx2`.
+struct Avx2Row;
+
+impl crate::attention::RowOps for Avx2Row {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only called from `attention_row_avx2`, which runs with AVX2 and FMA.
+        unsafe { dot_avx2(a, b) }
+    }
+
+    #[inline(always)]
+    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        // SAFETY: as in `dot`.
+        unsafe { axpy_avx2(alpha, x, y) }
+    }
+}
+
+/// `a · b` in eight lanes (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         // SAFETY: each chunk holds 8 floats.
@@ -136,8 +168,9 @@ pub(crate) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += alpha · x` (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
     let a = _mm256_set1_ps(alpha);
     for (x, y) in x.chunks_exact(8).zip(y.chunks_exact_mut(8)) {
         // SAFETY: each chunk holds 8 floats.
@@ -148,4 +181,38 @@ pub(crate) unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
             )
         };
     }
+}
+
+/// `pack::quantize_block` with AVX2, operation for operation (largest magnitude, scale, rounding half away
+/// from zero as truncation plus a correction), so the values and scale are the same bits. Safety: the CPU
+/// has AVX2; `x` holds 32 values.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn quantize_block_avx2(x: &[f32], out: &mut [i8; BLOCK]) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    // SAFETY: `x` holds 32 floats (the caller's chunk).
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    // max(abs, m) keeps m where abs is NaN, as the scalar comparison does.
+    let mut m = _mm256_setzero_ps();
+    for vi in v {
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, vi), m);
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+    let scale = amax / 127.0;
+    let inverse = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
+    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let y = _mm256_mul_ps(v[i], inverse);
+        let t = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(y));
+        let away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(y, t)), half, _CMP_GE_OQ);
+        let step = _mm256_and_ps(away, _mm256_or_ps(one, _mm256_and_ps(sign, y)));
+        _mm256_cvttps_epi32(_mm256_add_ps(t, step))
+    });
+    // Narrow to bytes (values are within ±127), then undo the lane interleaving of the packs.
+    let packed = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `out` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, ordered) };
+    scale
 }

@@ -312,3 +312,98 @@ mod four_bit {
         assert!(PackedWeights::from_q4_1(&[0; 20], 1, 32, Isa::Scalar).is_ok());
     }
 }
+
+mod k_quants {
+    use super::Values;
+    use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+
+    /// GGML's `dequantize_row_q4_K`, written from its definition: per 64 values, the low nibbles of 32 bytes
+    /// with one sub-block's scale and minimum, then their high nibbles with the next one's.
+    fn dequantize_q4_k(data: &[u8]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for sb in data.chunks(144) {
+            let d = half::f16::from_le_bytes([sb[0], sb[1]]).to_f32();
+            let dmin = half::f16::from_le_bytes([sb[2], sb[3]]).to_f32();
+            let q = &sb[4..16];
+            let scale_min = |j: usize| -> (f32, f32) {
+                let (sc, m) = if j < 4 {
+                    (q[j] & 63, q[j + 4] & 63)
+                } else {
+                    ((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+                };
+                (d * sc as f32, dmin * m as f32)
+            };
+            for chunk in 0..4 {
+                let bytes = &sb[16 + 32 * chunk..][..32];
+                let (d1, m1) = scale_min(2 * chunk);
+                let (d2, m2) = scale_min(2 * chunk + 1);
+                out.extend(bytes.iter().map(|b| d1 * (b & 0xf) as f32 - m1));
+                out.extend(bytes.iter().map(|b| d2 * (b >> 4) as f32 - m2));
+            }
+        }
+        out
+    }
+
+    /// Random but valid Q4_K super-blocks (every byte pattern is one), with small f16 scales.
+    fn random_q4_k(supers: usize, seed: u64) -> Vec<u8> {
+        let mut values = Values(seed);
+        let mut bytes = Vec::new();
+        for _ in 0..supers {
+            let r = values.take(2 + 12 + 128, 1.0);
+            bytes.extend_from_slice(&half::f16::from_f32(r[0].abs() * 0.002).to_le_bytes());
+            bytes.extend_from_slice(&half::f16::from_f32(r[1].abs() * 0.002).to_le_bytes());
+            bytes.extend(r[2..].iter().map(|v| ((v + 1.0) * 127.9) as u8));
+        }
+        bytes
+    }
+
+    #[test]
+    fn q4_k_weights_give_the_products_of_their_values_on_every_family() {
+        let (m, n, k) = (5, 12, 512);
+        let data = random_q4_k(n * k / 256, 3);
+        let held = dequantize_q4_k(&data);
+        let x = Values(8).take(m * k, 1.5);
+        let mut reference: Option<Vec<f32>> = None;
+        for &isa in Isa::available() {
+            let packed = PackedWeights::from_q4_k(&data, n, k, isa).unwrap();
+            let mut rows = QuantizedRows::new();
+            rows.quantize(&x, m, k, isa).unwrap();
+            let mut out = vec![0.0; m * n];
+            matmul(&packed, &rows, &mut out).unwrap();
+            for r in 0..m {
+                for c in 0..n {
+                    let exact: f64 = (0..k).map(|i| held[c * k + i] as f64 * x[r * k + i] as f64).sum();
+                    let scale = (0..k).map(|i| held[c * k + i].abs()).fold(0.0f32, f32::max) as f64;
+                    // Activations rounded to 1/254 of their block's range (as in the 8-bit test).
+                    let bound = 3.0 * (k as f64).sqrt() * scale * 1.5 / 127.0;
+                    let got = out[r * n + c] as f64;
+                    assert!((got - exact).abs() < bound, "{isa:?} [{r},{c}]: {got} vs {exact}");
+                }
+            }
+            match &reference {
+                None => reference = Some(out),
+                Some(want) => assert!(want.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?}"),
+            }
+        }
+        assert!(PackedWeights::from_q4_k(&data, n, 500, Isa::Scalar).is_err(), "not whole super-blocks");
+    }
+}
+
+#[test]
+fn activation_rounding_is_round_half_away_from_zero() {
+    // Values that land exactly on and next to .5 after scaling by 127 / 127 (the block's largest is 127).
+    let mut x = [0.0f32; 32];
+    x[0] = 127.0;
+    let probes = [0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 126.5, -126.5, 3.2, -3.7];
+    x[1..=probes.len()].copy_from_slice(&probes);
+    let want: f32 = x.iter().map(|v| v.round() * v.round()).sum();
+    for &isa in Isa::available() {
+        let w = PackedWeights::quantize(&x, 1, 32, isa).unwrap();
+        let mut rows = QuantizedRows::new();
+        rows.quantize(&x, 1, 32, isa).unwrap();
+        // The product of x with itself quantized both ways is sum(round(x)^2) · scale², scale = 1.
+        let mut out = [0.0f32];
+        matmul(&w, &rows, &mut out).unwrap();
+        assert_eq!(out[0], want, "{isa:?}");
+    }
+}

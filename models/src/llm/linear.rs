@@ -1,6 +1,7 @@
-//! The decoder's linear layers: on CPU, Q8_0, Q4_0 and Q4_1 weights run on ferroserve's own kernels
+//! The decoder's linear layers: on CPU, Q8_0, Q4_0, Q4_1 and Q4_K weights run on ferroserve's own kernels
 //! (`ferroserve-kernels`: weights repacked at load, SIMD chosen at run time, one GEMM for a whole prefill);
-//! elsewhere, and for the formats those kernels do not cover (F32, F16, the K-quants), Candle's `QMatMul`.
+//! elsewhere, and for the formats those kernels do not cover (F32, F16, the other K-quants), Candle's
+//! `QMatMul`.
 //!
 //! `FERROSERVE_CPU_KERNELS` picks the CPU kernel family at load: `auto` (default: the fastest this CPU
 //! runs), `avx512-vnni`, `avx2`, `scalar`, or `candle` (Candle's own kernels, the pre-existing path).
@@ -23,8 +24,8 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// The layer for `weights`: repacked for `isa` when they are Q8_0, Q4_0 or Q4_1 blocks on the CPU and a
-    /// kernel family is chosen, Candle's product otherwise.
+    /// The layer for `weights`: repacked for `isa` when they are Q8_0, Q4_0, Q4_1 or Q4_K blocks on the CPU
+    /// and a kernel family is chosen, Candle's product otherwise.
     pub fn new(weights: QMatMul, isa: Option<Isa>) -> Result<Self, ModelError> {
         match (&weights, isa) {
             (QMatMul::QTensor(q), Some(isa)) if q.device().is_cpu() => match pack(q, isa)? {
@@ -50,6 +51,7 @@ fn pack(q: &QTensor, isa: Isa) -> Result<Option<PackedWeights>, ModelError> {
         GgmlDType::Q8_0 => PackedWeights::from_q8_0,
         GgmlDType::Q4_0 => PackedWeights::from_q4_0,
         GgmlDType::Q4_1 => PackedWeights::from_q4_1,
+        GgmlDType::Q4K => PackedWeights::from_q4_k,
         _ => return Ok(None),
     };
     let (n, k) = q.shape().dims2()?;

@@ -155,13 +155,27 @@ fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize, ModelError> {
 }
 
 impl Llama {
-    /// Loads the weights of a `llama` GGUF file in the asked format.
+    /// Loads the weights of a `llama` GGUF file in the asked format, on the CPU kernels
+    /// `FERROSERVE_CPU_KERNELS` chooses (see `linear.rs`) when `device` is the CPU.
     pub fn load<R: std::io::Seek + std::io::Read>(
         ct: &gguf_file::Content,
         reader: &mut R,
         format: WeightFormat,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        let kernels = if device.is_cpu() { cpu_kernels()? } else { None };
+        Self::load_with_kernels(ct, reader, format, device, kernels)
+    }
+
+    /// [`Llama::load`] on the given CPU kernel family (`None`, or any device but the CPU: Candle's).
+    pub fn load_with_kernels<R: std::io::Seek + std::io::Read>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        format: WeightFormat,
+        device: &Device,
+        kernels: Option<Isa>,
+    ) -> Result<Self, ModelError> {
+        let kernels = kernels.filter(|_| device.is_cpu());
         let arch = md(ct, "general.architecture")?.to_string()?;
         if arch != "llama" {
             return Err(ModelError::Unsupported(format!("GGUF architecture {arch:?} is not supported (only llama)")));
@@ -182,7 +196,6 @@ impl Llama {
         if !shape.heads.is_multiple_of(shape.kv_heads) || shape.head_dim * shape.heads != shape.hidden {
             return Err(ModelError::Unsupported("inconsistent attention head counts in GGUF metadata".into()));
         }
-        let kernels = if device.is_cpu() { cpu_kernels()? } else { None };
         let linear = |t: QTensor| linear(t, format, kernels);
         let mut tensor = |name: &str| -> Result<QTensor, ModelError> { Ok(ct.tensor(reader, name, device)?) };
         let embed_q = tensor("token_embd.weight")?;

@@ -124,13 +124,28 @@ pub fn read_gguf_content<R: Read + Seek>(reader: &mut R, file_len: u64) -> Resul
 
 /// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
 pub fn load_language_model(config: &ModelConfig, context_limit: usize) -> Result<LanguageModel, ModelError> {
+    load_language_model_with_kernels(config, context_limit, linear::cpu_kernels()?)
+}
+
+/// [`load_language_model`] on the given CPU kernel family (`None`: Candle's kernels), whatever
+/// `FERROSERVE_CPU_KERNELS` says.
+pub fn load_language_model_with_kernels(
+    config: &ModelConfig,
+    context_limit: usize,
+    kernels: Option<ferroserve_kernels::Isa>,
+) -> Result<LanguageModel, ModelError> {
     let path = config.weights_path();
     let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
     let file_len = file.metadata().map_err(|e| ModelError::io(&path, e))?.len();
     let mut reader = BufReader::new(file);
     let GgufHeader { content, tokenizer, template } = read_gguf(&mut reader, file_len)
         .map_err(|e| ModelError::config(&path, format!("not a readable GGUF file: {e}")))?;
-    let model = Llama::load(&content, &mut reader, weight_format(config.dtype), &Device::Cpu)?;
+    let model = Llama::load_with_kernels(&content, &mut reader, weight_format(config.dtype), &Device::Cpu, kernels)?;
+    tracing::info!(
+        model = %config.name,
+        kernels = kernels.map_or("candle", |isa| isa.name()),
+        "language model loaded (CPU kernels chosen by FERROSERVE_CPU_KERNELS, default auto)"
+    );
     let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
     stop_ids.extend(END_TOKENS.iter().filter_map(|t| tokenizer.token_id(t)));
     stop_ids.sort_unstable();
