@@ -21,11 +21,15 @@ impl Values {
 }
 
 fn product(isa: Isa, w: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let packed = PackedWeights::quantize(w, n, k, isa).unwrap();
+    apply(&PackedWeights::quantize(w, n, k, isa).unwrap(), x, m)
+}
+
+/// `x` (`m` rows) times packed weights, on the weights' instruction set.
+fn apply(packed: &PackedWeights, x: &[f32], m: usize) -> Vec<f32> {
     let mut rows = QuantizedRows::new();
-    rows.quantize(x, m, k, isa).unwrap();
-    let mut out = vec![f32::NAN; m * n];
-    matmul(&packed, &rows, &mut out).unwrap();
+    rows.quantize(x, m, packed.k(), packed.isa()).unwrap();
+    let mut out = vec![f32::NAN; m * packed.n()];
+    matmul(packed, &rows, &mut out).unwrap();
     out
 }
 
@@ -123,11 +127,7 @@ fn q8_0_blocks_repack_to_the_same_product_as_quantizing() {
         }
     }
     for &isa in Isa::available() {
-        let packed = PackedWeights::from_q8_0(&data, n, k, isa).unwrap();
-        let mut rows = QuantizedRows::new();
-        rows.quantize(&x, m, k, isa).unwrap();
-        let mut out = vec![0.0; m * n];
-        matmul(&packed, &rows, &mut out).unwrap();
+        let out = apply(&PackedWeights::from_q8_0(&data, n, k, isa).unwrap(), &x, m);
         for r in 0..m {
             for c in 0..n {
                 let exact: f32 = (0..k).map(|i| dequantized[c * k + i] * x[r * k + i]).sum();
@@ -232,7 +232,7 @@ mod attention {
 
 mod four_bit {
     use super::{SHAPES, Values};
-    use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+    use ferroserve_kernels::{Isa, PackedWeights};
 
     /// GGML bytes of `w` (`n` rows of `k`) in Q4_1 (`min = true`) or Q4_0, and the values they hold.
     fn encode(w: &[f32], min: bool) -> (Vec<u8>, Vec<f32>) {
@@ -261,16 +261,8 @@ mod four_bit {
     }
 
     fn product(isa: Isa, bytes: &[u8], min: bool, x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-        let packed = if min {
-            PackedWeights::from_q4_1(bytes, n, k, isa).unwrap()
-        } else {
-            PackedWeights::from_q4_0(bytes, n, k, isa).unwrap()
-        };
-        let mut rows = QuantizedRows::new();
-        rows.quantize(x, m, k, isa).unwrap();
-        let mut out = vec![f32::NAN; m * n];
-        matmul(&packed, &rows, &mut out).unwrap();
-        out
+        let from = if min { PackedWeights::from_q4_1 } else { PackedWeights::from_q4_0 };
+        super::apply(&from(bytes, n, k, isa).unwrap(), x, m)
     }
 
     #[test]
@@ -315,7 +307,7 @@ mod four_bit {
 
 mod k_quants {
     use super::Values;
-    use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+    use ferroserve_kernels::{Isa, PackedWeights};
 
     /// GGML's `dequantize_row_q4_K`, written from its definition: per 64 values, the low nibbles of 32 bytes
     /// with one sub-block's scale and minimum, then their high nibbles with the next one's.
@@ -365,11 +357,7 @@ mod k_quants {
         let x = Values(8).take(m * k, 1.5);
         let mut reference: Option<Vec<f32>> = None;
         for &isa in Isa::available() {
-            let packed = PackedWeights::from_q4_k(&data, n, k, isa).unwrap();
-            let mut rows = QuantizedRows::new();
-            rows.quantize(&x, m, k, isa).unwrap();
-            let mut out = vec![0.0; m * n];
-            matmul(&packed, &rows, &mut out).unwrap();
+            let out = super::apply(&PackedWeights::from_q4_k(&data, n, k, isa).unwrap(), &x, m);
             for r in 0..m {
                 for c in 0..n {
                     let exact: f64 = (0..k).map(|i| held[c * k + i] as f64 * x[r * k + i] as f64).sum();
