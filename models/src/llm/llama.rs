@@ -15,7 +15,7 @@ use crate::error::ModelError;
 use crate::llm::linear::{Linear, cpu_kernels};
 use crate::llm::step::{KvState, SeqStep, StepModel};
 
-/// Fewest query rows an attention product runs with (see `forward_inner`).
+/// Fewest query rows a Candle attention product runs with (see `attend`).
 const MIN_ATTENTION_ROWS: usize = 16;
 
 /// How the linear layers' weights are held after loading.
@@ -74,8 +74,8 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     device: Device,
-    /// ferroserve's CPU kernels for the attention (and, for Q8_0 weights, the linear layers); `None` on GPU
-    /// devices or when `FERROSERVE_CPU_KERNELS=candle`.
+    /// ferroserve's CPU kernels for the attention (and, for Q8_0, Q4_0, Q4_1 and Q4_K weights, the linear
+    /// layers); `None` on GPU devices or when `FERROSERVE_CPU_KERNELS=candle`.
     kernels: Option<Isa>,
 }
 
@@ -236,7 +236,8 @@ impl Llama {
     }
 
     /// Attention of every sequence's new tokens (queries `q`, `[heads, tokens, head_dim]`; keys and values
-    /// already in the caches) with Candle's tensor operations: `[tokens, hidden]`. The path for GPU devices.
+    /// already in the caches) with Candle's tensor operations: `[tokens, hidden]`. The path for GPU devices and
+    /// for `FERROSERVE_CPU_KERNELS=candle`.
     fn attend(
         &self,
         q: &Tensor,
