@@ -114,9 +114,14 @@ impl CustomOp1 for PackedOp<'_> {
         }
         let m = (end - start) / k.max(1);
         let mut out = vec![0.0f32; m * w.n()];
-        ROWS.with_borrow_mut(|rows| {
+        let mut run = |rows: &mut QuantizedRows| {
             rows.quantize(&data[start..end], m, k, w.isa())?;
             ferroserve_kernels::matmul(w, rows, &mut out)
+        };
+        // A pool thread waiting inside `matmul` may run another product it stole: that one gets fresh buffers.
+        ROWS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut rows) => run(&mut rows),
+            Err(_) => run(&mut QuantizedRows::new()),
         })
         .map_err(|e| candle_core::Error::Msg(format!("packed matmul: {e}")))?;
         let mut shape = dims.to_vec();
