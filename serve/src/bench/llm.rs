@@ -33,6 +33,7 @@ pub struct LlmArgs {
 /// The figures, in the shape `baseline.mjs` prints them.
 #[derive(Debug, Serialize)]
 pub struct LlmReport {
+    /// The CPU kernel family that ran (`FERROSERVE_CPU_KERNELS`, `auto` resolved).
     pub kernels: String,
     pub threads: usize,
     pub prompt_tokens: usize,
@@ -77,7 +78,7 @@ pub fn run(args: &LlmArgs) -> anyhow::Result<LlmReport> {
             decode.insert(streams, best);
         }
         Ok(LlmReport {
-            kernels: std::env::var("FERROSERVE_CPU_KERNELS").unwrap_or_else(|_| "auto".into()),
+            kernels: ferroserve_models::llm::linear::cpu_kernels()?.map_or("candle", |isa| isa.name()).to_string(),
             threads: args.threads,
             prompt_tokens: prompt.len(),
             prefill_tok_s: prefill,
