@@ -61,6 +61,7 @@ pub fn attention(isa: Isa, shape: AttentionShape, input: &AttentionInput<'_>, ou
     {
         return Err("attention operands do not match their shapes".into());
     }
+    isa.require()?;
     let isa = if isa == Isa::Scalar { Isa::Scalar } else { Isa::Avx2 };
     let rows = heads * input.t;
     let work = rows * seen * hd;
@@ -117,7 +118,8 @@ fn row(
     let (k, v) = (&input.k[base..][..keys * hd], &input.v[base..][..keys * hd]);
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
-        // SAFETY: a non-scalar family is only chosen where AVX2 and FMA exist (`Isa::available`).
+        // SAFETY: `attention` checked that this CPU runs `isa` (`Isa::require`); every non-scalar family has
+        // AVX2 and FMA.
         return unsafe { crate::x86::attention_row_avx2(q, k, v, shape.scale, scores, out) };
     }
     let _ = isa;

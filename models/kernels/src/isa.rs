@@ -43,6 +43,12 @@ impl Isa {
         Self::available().contains(&self)
     }
 
+    /// `Err` with a message when this CPU cannot run the family (every kernel entry point checks this
+    /// before any SIMD code runs).
+    pub(crate) fn require(self) -> Result<(), String> {
+        if self.is_available() { Ok(()) } else { Err(format!("this CPU cannot run {} kernels", self.name())) }
+    }
+
     /// A short name for logs and benchmark tables.
     pub fn name(self) -> &'static str {
         match self {

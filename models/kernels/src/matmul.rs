@@ -121,8 +121,5 @@ fn check(w: &PackedWeights, x: &QuantizedRows, out_len: usize) -> Result<(), Pac
     if out_len != x.m * w.n {
         return Err(PackError::Length { expected: x.m * w.n, got: out_len });
     }
-    if !w.isa.is_available() {
-        return Err(PackError::Mismatch(format!("this CPU cannot run {} kernels", w.isa.name())));
-    }
-    Ok(())
+    w.isa.require().map_err(PackError::Mismatch)
 }

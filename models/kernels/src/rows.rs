@@ -33,9 +33,7 @@ impl QuantizedRows {
         if x.len() != m * k {
             return Err(PackError::Length { expected: m * k, got: x.len() });
         }
-        if !isa.is_available() {
-            return Err(PackError::Mismatch(format!("this CPU cannot run {} kernels", isa.name())));
-        }
+        isa.require().map_err(PackError::Mismatch)?;
         self.isa = Some(isa);
         self.m = m;
         self.k = k;
