@@ -62,7 +62,7 @@ impl CandleBert {
     /// Loads the checkpoint named by `config` onto `device`.
     pub fn load(config: &ModelConfig, pooling: Pooling, device: &DeviceSpec) -> Result<Self, ModelError> {
         let bert_config: Config = read_json(&config.path.join("config.json"))?;
-        let device = candle_device(device)?;
+        let device = device.candle()?;
         let dtype = match config.dtype {
             DType::F32 => candle_core::DType::F32,
             DType::F16 => candle_core::DType::F16,
@@ -104,19 +104,6 @@ impl CandleBert {
             pad_id: config.pad_token_id as u32,
             device: vb.device().clone(),
         })
-    }
-}
-
-fn candle_device(spec: &DeviceSpec) -> Result<Device, ModelError> {
-    match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => {
-            if candle_core::utils::cuda_is_available() {
-                Ok(Device::new_cuda(*n)?)
-            } else {
-                Err(ModelError::Unsupported(format!("device cuda:{n} needs a binary built with the `cuda` feature")))
-            }
-        }
     }
 }
 

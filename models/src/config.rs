@@ -81,6 +81,20 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+impl DeviceSpec {
+    /// The Candle device: a CUDA device only in a binary built with the `cuda` feature (and a GPU), else a
+    /// clear refusal.
+    pub fn candle(&self) -> Result<candle_core::Device, ModelError> {
+        match self {
+            DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(n) if candle_core::utils::cuda_is_available() => Ok(candle_core::Device::new_cuda(*n)?),
+            DeviceSpec::Cuda(n) => {
+                Err(ModelError::Unsupported(format!("device cuda:{n} needs a binary built with the `cuda` feature")))
+            }
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ferroserve_kernels::Isa;
-use ferroserve_models::DType;
 use ferroserve_models::config::ModelConfig;
 use ferroserve_models::llm::{
     ChatMessage, GgufTarget, KvState, LanguageModel, SeqStep, load_language_model, load_language_model_with_kernels,
     requantize_gguf, sampling::argmax,
 };
+use ferroserve_models::{DType, DeviceSpec};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -32,7 +32,7 @@ fn config(dtype: DType) -> ModelConfig {
 
 fn model() -> &'static LanguageModel {
     static MODEL: OnceLock<LanguageModel> = OnceLock::new();
-    MODEL.get_or_init(|| load_language_model(&config(DType::Q8_0), 4096).unwrap())
+    MODEL.get_or_init(|| load_language_model(&config(DType::Q8_0), 4096, &DeviceSpec::Cpu).unwrap())
 }
 
 fn reference(name: &str) -> Value {
@@ -204,7 +204,7 @@ fn every_cpu_kernel_family_gives_the_same_logits() {
 
 #[test]
 fn q4_1_as_stored_gives_llama_cpp_first_answer() {
-    let lm = load_language_model(&config(DType::Q4_1), 4096).unwrap();
+    let lm = load_language_model(&config(DType::Q4_1), 4096, &DeviceSpec::Cpu).unwrap();
     let reference = reference("smollm2_llamacpp_greedy.json");
     let p = &reference["prompts"][0];
     let out = greedy(&lm, &[ids(&p["prompt_ids"])], 12);
@@ -215,13 +215,31 @@ fn q4_1_as_stored_gives_llama_cpp_first_answer() {
 /// (weights and activations rounded to 8 or 4 bits) drift to a different answer, which the README notes.
 #[test]
 fn f32_answers_the_short_question() {
-    let lm = load_language_model(&config(DType::F32), 4096).unwrap();
+    let lm = load_language_model(&config(DType::F32), 4096, &DeviceSpec::Cpu).unwrap();
     let template = lm.info.template.as_ref().unwrap();
     let message = ChatMessage { role: "user".into(), content: "What is the capital of France?".into() };
     let prompt = lm.info.tokenizer.encode(&template.render(&[message], true).unwrap(), true).unwrap();
     let out = greedy(&lm, &[prompt], 10);
     let text = lm.info.tokenizer.decode(&out[0]).unwrap();
     assert!(text.starts_with("The capital of France is Paris."), "{text:?}");
+}
+
+/// A generation model on a CUDA lane: Candle's CUDA backend answers like the CPU where the build has the `cuda`
+/// feature and the machine a GPU (deploy/build-cuda.sh, run on the GPU machine); elsewhere loading refuses with
+/// the reason instead of falling back to the CPU.
+#[test]
+fn a_cuda_device_answers_on_a_gpu_and_is_refused_with_the_reason_elsewhere() {
+    match load_language_model(&config(DType::F32), 4096, &DeviceSpec::Cuda(0)) {
+        Ok(lm) => {
+            let template = lm.info.template.as_ref().unwrap();
+            let message = ChatMessage { role: "user".into(), content: "What is the capital of France?".into() };
+            let prompt = lm.info.tokenizer.encode(&template.render(&[message], true).unwrap(), true).unwrap();
+            let text = lm.info.tokenizer.decode(&greedy(&lm, &[prompt], 10)[0]).unwrap();
+            assert!(text.starts_with("The capital of France is Paris."), "{text:?}");
+        }
+        Err(e) if cfg!(feature = "cuda") => assert!(e.to_string().to_lowercase().contains("cuda"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("cuda:0 needs a binary built with the `cuda` feature"), "{e}"),
+    }
 }
 
 #[test]
@@ -236,7 +254,7 @@ fn an_offline_q8_0_file_answers_like_the_load_time_conversion() {
     assert!(report.requantized > 100 && report.fallback.is_empty(), "{report:?}");
     assert!(report.bytes_after > report.bytes_before, "Q8_0 is larger than the Q4_1 it came from");
     let offline = ModelConfig { path: dir.clone(), weights: Some("smollm2.Q8_0.gguf".into()), ..source };
-    let lm = load_language_model(&offline, 4096).unwrap();
+    let lm = load_language_model(&offline, 4096, &DeviceSpec::Cpu).unwrap();
     let reference = reference("smollm2_llamacpp_greedy.json");
     let prompts: Vec<Vec<u32>> =
         reference["prompts"].as_array().unwrap().iter().map(|p| ids(&p["prompt_ids"])).collect();
@@ -261,7 +279,7 @@ fn re_quantized_files_serve_as_stored() {
         requantize_gguf(&source.weights_path(), &dir.join(&file), target, |_, _| {}).unwrap();
         let stored =
             ModelConfig { path: dir.clone(), weights: Some(file.into()), dtype: DType::Stored, ..source.clone() };
-        let lm = load_language_model(&stored, 4096).unwrap();
+        let lm = load_language_model(&stored, 4096, &DeviceSpec::Cpu).unwrap();
         let got = greedy(&lm, &prompts, 16);
         let france = lm.info.tokenizer.decode(&got[0]).unwrap();
         assert!(france.starts_with("The capital of France is Paris"), "{}: {france:?}", target.name());

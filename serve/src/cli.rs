@@ -118,6 +118,9 @@ pub struct LlmCommand {
     /// Each figure is the best of this many runs.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Where the model runs: cpu, or cuda:N in builds with the cuda feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// The options of `ferroserve bench load`.

@@ -68,6 +68,7 @@ fn bench_llm(c: LlmCommand) -> anyhow::Result<()> {
         tokens: c.tokens,
         streams: c.streams,
         repeats: c.repeats,
+        device: c.device.parse().map_err(anyhow::Error::msg)?,
     };
     println!("{}", serde_json::to_string(&ferroserve::bench::llm::run(&args)?)?);
     Ok(())

@@ -189,8 +189,10 @@ impl ModelEntry {
             return Err("a lane's min_cosine must be between -1 and 1".into());
         }
         let generation = self.model.task == Task::Generation;
-        if generation && self.lanes.iter().any(|l| l.device != DeviceSpec::Cpu) {
-            return Err("generation models run on one CPU lane for now".into());
+        if generation && self.lanes.len() > 1 {
+            return Err("a generation model runs on one lane (device = \"cpu\" or \"cuda:N\"): its scheduler \
+                        batches every running sequence into one step"
+                .into());
         }
         if let Some(s) = &self.semantic_cache {
             if !generation {
@@ -279,6 +281,10 @@ mod tests {
             (
                 "name = \"g\"\ntask = \"generation\"\nbackend = \"candle\"\npath = \"x\"\n[[lanes]]\ndevice = \"cpu\"\nweights = \"y.gguf\"\n".into(),
                 "only embedding models",
+            ),
+            (
+                "name = \"g\"\ntask = \"generation\"\nbackend = \"candle\"\npath = \"x\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n".into(),
+                "runs on one lane",
             ),
         ] {
             std::fs::write(&file, bad).unwrap();

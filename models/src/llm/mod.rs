@@ -28,7 +28,7 @@ pub use step::{KvState, SeqStep, StepModel};
 pub use text_stream::{TextDelta, TextStream};
 pub use tokenizer::GgufTokenizer;
 
-use crate::config::{DType, ModelConfig};
+use crate::config::{DType, DeviceSpec, ModelConfig};
 use crate::error::ModelError;
 
 /// End-of-generation tokens besides the EOS id, when the vocabulary has them (as llama.cpp does).
@@ -122,16 +122,31 @@ pub fn read_gguf_content<R: Read + Seek>(reader: &mut R, file_len: u64) -> Resul
     Ok(content)
 }
 
-/// Loads a GGUF language model on the CPU. `context_limit` caps the model's own context length.
-pub fn load_language_model(config: &ModelConfig, context_limit: usize) -> Result<LanguageModel, ModelError> {
-    load_language_model_with_kernels(config, context_limit, linear::cpu_kernels()?)
+/// Loads a GGUF language model on `device`. `context_limit` caps the model's own context length. On the CPU
+/// it runs on the kernels `FERROSERVE_CPU_KERNELS` chooses (see `linear.rs`); on a CUDA device on Candle's.
+pub fn load_language_model(
+    config: &ModelConfig,
+    context_limit: usize,
+    device: &DeviceSpec,
+) -> Result<LanguageModel, ModelError> {
+    let kernels = if *device == DeviceSpec::Cpu { linear::cpu_kernels()? } else { None };
+    load(config, context_limit, &device.candle()?, kernels)
 }
 
-/// [`load_language_model`] on the given CPU kernel family (`None`: Candle's kernels), whatever
+/// [`load_language_model`] on the CPU with the given kernel family (`None`: Candle's kernels), whatever
 /// `FERROSERVE_CPU_KERNELS` says.
 pub fn load_language_model_with_kernels(
     config: &ModelConfig,
     context_limit: usize,
+    kernels: Option<ferroserve_kernels::Isa>,
+) -> Result<LanguageModel, ModelError> {
+    load(config, context_limit, &Device::Cpu, kernels)
+}
+
+fn load(
+    config: &ModelConfig,
+    context_limit: usize,
+    device: &Device,
     kernels: Option<ferroserve_kernels::Isa>,
 ) -> Result<LanguageModel, ModelError> {
     let path = config.weights_path();
@@ -140,9 +155,10 @@ pub fn load_language_model_with_kernels(
     let mut reader = BufReader::new(file);
     let GgufHeader { content, tokenizer, template } = read_gguf(&mut reader, file_len)
         .map_err(|e| ModelError::config(&path, format!("not a readable GGUF file: {e}")))?;
-    let model = Llama::load_with_kernels(&content, &mut reader, weight_format(config.dtype), &Device::Cpu, kernels)?;
+    let model = Llama::load_with_kernels(&content, &mut reader, weight_format(config.dtype), device, kernels)?;
     tracing::info!(
         model = %config.name,
+        device = ?device.location(),
         kernels = kernels.map_or("candle", |isa| isa.name()),
         "language model loaded (CPU kernels chosen by FERROSERVE_CPU_KERNELS, default auto)"
     );

@@ -43,7 +43,7 @@ fn measure(
     args: &VariantsArgs,
 ) -> anyhow::Result<(VariantResult, Vec<Vec<u32>>)> {
     let started = Instant::now();
-    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens)?;
+    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &DeviceSpec::Cpu)?;
     let loaded = Loaded::new(entry, started.elapsed().as_secs_f64());
     let prompts = lines.iter().map(|l| prompt(&lm, l)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut rss_peak_mib = loaded.rss_loaded_mib;

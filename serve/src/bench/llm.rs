@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use ferroserve_models::config::DType;
+use ferroserve_models::config::{DType, DeviceSpec};
 use ferroserve_models::llm::sampling::argmax;
 use ferroserve_models::llm::{KvCache, LanguageModel, SeqStep, load_language_model};
 use serde::Serialize;
@@ -28,12 +28,14 @@ pub struct LlmArgs {
     pub streams: Vec<usize>,
     /// Each measure is the best of this many runs.
     pub repeats: usize,
+    pub device: DeviceSpec,
 }
 
 /// The figures, in the shape `baseline.mjs` prints them.
 #[derive(Debug, Serialize)]
 pub struct LlmReport {
-    /// The CPU kernel family that ran (`FERROSERVE_CPU_KERNELS`, `auto` resolved).
+    pub device: String,
+    /// The kernel family that ran (on the CPU `FERROSERVE_CPU_KERNELS`, `auto` resolved; `candle` on a GPU).
     pub kernels: String,
     pub threads: usize,
     pub prompt_tokens: usize,
@@ -54,7 +56,7 @@ pub fn run(args: &LlmArgs) -> anyhow::Result<LlmReport> {
         entry.model.dtype = serde_json::from_value::<DType>(serde_json::Value::String(dtype.clone()))
             .map_err(|_| anyhow::anyhow!("unknown dtype {dtype:?} (f32, f16, q8_0, q4_1 or stored)"))?;
     }
-    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens)?;
+    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &args.device)?;
     let text = std::fs::read_to_string(&args.prompt_file)
         .with_context(|| format!("reading {}", args.prompt_file.display()))?;
     let prompt = lm.info.tokenizer.encode(&text, false)?;
@@ -78,7 +80,12 @@ pub fn run(args: &LlmArgs) -> anyhow::Result<LlmReport> {
             decode.insert(streams, best);
         }
         Ok(LlmReport {
-            kernels: ferroserve_models::llm::linear::cpu_kernels()?.map_or("candle", |isa| isa.name()).to_string(),
+            device: args.device.to_string(),
+            kernels: match args.device {
+                DeviceSpec::Cpu => ferroserve_models::llm::linear::cpu_kernels()?.map_or("candle", |isa| isa.name()),
+                DeviceSpec::Cuda(_) => "candle",
+            }
+            .to_string(),
             threads: args.threads,
             prompt_tokens: prompt.len(),
             prefill_tok_s: prefill,

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::llm::load_language_model;
-use ferroserve_models::{EmbedderInfo, ModelError, Task, load_embedder};
+use ferroserve_models::{DeviceSpec, EmbedderInfo, ModelError, Task, load_embedder};
 
 use crate::batching::{BatchLimits, BatchQueue, LaneConfig, LaneSpec};
 use crate::cache::{CacheConfig, CacheUsage, Caches, Invalidated};
@@ -484,7 +484,8 @@ fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedM
 }
 
 fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
-    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens)?;
+    let device = entry.lanes.first().map_or(DeviceSpec::Cpu, |l| l.device.clone());
+    let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &device)?;
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(1);
     let name = entry.name().to_string();
     tracing::info!(model = %name, threads, context = lm.info.context_length, "language model loaded");
