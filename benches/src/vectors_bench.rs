@@ -231,7 +231,7 @@ fn embed(args: &Args, n: usize) -> anyhow::Result<Vec<Vec<f32>>> {
     let config = ModelConfig::from_file(&args.model)?;
     let info = EmbedderInfo::load(&config)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, threads)?;
+    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, threads, 0)?;
     let started = Instant::now();
     let mut out = Vec::with_capacity(n);
     for chunk in texts.chunks(64) {

@@ -10,6 +10,7 @@
 pub mod candle_bert;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_share;
 pub mod embedder;
 pub mod error;
 pub mod export;

@@ -46,22 +46,24 @@ impl EmbedderInfo {
 }
 
 /// Loads one lane's copy of the model on `device`. On the CPU, `threads` is the size of the lane's own
-/// compute pool (lanes never share one, so they cannot oversubscribe each other).
+/// compute pool (0 for an ONNX lane: ONNX Runtime's shared pool) and `nice` its threads' nice value (see
+/// `cpu_share.rs`; 0 leaves them as they are).
 pub fn load_embedder(
     config: &ModelConfig,
     info: &EmbedderInfo,
     device: &DeviceSpec,
     threads: usize,
+    nice: i32,
 ) -> Result<Box<dyn Embedder>, ModelError> {
     match (config.backend, device) {
         (Backend::Candle, DeviceSpec::Cpu) => {
             let model = Box::new(CandleBert::load(config, info.pooling, device)?);
-            Ok(Box::new(OnPool::new(model, threads, &config.name)?))
+            Ok(Box::new(OnPool::new(model, threads, nice, &config.name)?))
         }
         (Backend::Candle, DeviceSpec::Cuda(_)) => Ok(Box::new(CandleBert::load(config, info.pooling, device)?)),
         // ONNX Runtime sizes its own intra-op pool.
         (Backend::Onnx, DeviceSpec::Cpu) => {
-            Ok(Box::new(OnnxEmbedder::load(&config.weights_path(), info.pooling, info.pad_token_id, threads)?))
+            Ok(Box::new(OnnxEmbedder::load(&config.weights_path(), info.pooling, info.pad_token_id, threads, nice)?))
         }
         (Backend::Onnx, DeviceSpec::Cuda(_)) => Err(ModelError::Unsupported(format!(
             "model {:?}: the ONNX backend runs on the CPU only; use backend = \"candle\" for GPU lanes",
@@ -77,11 +79,12 @@ struct OnPool {
 }
 
 impl OnPool {
-    fn new(inner: Box<dyn Embedder>, threads: usize, model: &str) -> Result<Self, ModelError> {
+    fn new(inner: Box<dyn Embedder>, threads: usize, nice: i32, model: &str) -> Result<Self, ModelError> {
         let name = model.to_string();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(move |i| format!("{name}-compute-{i}"))
+            .start_handler(move |_| crate::cpu_share::lower_current_thread(nice))
             .build()
             .map_err(|e| ModelError::Backend(format!("cannot start {threads} compute threads: {e}")))?;
         Ok(OnPool { inner, pool })

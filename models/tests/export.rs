@@ -128,7 +128,7 @@ fn onnx_and_int8_variants_agree_with_candle_f32() {
 
     let info = EmbedderInfo::load(&config).unwrap();
     let ids = info.tokenizer.encode(&sentences, true).unwrap().unwrap();
-    let reference = embed_all(load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap().as_mut(), &ids);
+    let reference = embed_all(load_embedder(&config, &info, &DeviceSpec::Cpu, 2, 0).unwrap().as_mut(), &ids);
 
     let mut report = String::new();
     let mut failures = Vec::new();
@@ -145,8 +145,8 @@ fn onnx_and_int8_variants_agree_with_candle_f32() {
         ("candle-q8_0", 0.99, 0.999),
     ] {
         let mut model: Box<dyn Embedder> = match file {
-            "candle-q8_0" => load_embedder(&q8, &info, &DeviceSpec::Cpu, 2).unwrap(),
-            _ => Box::new(OnnxEmbedder::load(&dir.join(file), Pooling::Mean, 0, 2).unwrap()),
+            "candle-q8_0" => load_embedder(&q8, &info, &DeviceSpec::Cpu, 2, 0).unwrap(),
+            _ => Box::new(OnnxEmbedder::load(&dir.join(file), Pooling::Mean, 0, 2, 0).unwrap()),
         };
         let a = agreement(&reference, &embed_all(model.as_mut(), &ids));
         report +=

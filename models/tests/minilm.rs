@@ -25,7 +25,7 @@ fn minilm_config() -> ModelConfig {
 fn embed(texts: &[String]) -> Vec<Vec<f32>> {
     let config = minilm_config();
     let info = EmbedderInfo::load(&config).unwrap();
-    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap();
+    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2, 0).unwrap();
     let ids = info.tokenizer.encode(texts, false).unwrap().unwrap();
     let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let mut out = model.embed(&seqs).unwrap();
@@ -86,7 +86,7 @@ fn f16_matches_the_reference_without_nan() {
     let mut config = minilm_config();
     config.dtype = ferroserve_models::DType::F16;
     let info = EmbedderInfo::load(&config).unwrap();
-    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2).unwrap();
+    let mut model = load_embedder(&config, &info, &DeviceSpec::Cpu, 2, 0).unwrap();
     let text = std::fs::read_to_string(repo_root().join("tests/data/minilm_reference.json")).unwrap();
     let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
     let items = reference["items"].as_array().unwrap();

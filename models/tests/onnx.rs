@@ -42,7 +42,7 @@ fn third_party_light_models_match_their_expected_outputs() {
         ("zfnet512", 1e-3),
     ];
     for (name, rtol) in models {
-        let mut model = OnnxModel::load(&dir.join(format!("light_{name}.onnx")), 2).unwrap();
+        let mut model = OnnxModel::load(&dir.join(format!("light_{name}.onnx")), 2, 0).unwrap();
         assert_eq!(model.inputs().len(), 1, "{name}");
         let spec = model.inputs()[0].clone();
         assert_eq!(spec.element_type, Some(ElementType::F32), "{name}");
@@ -68,7 +68,7 @@ fn third_party_light_models_match_their_expected_outputs() {
 #[test]
 fn generic_path_refuses_bad_inputs_clearly() {
     let dir = repo_root().join("assets/onnx-light");
-    let mut model = OnnxModel::load(&dir.join("light_squeezenet.onnx"), 1).unwrap();
+    let mut model = OnnxModel::load(&dir.join("light_squeezenet.onnx"), 1, 0).unwrap();
     let name = model.inputs()[0].name.clone();
     let err = model.run(vec![]).unwrap_err().to_string();
     assert!(err.contains("missing"), "{err}");
@@ -81,11 +81,11 @@ fn generic_path_refuses_bad_inputs_clearly() {
     assert!(err.contains("shape"), "{err}");
     let short = NamedTensor { name, shape: vec![1, 3, 224, 224], data: TensorData::F32(vec![0.0; 10]) };
     assert!(model.run(vec![short]).unwrap_err().to_string().contains("does not hold"));
-    let missing = OnnxModel::load(&dir.join("no-such.onnx"), 1).err().unwrap().to_string();
+    let missing = OnnxModel::load(&dir.join("no-such.onnx"), 1, 0).err().unwrap().to_string();
     assert!(missing.contains("no-such.onnx"), "{missing}");
     let corrupt = std::env::temp_dir().join(format!("ferroserve-corrupt-{}.onnx", std::process::id()));
     std::fs::write(&corrupt, b"not an onnx model").unwrap();
-    let err = OnnxModel::load(&corrupt, 1).err().unwrap().to_string();
+    let err = OnnxModel::load(&corrupt, 1, 0).err().unwrap().to_string();
     assert!(err.contains("ferroserve-corrupt"), "{err}");
 }
 
@@ -95,7 +95,7 @@ fn embedding_path_pools_an_optimum_style_graph() {
     let table: Vec<f32> = (0..vocab * hidden).map(|i| i as f32 * 0.5 - 3.0).collect();
     let path = std::env::temp_dir().join(format!("ferroserve-tiny-encoder-{}.onnx", std::process::id()));
     std::fs::write(&path, table_encoder(&table, vocab, hidden).encode_to_vec()).unwrap();
-    let mut embedder = OnnxEmbedder::load(&path, Pooling::Mean, 0, 1).unwrap();
+    let mut embedder = OnnxEmbedder::load(&path, Pooling::Mean, 0, 1, 0).unwrap();
     let (a, b): (&[u32], &[u32]) = (&[1, 5, 9], &[2, 3]);
     let out = embedder.embed(&[a, b]).unwrap();
     let mean = |ids: &[u32]| -> Vec<f32> {
@@ -105,7 +105,7 @@ fn embedding_path_pools_an_optimum_style_graph() {
     };
     assert_eq!(out, vec![mean(a), mean(b)], "mean over real tokens only; padding of the shorter one ignored");
 
-    let mut cls = OnnxEmbedder::load(&path, Pooling::Cls, 0, 1).unwrap();
+    let mut cls = OnnxEmbedder::load(&path, Pooling::Cls, 0, 1, 0).unwrap();
     assert_eq!(cls.embed(&[b]).unwrap()[0], table[2 * hidden..3 * hidden].to_vec());
     std::fs::remove_file(&path).unwrap();
 }

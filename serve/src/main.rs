@@ -129,7 +129,7 @@ fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
     let budget = ThreadBudget::plan(&models, config.io_threads, cores);
     budget.log();
     // Idle pool threads spin only when no other lane computes on the CPU (see threads.rs).
-    ferroserve_models::onnx::share_compute_pool(budget.cores, budget.shared_pool_spins);
+    ferroserve_models::onnx::share_compute_pool(budget.cores, budget.shared_pool_spins, budget.shared_pool_nice);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(budget.io_threads)
         .thread_name("ferroserve-io")

@@ -185,6 +185,9 @@ impl ModelEntry {
         }) {
             return Err("an ONNX lane runs on the CPU (device = \"cpu\")".into());
         }
+        if self.lanes.iter().any(|l| l.weight.is_some_and(|w| !(w.is_finite() && w > 0.0))) {
+            return Err("a lane's weight must be a positive number".into());
+        }
         if self.lanes.iter().any(|l| l.min_cosine.is_some_and(|c| !(-1.0..=1.0).contains(&c))) {
             return Err("a lane's min_cosine must be between -1 and 1".into());
         }
@@ -278,6 +281,7 @@ mod tests {
         for (bad, says) in [
             (format!("{model}[[lanes]]\ndevice = \"cuda:0\"\nbackend = \"onnx\"\npath = \"onnx\"\n"), "runs on the CPU"),
             (format!("{model}[[lanes]]\ndevice = \"cpu\"\npath = \"x\"\nmin_cosine = 2.0\n"), "min_cosine"),
+            (format!("{model}[[lanes]]\ndevice = \"cpu\"\nweight = 0\n"), "weight must be a positive number"),
             (
                 "name = \"g\"\ntask = \"generation\"\nbackend = \"candle\"\npath = \"x\"\n[[lanes]]\ndevice = \"cpu\"\nweights = \"y.gguf\"\n".into(),
                 "only embedding models",

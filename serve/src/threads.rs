@@ -9,14 +9,21 @@
 //! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
 //! thread and no pool. The runtime gets one worker per core: idle workers sleep, so it costs busy lanes
 //! nothing, and answers that never reach a lane (cache hits, streamed tokens) use the cores idle lanes leave.
-//! The start-up log shows the plan.
+//!
+//! Busy lanes share the cores by their `weight` (default 1): each CPU lane's threads (its own, its pool's, and
+//! for ONNX lanes on the shared pool that pool's, at the heaviest weight among them) get a nice value relative
+//! to the heaviest lane (`cpu_share.rs`), so the kernel's fair scheduler hands out CPU time in proportion to
+//! the weights whenever several compute at once, and a lane alone still gets every core. The pools are not
+//! cut to fit each other: measured on two cores, pinning the language model and the embedding lanes to one
+//! core each gave both the same speed as letting them share both (benches/RESULTS.md), and a pool sized to
+//! every core is what a lone busy lane needs. The start-up log shows the plan.
 
-use ferroserve_models::{Backend, DeviceSpec};
+use ferroserve_models::{Backend, DeviceSpec, cpu_share};
 
 use crate::batching::LaneConfig;
 use crate::repository::ModelEntry;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ThreadBudget {
     pub cores: usize,
     /// Worker threads of the async runtime.
@@ -29,6 +36,15 @@ pub struct ThreadBudget {
     pub shared_pool_threads: usize,
     /// Whether the shared pool's idle threads spin: only when every CPU lane runs on it.
     pub shared_pool_spins: bool,
+    /// The heaviest `weight` of a CPU lane: lanes at it keep nice 0, lighter ones are lowered from there.
+    pub heaviest_weight: f64,
+    /// Nice value of the shared pool's threads (the heaviest weight among its lanes against `heaviest_weight`).
+    pub shared_pool_nice: i32,
+}
+
+/// A lane's weight (default 1).
+fn weight(lane: &LaneConfig) -> f64 {
+    lane.weight.unwrap_or(1.0)
 }
 
 /// Whether `lane` of `model` runs on the shared ONNX Runtime pool: an ONNX lane on the CPU without `threads`.
@@ -54,6 +70,11 @@ impl ThreadBudget {
         let shared_pool_spins = shared && cpu_lanes().next().is_none();
         let compute_threads = explicit + implicit * default_lane_threads + shared_pool_threads;
         let io_threads = io_threads.unwrap_or(cores).max(1);
+        let all_cpu_lanes = models.iter().flat_map(|m| m.lanes.iter().map(move |l| (m, l)));
+        let all_cpu_lanes = all_cpu_lanes.filter(|(_, l)| l.device == DeviceSpec::Cpu);
+        let heaviest_weight = all_cpu_lanes.clone().map(|(_, l)| weight(l)).fold(1.0, f64::max);
+        let pool_weight =
+            all_cpu_lanes.filter(|(m, l)| on_shared_pool(m, l)).map(|(_, l)| weight(l)).fold(0.0, f64::max);
         ThreadBudget {
             cores,
             io_threads,
@@ -61,6 +82,17 @@ impl ThreadBudget {
             compute_threads,
             shared_pool_threads,
             shared_pool_spins,
+            heaviest_weight,
+            shared_pool_nice: cpu_share::nice_for(pool_weight, heaviest_weight),
+        }
+    }
+
+    /// Nice value of one lane's threads: from its weight on the CPU, 0 on a GPU (the driving thread waits on
+    /// the device and must not wait on the CPU too).
+    pub fn lane_nice(&self, lane: &LaneConfig) -> i32 {
+        match lane.device {
+            DeviceSpec::Cpu => cpu_share::nice_for(weight(lane), self.heaviest_weight),
+            DeviceSpec::Cuda(_) => 0,
         }
     }
 
@@ -82,6 +114,8 @@ impl ThreadBudget {
             default_lane_threads = self.default_lane_threads,
             shared_pool_threads = self.shared_pool_threads,
             shared_pool_spins = self.shared_pool_spins,
+            heaviest_weight = self.heaviest_weight,
+            shared_pool_nice = self.shared_pool_nice,
             "thread budget: lanes run on their own compute pools; the async runtime only does I/O"
         );
         if self.compute_threads > self.cores {
@@ -122,6 +156,8 @@ mod tests {
                 compute_threads: 2,
                 shared_pool_threads: 0,
                 shared_pool_spins: false,
+                heaviest_weight: 1.0,
+                shared_pool_nice: 0,
             }
         );
         let two = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n");
@@ -154,5 +190,21 @@ mod tests {
         let alone = model(&format!("{onnx}{onnx}[[lanes]]\ndevice = \"cuda:0\"\n"));
         let b = ThreadBudget::plan(&[alone.clone(), alone], None, 4);
         assert_eq!((b.shared_pool_threads, b.compute_threads, b.shared_pool_spins), (4, 4, true));
+    }
+
+    #[test]
+    fn weights_become_nice_values_relative_to_the_heaviest_lane() {
+        let onnx = "[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\n";
+        let embedding = model(&format!("{onnx}weight = 4\n"));
+        let candle = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\nweight = 0.5\n");
+        let b = ThreadBudget::plan(&[embedding.clone(), candle.clone()], None, 2);
+        assert_eq!((b.heaviest_weight, b.shared_pool_nice), (4.0, 0), "the pool holds the heaviest lane");
+        assert_eq!(b.lane_nice(&embedding.lanes[0]), 0);
+        assert_eq!(b.lane_nice(&candle.lanes[0]), 6, "weight 1 beside 4: nice 6, 1.25^6 = 3.8x less CPU time");
+        assert_eq!(b.lane_nice(&candle.lanes[1]), 0, "a GPU lane's thread is never lowered");
+        let b = ThreadBudget::plan(&[candle.clone(), model(&format!("{onnx}weight = 0.5\n"))], None, 2);
+        assert_eq!((b.heaviest_weight, b.shared_pool_nice, b.lane_nice(&candle.lanes[0])), (1.0, 3, 0));
+        let b = ThreadBudget::plan(&[model("")], None, 2);
+        assert_eq!((b.heaviest_weight, b.shared_pool_nice), (1.0, 0), "no weights: every thread stays as it was");
     }
 }

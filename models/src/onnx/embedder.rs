@@ -22,8 +22,9 @@ pub struct OnnxEmbedder {
 }
 
 impl OnnxEmbedder {
-    pub fn load(path: &Path, pooling: Pooling, pad_id: u32, threads: usize) -> Result<Self, ModelError> {
-        let model = OnnxModel::load(path, threads)?;
+    /// Loads the export at `path` (threads and nice as [`OnnxModel::load`] takes them).
+    pub fn load(path: &Path, pooling: Pooling, pad_id: u32, threads: usize, nice: i32) -> Result<Self, ModelError> {
+        let model = OnnxModel::load(path, threads, nice)?;
         let has_input = |n: &str| model.inputs().iter().any(|s| s.name == n);
         for required in ["input_ids", "attention_mask"] {
             if !has_input(required) {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ort::environment::{Environment, GlobalThreadPoolOptions};
+use ort::environment::{Environment, GlobalThreadPoolOptions, ThreadManager};
 
 use crate::error::ModelError;
 
@@ -25,23 +25,60 @@ pub fn runtime_library() -> PathBuf {
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
-/// Threads of the shared pool and whether idle ones spin, fixed by [`share_compute_pool`] before the runtime
-/// is first used (default: every core, no spinning).
-static SHARED_POOL: OnceLock<(usize, bool)> = OnceLock::new();
+/// How the shared pool runs, fixed by [`share_compute_pool`] before the runtime is first used (default: every
+/// core, no spinning, nice 0).
+#[derive(Debug, Clone, Copy)]
+struct SharedPool {
+    threads: usize,
+    spin: bool,
+    nice: i32,
+}
 
-/// Sizes the shared pool; only the first call before the runtime starts counts (returns whether it did).
-/// Spinning threads answer the next batch sooner but burn the cores other lanes could use while idle.
-pub fn share_compute_pool(threads: usize, spin: bool) -> bool {
-    SHARED_POOL.set((threads.max(1), spin)).is_ok() && ENVIRONMENT.get().is_none()
+static SHARED_POOL: OnceLock<SharedPool> = OnceLock::new();
+
+/// Sizes the shared pool and sets its threads' nice value (see `cpu_share.rs`); only the first call before
+/// the runtime starts counts (returns whether it did). Spinning threads answer the next batch sooner but burn
+/// the cores other lanes could use while idle.
+pub fn share_compute_pool(threads: usize, spin: bool, nice: i32) -> bool {
+    SHARED_POOL.set(SharedPool { threads: threads.max(1), spin, nice }).is_ok() && ENVIRONMENT.get().is_none()
+}
+
+/// Starts ONNX Runtime's pool threads, named and at the pool's nice value.
+pub(crate) struct ComputeThreads {
+    pub name: &'static str,
+    pub nice: i32,
+}
+
+impl ThreadManager for ComputeThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        let nice = self.nice;
+        std::thread::Builder::new()
+            .name(self.name.to_string())
+            .spawn(move || {
+                crate::cpu_share::lower_current_thread(nice);
+                work()
+            })
+            .map_err(|e| ort::Error::new(format!("starting a compute thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread.join().map_err(|_| ort::Error::new("a compute thread panicked"))
+    }
 }
 
 fn shared_pool() -> Result<GlobalThreadPoolOptions, String> {
-    let (threads, spin) =
-        *SHARED_POOL.get_or_init(|| (std::thread::available_parallelism().map_or(1, |n| n.get()), false));
+    let pool = *SHARED_POOL.get_or_init(|| SharedPool {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        spin: false,
+        nice: 0,
+    });
     GlobalThreadPoolOptions::default()
-        .with_intra_threads(threads)
+        .with_intra_threads(pool.threads)
         .and_then(|o| o.with_inter_threads(1))
-        .and_then(|o| o.with_spin_control(spin))
+        .and_then(|o| o.with_spin_control(pool.spin))
+        .and_then(|o| o.with_thread_manager(ComputeThreads { name: "onnx-shared-pool", nice: pool.nice }))
         .map_err(|e| format!("configuring the shared thread pool: {e}"))
 }
 

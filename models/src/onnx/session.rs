@@ -9,7 +9,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use prost::Message;
 
 use super::proto::ModelProto;
-use super::runtime::environment;
+use super::runtime::{ComputeThreads, environment};
 use super::tensor::{ElementType, NamedTensor};
 use crate::error::ModelError;
 use crate::quantize::{cpu_prefers_signed_weights, fit_integer_weights};
@@ -42,9 +42,10 @@ fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
 
 impl OnnxModel {
     /// Loads `path` with all graph optimizations, on the process's shared pool (`threads` 0, see
-    /// `runtime.rs`) or on a pool of its own of `threads` intra-op threads; INT8 weights are first put in the
-    /// form this CPU multiplies fastest without losing accuracy (`quantize::fit_integer_weights`).
-    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+    /// `runtime.rs`) or on a pool of its own of `threads` intra-op threads at `nice` (see `cpu_share.rs`); INT8
+    /// weights are first put in the form this CPU multiplies fastest without losing accuracy
+    /// (`quantize::fit_integer_weights`).
+    pub fn load(path: &Path, threads: usize, nice: i32) -> Result<Self, ModelError> {
         if !path.exists() {
             return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
         }
@@ -60,6 +61,8 @@ impl OnnxModel {
                 .with_intra_threads(threads)
                 .map_err(|e| fail(e.to_string()))?
                 .with_inter_threads(1)
+                .map_err(|e| fail(e.to_string()))?
+                .with_thread_manager(ComputeThreads { name: "onnx-lane-pool", nice })
                 .map_err(|e| fail(e.to_string()))?;
         }
         let session = match fitted(path)? {

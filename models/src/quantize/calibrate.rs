@@ -49,7 +49,7 @@ pub fn activation_ranges(
     }
     let path = std::env::temp_dir().join(format!("ferroserve-calibration-{}.onnx", std::process::id()));
     std::fs::write(&path, probe.encode_to_vec()).map_err(|e| ModelError::io(&path, e))?;
-    let session = OnnxModel::load(&path, threads);
+    let session = OnnxModel::load(&path, threads, 0);
     let _ = std::fs::remove_file(&path);
     let mut session = session?;
     let mut ranges = ActivationRanges::new();

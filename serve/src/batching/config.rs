@@ -74,6 +74,10 @@ pub struct LaneConfig {
     /// (default 0.999: the same numerics up to rounding; lower it to admit a quantized lane).
     #[serde(default)]
     pub min_cosine: Option<f64>,
+    /// CPU lanes: this lane's share of the cores while other lanes compute too, relative to theirs (default
+    /// 1). A lane computing alone gets every core whatever its weight. See `threads.rs`.
+    #[serde(default)]
+    pub weight: Option<f64>,
 }
 
 impl LaneConfig {
@@ -88,6 +92,7 @@ impl LaneConfig {
             path: None,
             weights: None,
             min_cosine: None,
+            weight: None,
         }
     }
 

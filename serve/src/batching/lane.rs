@@ -18,11 +18,14 @@ pub(super) struct LaneWorker {
     pub name: String,
     pub embedder: Box<dyn Embedder>,
     pub limits: BatchLimits,
+    /// The thread's nice value, set when it starts.
+    pub nice: i32,
     pub shared: Arc<Shared>,
 }
 
 impl LaneWorker {
     pub fn run(mut self) {
+        ferroserve_models::cpu_share::lower_current_thread(self.nice);
         tracing::info!(model = %self.shared.model, lane = %self.name, limits = ?self.limits, "lane started");
         while let Some(batch) = self.shared.take_batch(self.index, self.limits) {
             self.run_batch(batch);

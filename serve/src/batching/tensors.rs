@@ -52,7 +52,8 @@ pub struct TensorBatcher {
 
 impl TensorBatcher {
     /// Starts the model's thread.
-    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig) -> Result<Self, ModelError> {
+    /// Starts the model's thread (at `nice`, see `threads.rs`).
+    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig, nice: i32) -> Result<Self, ModelError> {
         let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
         let batches = config.max_batch_size > 1
             && !inputs.is_empty()
@@ -71,7 +72,10 @@ impl TensorBatcher {
         };
         std::thread::Builder::new()
             .name(format!("tensor-{name}"))
-            .spawn(move || worker.run())
+            .spawn(move || {
+                ferroserve_models::cpu_share::lower_current_thread(nice);
+                worker.run()
+            })
             .map_err(|e| ModelError::Backend(format!("starting the model's thread: {e}")))?;
         Ok(TensorBatcher {
             model: name.to_string(),

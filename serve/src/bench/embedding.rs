@@ -32,7 +32,7 @@ fn measure(
 ) -> anyhow::Result<(VariantResult, Vec<Vec<f32>>)> {
     let started = Instant::now();
     let info = EmbedderInfo::load(&entry.model)?;
-    let mut embedder = load_embedder(&entry.model, &info, &args.device, args.threads)?;
+    let mut embedder = load_embedder(&entry.model, &info, &args.device, args.threads, 0)?;
     let loaded = Loaded::new(entry, started.elapsed().as_secs_f64());
     let mut rss_peak_mib = loaded.rss_loaded_mib;
     let ids = match info.tokenizer.encode(texts, true)? {

@@ -476,9 +476,10 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
 
 fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(0);
-    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads)?;
+    let nice = entry.lanes.first().map_or(0, |l| budget.lane_nice(l));
+    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads, nice)?;
     let name = entry.name().to_string();
-    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching)?;
+    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching, nice)?;
     tracing::info!(model = %name, threads, batches = batcher.batches, "tensor model loaded");
     Ok(ServedModel::new(name, entry, Runtime::Tensor(Arc::new(batcher))))
 }
@@ -487,9 +488,10 @@ fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Ser
     let device = entry.lanes.first().map_or(DeviceSpec::Cpu, |l| l.device.clone());
     let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &device)?;
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(1);
+    let nice = entry.lanes.first().map_or(0, |l| budget.lane_nice(l));
     let name = entry.name().to_string();
-    tracing::info!(model = %name, threads, context = lm.info.context_length, "language model loaded");
-    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads)
+    tracing::info!(model = %name, threads, nice, context = lm.info.context_length, "language model loaded");
+    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads, nice)
         .map_err(|e| ModelError::Backend(e.to_string()))?;
     Ok(ServedModel::new(name, entry, Runtime::Generation(generator)))
 }
@@ -535,17 +537,17 @@ fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Serv
     let info = EmbedderInfo::load(config)?;
     let mut lanes = Vec::with_capacity(entry.lanes.len());
     for (i, lane) in entry.lanes.iter().enumerate() {
-        let threads = budget.lane_threads(&entry, lane);
+        let (threads, nice) = (budget.lane_threads(&entry, lane), budget.lane_nice(lane));
         let lane_config = lane.model_config(config);
-        let embedder = load_embedder(&lane_config, &info, &lane.device, threads)?;
+        let embedder = load_embedder(&lane_config, &info, &lane.device, threads, nice)?;
         let limits = BatchLimits {
             max_batch_size: lane.max_batch_size.unwrap_or(entry.batching.max_batch_size),
             max_batch_tokens: lane.max_batch_tokens.unwrap_or(entry.batching.max_batch_tokens),
         };
         let name = format!("{}-{i}", lane.device);
         let backend = lane_config.backend.as_str();
-        tracing::info!(model = %config.name, lane = %name, backend, threads, ?limits, "lane loaded");
-        lanes.push(LaneSpec { name, limits, embedder });
+        tracing::info!(model = %config.name, lane = %name, backend, threads, nice, ?limits, "lane loaded");
+        lanes.push(LaneSpec { name, limits, embedder, nice });
     }
     if entry.lanes.iter().any(LaneConfig::overrides_model) {
         lanes_agree(&config.name, &info, &entry.lanes, &mut lanes)?;

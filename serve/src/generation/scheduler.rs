@@ -42,9 +42,11 @@ impl<M: StepModel> Scheduler<M> {
         config: &GenerationConfig,
         counters: Counters,
         threads: usize,
+        nice: i32,
     ) -> Result<Self, GenerationError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
+            .start_handler(move |_| ferroserve_models::cpu_share::lower_current_thread(nice))
             .thread_name({
                 let name = name.to_string();
                 move |i| format!("{name}-compute-{i}")
