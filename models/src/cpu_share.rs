@@ -1,8 +1,20 @@
-//! Shares of the CPU between lanes that compute at the same time. A lane's `weight` becomes the nice value of
-//! the threads that compute for it (its own thread and its pool's), so the kernel's fair scheduler gives busy
-//! lanes CPU time in proportion to their weights, while a lane computing alone still gets every core: an idle
-//! lane's threads sleep and take nothing. Weights are relative: the heaviest lanes keep nice 0 and the others
-//! are lowered from there, which needs no privilege and leaves everything else on the machine as it was.
+//! Shares of the CPU between lanes that compute at the same time, by each lane's `weight`, in two ways:
+//!
+//! - **Nice values.** The threads that compute for a lane (its own thread and its pool's) get a nice value
+//!   relative to the heaviest lane, so the kernel's fair scheduler gives busy threads CPU time in proportion to
+//!   their weights. The heaviest lanes keep nice 0 and the others are lowered from there, which needs no
+//!   privilege and leaves everything else on the machine as it was.
+//! - **Rests.** Nice values share CPU time, but a lane whose steps are many short parallel sections (a language
+//!   model's decode) loses speed to whatever runs beside it even when it gets most of the time. So a lane that
+//!   finished a step while a heavier lane is busy rests before its next step, `step × (heavier / own − 1)`:
+//!   beside a lane of four times its weight it computes a quarter of the time, and the heavier lane runs
+//!   alone the rest. A lane never rests for an equal or lighter one, or when it is alone.
+//!
+//! Either way a lane computing alone gets every core: an idle lane's threads sleep and take nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 /// CPU time between two neighbouring nice levels: Linux's fair scheduler gives each level about 1.25 times
 /// the weight of the next one (`sched_prio_to_weight`).
@@ -31,6 +43,130 @@ pub fn lower_current_thread(nice: i32) {
     }
 }
 
+/// A lane counts as busy this long after its last step ended (the gap between two requests or steps).
+const LINGER: Duration = Duration::from_millis(5);
+
+/// The longest rest after one step.
+const MAX_REST: Duration = Duration::from_secs(1);
+
+/// How often a resting lane checks that the heavier lane is still busy.
+const REST_SLICE: Duration = Duration::from_millis(2);
+
+struct LaneState {
+    weight: f64,
+    computing: AtomicBool,
+    /// When the last step ended, microseconds since [`epoch`].
+    last_end_us: AtomicU64,
+}
+
+impl LaneState {
+    fn busy(&self, now_us: u64) -> bool {
+        self.computing.load(Ordering::Acquire)
+            || now_us.saturating_sub(self.last_end_us.load(Ordering::Acquire)) < LINGER.as_micros() as u64
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_us() -> u64 {
+    epoch().elapsed().as_micros() as u64
+}
+
+/// Every CPU lane of the process.
+static LANES: Mutex<Vec<Weak<LaneState>>> = Mutex::new(Vec::new());
+
+/// How one CPU lane shares the cores: its threads' nice value and its weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaneCpu {
+    pub nice: i32,
+    pub weight: f64,
+}
+
+impl LaneCpu {
+    /// Called on the lane's own thread when it starts: lowers it to the lane's nice value and joins the lanes
+    /// sharing the cores.
+    pub fn start(self) -> CpuShare {
+        lower_current_thread(self.nice);
+        CpuShare::join(self.weight)
+    }
+}
+
+/// One CPU lane's place among the lanes that share the cores; it leaves when dropped.
+pub struct CpuShare {
+    lane: Arc<LaneState>,
+    last_step: Duration,
+}
+
+impl CpuShare {
+    /// Joins the lanes sharing the CPU with `weight` (see the module's doc).
+    pub fn join(weight: f64) -> Self {
+        let lane = Arc::new(LaneState { weight, computing: AtomicBool::new(false), last_end_us: AtomicU64::new(0) });
+        let mut lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        lanes.retain(|l| l.strong_count() > 0);
+        lanes.push(Arc::downgrade(&lane));
+        CpuShare { lane, last_step: Duration::ZERO }
+    }
+
+    /// Runs one step of the lane's compute, counted as busy.
+    pub fn compute<R>(&mut self, step: impl FnOnce() -> R) -> R {
+        /// Marks the lane idle again even when the step unwinds.
+        struct Computing<'a>(&'a LaneState);
+        impl Drop for Computing<'_> {
+            fn drop(&mut self) {
+                self.0.last_end_us.store(now_us(), Ordering::Release);
+                self.0.computing.store(false, Ordering::Release);
+            }
+        }
+        let started = Instant::now();
+        self.lane.computing.store(true, Ordering::Release);
+        let computing = Computing(&self.lane);
+        let out = step();
+        drop(computing);
+        self.last_step = started.elapsed();
+        out
+    }
+
+    /// Rests after the last step while a heavier lane is busy (see the module's doc); returns how long.
+    pub fn rest(&mut self) -> Duration {
+        let Some(heavier) = self.heaviest_busy_other().filter(|&w| w > self.lane.weight) else {
+            return Duration::ZERO;
+        };
+        let target = rest_for(self.last_step, self.lane.weight, heavier);
+        let started = Instant::now();
+        while let Some(left) = target.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) {
+            if !self.heaviest_busy_other().is_some_and(|w| w > self.lane.weight) {
+                break;
+            }
+            std::thread::sleep(left.min(REST_SLICE));
+        }
+        started.elapsed()
+    }
+
+    /// The heaviest weight among the other lanes busy now.
+    fn heaviest_busy_other(&self) -> Option<f64> {
+        let now = now_us();
+        let lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        lanes
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|l| !Arc::ptr_eq(l, &self.lane) && l.busy(now))
+            .map(|l| l.weight)
+            .reduce(f64::max)
+    }
+}
+
+/// The rest after a step of `step` beside a busy lane of weight `heavier`: `step × (heavier / own − 1)`, so
+/// the lane computes `own / heavier` of the time; none beside an equal or lighter lane; at most [`MAX_REST`].
+pub fn rest_for(step: Duration, own: f64, heavier: f64) -> Duration {
+    if !(own > 0.0 && heavier > own) {
+        return Duration::ZERO;
+    }
+    step.mul_f64(heavier / own - 1.0).min(MAX_REST)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +180,30 @@ mod tests {
         assert_eq!(nice_for(1.0, 4.0), 6, "1.25^6 = 3.81");
         assert_eq!(nice_for(1.0, 1e9), 19, "clamped to the lowest priority");
         assert_eq!(nice_for(0.0, 1.0), 0, "not a weight");
+    }
+
+    #[test]
+    fn rests_keep_the_weights_share_of_busy_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(rest_for(ms(3), 1.0, 4.0), ms(9), "a quarter of the time beside four times the weight");
+        assert_eq!(rest_for(ms(3), 1.0, 2.0), ms(3));
+        assert_eq!(rest_for(ms(3), 2.0, 2.0), Duration::ZERO, "equal weights share through the scheduler alone");
+        assert_eq!(rest_for(ms(3), 4.0, 1.0), Duration::ZERO, "never for a lighter lane");
+        assert_eq!(rest_for(Duration::from_secs(2), 1.0, 4.0), MAX_REST);
+    }
+
+    #[test]
+    fn a_lane_rests_only_while_a_heavier_one_is_busy() {
+        // Weights no other test uses, so lanes of tests running at the same time cannot look heavier.
+        let mut light = CpuShare::join(0.001);
+        let mut heavy = CpuShare::join(0.004);
+        light.compute(|| std::thread::sleep(Duration::from_millis(2)));
+        let rested = heavy.compute(|| light.rest());
+        assert!(rested >= Duration::from_millis(6), "beside a busy lane of 4x the weight: {rested:?}");
+        assert_eq!(heavy.rest(), Duration::ZERO, "the heavier lane never rests for the lighter one");
+        std::thread::sleep(LINGER * 2);
+        drop(heavy);
+        assert_eq!(light.rest(), Duration::ZERO, "the heavier lane left");
     }
 
     #[cfg(target_os = "linux")]

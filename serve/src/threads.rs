@@ -18,7 +18,8 @@
 //! core each gave both the same speed as letting them share both (benches/RESULTS.md), and a pool sized to
 //! every core is what a lone busy lane needs. The start-up log shows the plan.
 
-use ferroserve_models::{Backend, DeviceSpec, cpu_share};
+use ferroserve_models::cpu_share::{self, LaneCpu};
+use ferroserve_models::{Backend, DeviceSpec};
 
 use crate::batching::LaneConfig;
 use crate::repository::ModelEntry;
@@ -85,6 +86,11 @@ impl ThreadBudget {
             heaviest_weight,
             shared_pool_nice: cpu_share::nice_for(pool_weight, heaviest_weight),
         }
+    }
+
+    /// How one lane shares the cores; `None` for a GPU lane.
+    pub fn lane_cpu(&self, lane: &LaneConfig) -> Option<LaneCpu> {
+        (lane.device == DeviceSpec::Cpu).then(|| LaneCpu { nice: self.lane_nice(lane), weight: weight(lane) })
     }
 
     /// Nice value of one lane's threads: from its weight on the CPU, 0 on a GPU (the driving thread waits on

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferroserve_models::Embedder;
+use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
 
 use super::BatchError;
 use super::Shared;
@@ -18,22 +19,26 @@ pub(super) struct LaneWorker {
     pub name: String,
     pub embedder: Box<dyn Embedder>,
     pub limits: BatchLimits,
-    /// The thread's nice value, set when it starts.
-    pub nice: i32,
+    /// How this CPU lane shares the cores (`None` on a GPU).
+    pub cpu: Option<LaneCpu>,
     pub shared: Arc<Shared>,
 }
 
 impl LaneWorker {
     pub fn run(mut self) {
-        ferroserve_models::cpu_share::lower_current_thread(self.nice);
+        let mut share = self.cpu.map(LaneCpu::start);
         tracing::info!(model = %self.shared.model, lane = %self.name, limits = ?self.limits, "lane started");
         while let Some(batch) = self.shared.take_batch(self.index, self.limits) {
-            self.run_batch(batch);
+            self.run_batch(batch, share.as_mut());
+            // After the answers are out: a lighter lane gives a busy heavier one its share.
+            if let Some(share) = share.as_mut() {
+                share.rest();
+            }
         }
         tracing::info!(model = %self.shared.model, lane = %self.name, "lane stopped");
     }
 
-    fn run_batch(&mut self, batch: Vec<Item>) {
+    fn run_batch(&mut self, batch: Vec<Item>, share: Option<&mut CpuShare>) {
         let started = Instant::now();
         let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
         let padded_tokens = seqs.iter().map(|s| s.len()).max().unwrap_or(0) * seqs.len();
@@ -50,7 +55,11 @@ impl LaneWorker {
         let _batch = span.enter();
         let result = {
             let _forward = tracing::info_span!("forward", sequences = seqs.len() as i64).entered();
-            catch_unwind(AssertUnwindSafe(|| self.embedder.embed(&seqs)))
+            let embed = AssertUnwindSafe(|| self.embedder.embed(&seqs));
+            match share {
+                Some(share) => share.compute(|| catch_unwind(embed)),
+                None => catch_unwind(embed),
+            }
         };
         let ended = Instant::now();
         let elapsed = ended - started;

@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::Embedder;
+use ferroserve_models::cpu_share::LaneCpu;
 use tokio::sync::oneshot;
 
 pub use config::{BatchingConfig, LaneConfig};
@@ -38,8 +39,8 @@ pub struct LaneSpec {
     pub name: String,
     pub limits: BatchLimits,
     pub embedder: Box<dyn Embedder>,
-    /// Nice value of the lane's thread (its CPU share when lanes compute at once; see `threads.rs`).
-    pub nice: i32,
+    /// How a CPU lane shares the cores with other lanes (`None` on a GPU; see `cpu_share.rs`).
+    pub cpu: Option<LaneCpu>,
 }
 
 /// The scheduling state every lane of a model shares.
@@ -74,8 +75,8 @@ impl BatchQueue {
             lane_speed: lanes.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         for (index, lane) in lanes.into_iter().enumerate() {
-            let (name, embedder, limits, nice) = (lane.name, lane.embedder, lane.limits, lane.nice);
-            let worker = LaneWorker { index, name, embedder, limits, nice, shared: shared.clone() };
+            let (name, embedder, limits, cpu) = (lane.name, lane.embedder, lane.limits, lane.cpu);
+            let worker = LaneWorker { index, name, embedder, limits, cpu, shared: shared.clone() };
             let spawned = std::thread::Builder::new().name(format!("lane-{}", worker.name)).spawn(move || worker.run());
             if let Err(e) = spawned {
                 tracing::error!(model, error = %e, "could not start a lane thread");

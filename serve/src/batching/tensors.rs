@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferroserve_models::ModelError;
+use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
 use ferroserve_models::onnx::{NamedTensor, OnnxModel, TensorData, TensorSpec, check_inputs};
 use tokio::sync::oneshot;
 
@@ -51,9 +52,8 @@ pub struct TensorBatcher {
 }
 
 impl TensorBatcher {
-    /// Starts the model's thread.
-    /// Starts the model's thread (at `nice`, see `threads.rs`).
-    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig, nice: i32) -> Result<Self, ModelError> {
+    /// Starts the model's thread, sharing the cores as `cpu` says (see `cpu_share.rs`).
+    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig, cpu: LaneCpu) -> Result<Self, ModelError> {
         let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
         let batches = config.max_batch_size > 1
             && !inputs.is_empty()
@@ -69,11 +69,13 @@ impl TensorBatcher {
             preferred: if batches { config.preferred_batch_sizes.clone() } else { Vec::new() },
             delay: Duration::from_millis(config.max_queue_delay_ms),
             queue: Waiting::default(),
+            share: None,
         };
         std::thread::Builder::new()
             .name(format!("tensor-{name}"))
             .spawn(move || {
-                ferroserve_models::cpu_share::lower_current_thread(nice);
+                let mut worker = worker;
+                worker.share = Some(cpu.start());
                 worker.run()
             })
             .map_err(|e| ModelError::Backend(format!("starting the model's thread: {e}")))?;
@@ -119,6 +121,8 @@ struct Worker {
     preferred: Vec<usize>,
     delay: Duration,
     queue: Waiting,
+    /// This model's place among the lanes sharing the cores (set on its thread).
+    share: Option<CpuShare>,
 }
 
 /// Jobs received and not yet run, by priority, then arrival.
@@ -222,6 +226,9 @@ impl Worker {
             }
             if !live.is_empty() {
                 self.execute(live);
+                if let Some(share) = self.share.as_mut() {
+                    share.rest();
+                }
             }
         }
     }
@@ -242,7 +249,12 @@ impl Worker {
         let result = match stack(inputs) {
             Ok(stacked) => {
                 let _forward = tracing::info_span!("forward").entered();
-                self.model.run(stacked).and_then(|outputs| split(outputs, &rows))
+                let model = &mut self.model;
+                let run = || model.run(stacked).and_then(|outputs| split(outputs, &rows));
+                match self.share.as_mut() {
+                    Some(share) => share.compute(run),
+                    None => run(),
+                }
             }
             Err(e) => Err(e),
         };

@@ -58,7 +58,7 @@ fn harness(config: BatchingConfig, lanes: usize, max_batch_size: usize) -> Harne
             name: format!("lane{i}"),
             limits: BatchLimits { max_batch_size, max_batch_tokens: 1 << 20 },
             embedder: Box::new(Recorder { lane: format!("lane{i}"), log: log.clone(), gate: gate.clone() }),
-            nice: 0,
+            cpu: None,
         })
         .collect();
     Harness { queue: BatchQueue::start("m", &config, specs), log, gate }

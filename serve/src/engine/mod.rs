@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use ferroserve_models::cpu_share::LaneCpu;
 use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{DeviceSpec, EmbedderInfo, ModelError, Task, load_embedder};
 
@@ -476,10 +477,10 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
 
 fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(0);
-    let nice = entry.lanes.first().map_or(0, |l| budget.lane_nice(l));
-    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads, nice)?;
+    let cpu = entry.lanes.first().and_then(|l| budget.lane_cpu(l)).unwrap_or(LaneCpu { nice: 0, weight: 1.0 });
+    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads, cpu.nice)?;
     let name = entry.name().to_string();
-    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching, nice)?;
+    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching, cpu)?;
     tracing::info!(model = %name, threads, batches = batcher.batches, "tensor model loaded");
     Ok(ServedModel::new(name, entry, Runtime::Tensor(Arc::new(batcher))))
 }
@@ -488,10 +489,10 @@ fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Ser
     let device = entry.lanes.first().map_or(DeviceSpec::Cpu, |l| l.device.clone());
     let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &device)?;
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(1);
-    let nice = entry.lanes.first().map_or(0, |l| budget.lane_nice(l));
+    let cpu = entry.lanes.first().and_then(|l| budget.lane_cpu(l));
     let name = entry.name().to_string();
-    tracing::info!(model = %name, threads, nice, context = lm.info.context_length, "language model loaded");
-    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads, nice)
+    tracing::info!(model = %name, threads, ?cpu, context = lm.info.context_length, "language model loaded");
+    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads, cpu)
         .map_err(|e| ModelError::Backend(e.to_string()))?;
     Ok(ServedModel::new(name, entry, Runtime::Generation(generator)))
 }
@@ -537,8 +538,9 @@ fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Serv
     let info = EmbedderInfo::load(config)?;
     let mut lanes = Vec::with_capacity(entry.lanes.len());
     for (i, lane) in entry.lanes.iter().enumerate() {
-        let (threads, nice) = (budget.lane_threads(&entry, lane), budget.lane_nice(lane));
+        let (threads, cpu) = (budget.lane_threads(&entry, lane), budget.lane_cpu(lane));
         let lane_config = lane.model_config(config);
+        let nice = cpu.map_or(0, |c| c.nice);
         let embedder = load_embedder(&lane_config, &info, &lane.device, threads, nice)?;
         let limits = BatchLimits {
             max_batch_size: lane.max_batch_size.unwrap_or(entry.batching.max_batch_size),
@@ -547,7 +549,7 @@ fn load_embedding_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Serv
         let name = format!("{}-{i}", lane.device);
         let backend = lane_config.backend.as_str();
         tracing::info!(model = %config.name, lane = %name, backend, threads, nice, ?limits, "lane loaded");
-        lanes.push(LaneSpec { name, limits, embedder, nice });
+        lanes.push(LaneSpec { name, limits, embedder, cpu });
     }
     if entry.lanes.iter().any(LaneConfig::overrides_model) {
         lanes_agree(&config.name, &info, &entry.lanes, &mut lanes)?;

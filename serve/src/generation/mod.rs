@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use ferroserve_models::cpu_share::LaneCpu;
 use ferroserve_models::llm::{ChatMessage, LanguageInfo, SamplingParams, StepModel, TokenLogprobs};
 use tokio::sync::mpsc;
 
@@ -129,27 +130,24 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Starts the scheduler thread for `model` with a compute pool of `threads`, all at `nice` (see
-    /// `threads.rs`).
+    /// Starts the scheduler thread for `model` with a compute pool of `threads`, sharing the cores as `cpu`
+    /// says (`None` on a GPU; see `cpu_share.rs`).
     pub fn start<M: StepModel>(
         name: &str,
         model: M,
         info: Arc<LanguageInfo>,
         config: GenerationConfig,
         threads: usize,
-        nice: i32,
+        cpu: Option<LaneCpu>,
     ) -> Result<Self, GenerationError> {
         let (jobs, rx) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         let pace = Arc::new(Pace::default());
         let counters = scheduler::Counters { waiting: waiting.clone(), pace: pace.clone() };
-        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, counters, threads, nice)?;
+        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, counters, threads, cpu)?;
         std::thread::Builder::new()
             .name(format!("generate-{name}"))
-            .spawn(move || {
-                ferroserve_models::cpu_share::lower_current_thread(nice);
-                scheduler.run(rx)
-            })
+            .spawn(move || scheduler.run(rx))
             .map_err(|e| GenerationError::Failed(format!("cannot start the scheduler thread: {e}")))?;
         Ok(Generator { model: name.to_string(), info, config, jobs, waiting, pace })
     }

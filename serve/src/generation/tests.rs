@@ -86,7 +86,7 @@ fn harness(config: GenerationConfig) -> Harness {
     let (permits, rx) = channel();
     let log = StepLog::default();
     let model = Scripted { log: log.clone(), permits: Mutex::new(rx) };
-    let generator = Generator::start("fake", model, Arc::new(info), config, 1, 0).unwrap();
+    let generator = Generator::start("fake", model, Arc::new(info), config, 1, None).unwrap();
     Harness { generator, log, permits: Some(permits) }
 }
 
