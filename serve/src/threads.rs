@@ -1,22 +1,22 @@
 //! The thread budget: how the machine's cores are shared between the async runtime (I/O: parsing,
-//! routing, encoding) and the lanes' compute pools, so busy lanes never oversubscribe the cores.
+//! routing, encoding) and the lanes' compute pools, and between lanes that compute at the same time.
 //!
 //! ONNX Runtime lanes that do not set `threads` run on one pool the process shares (ONNX Runtime's global pool,
 //! every core): a lone busy model gets all of them, several busy ones share them. Its idle threads spin (wait
 //! busily for the next parallel section) only when nothing else computes on the CPU: spinning makes a batch
 //! of one text 10-20% faster, but spinning threads took two thirds of the language model's decode speed
-//! (benches/backends.sh). Other CPU lanes that do not
-//! set `threads` share out the cores left by those that do (at least one each). GPU lanes need one driving
-//! thread and no pool. The runtime gets one worker per core: idle workers sleep, so it costs busy lanes
-//! nothing, and answers that never reach a lane (cache hits, streamed tokens) use the cores idle lanes leave.
+//! (benches/backends.sh). Other CPU lanes that do not set `threads` share out the cores left by those that do
+//! (at least one each). GPU lanes need one driving thread and no pool. The runtime gets one worker per core:
+//! idle workers sleep, so it costs busy lanes nothing, and answers that never reach a lane (cache hits,
+//! streamed tokens) use the cores idle lanes leave.
 //!
-//! Busy lanes share the cores by their `weight` (default 1): each CPU lane's threads (its own, its pool's, and
-//! for ONNX lanes on the shared pool that pool's, at the heaviest weight among them) get a nice value relative
-//! to the heaviest lane (`cpu_share.rs`), so the kernel's fair scheduler hands out CPU time in proportion to
-//! the weights whenever several compute at once, and a lane alone still gets every core. The pools are not
-//! cut to fit each other: measured on two cores, pinning the language model and the embedding lanes to one
-//! core each gave both the same speed as letting them share both (benches/RESULTS.md), and a pool sized to
-//! every core is what a lone busy lane needs. The start-up log shows the plan.
+//! Busy lanes share the cores by their `weight` (default 1), through `cpu_share.rs`: each CPU lane's threads
+//! (its own, its pool's, and for ONNX lanes on the shared pool that pool's, at the heaviest weight among them)
+//! get a nice value relative to the heaviest lane, and a lighter lane rests after each step while a heavier one
+//! is busy; a lane alone still gets every core. The pools are not cut to fit each other: measured on two
+//! cores, pinning the language model and the embedding lanes to one core each gave both the same speed as
+//! letting them share both (benches/RESULTS.md), and a pool sized to every core is what a lone busy lane needs.
+//! The start-up log shows the plan.
 
 use ferroserve_models::cpu_share::{self, LaneCpu};
 use ferroserve_models::{Backend, DeviceSpec};
