@@ -32,11 +32,37 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the default model repository with `extra` flags and waits until `/ready` says 200.
+    /// Starts the default model repository with `extra` flags and waits until `/ready` says 200. A port found
+    /// free can be taken by another test's server before this one binds it: then it starts again on new ports.
     pub async fn start(extra: &[&str]) -> Server {
-        let server = Server::spawn(extra);
-        server.wait_ready(Duration::from_secs(120)).await;
-        server
+        for _ in 0..3 {
+            let mut server = Server::spawn(extra);
+            if server.wait_ready_or_port_taken(Duration::from_secs(120)).await {
+                return server;
+            }
+        }
+        panic!("three starts in a row found a port taken");
+    }
+
+    /// Waits until `/ready` says 200 (true), or the server exits because a port was taken (false); panics
+    /// with the log when it exits for another reason or is not ready in `timeout`.
+    async fn wait_ready_or_port_taken(&mut self, timeout: Duration) -> bool {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(format!("{}/ready", self.http)).send().await
+                && r.status().is_success()
+            {
+                return true;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                assert!(log.contains("Address already in use"), "server exited ({status}) before ready; log: {log}");
+                return false;
+            }
+            assert!(Instant::now() < deadline, "server not ready in {timeout:?}; log: {}", self.log.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Starts with its own model repository (see [`repository_with`]).
