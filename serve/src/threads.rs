@@ -88,18 +88,13 @@ impl ThreadBudget {
         }
     }
 
-    /// How one lane shares the cores; `None` for a GPU lane.
+    /// How one CPU lane shares the cores: its threads' nice value from its weight against the heaviest lane's.
+    /// `None` for a GPU lane: its driving thread waits on the device and is never lowered or rested.
     pub fn lane_cpu(&self, lane: &LaneConfig) -> Option<LaneCpu> {
-        (lane.device == DeviceSpec::Cpu).then(|| LaneCpu { nice: self.lane_nice(lane), weight: weight(lane) })
-    }
-
-    /// Nice value of one lane's threads: from its weight on the CPU, 0 on a GPU (the driving thread waits on
-    /// the device and must not wait on the CPU too).
-    pub fn lane_nice(&self, lane: &LaneConfig) -> i32 {
-        match lane.device {
-            DeviceSpec::Cpu => cpu_share::nice_for(weight(lane), self.heaviest_weight),
-            DeviceSpec::Cuda(_) => 0,
-        }
+        (lane.device == DeviceSpec::Cpu).then(|| {
+            let weight = weight(lane);
+            LaneCpu { nice: cpu_share::nice_for(weight, self.heaviest_weight), weight }
+        })
     }
 
     /// Compute threads of one lane of `model`: 0 for a lane on the shared pool (its backend is told to use it)
@@ -205,11 +200,18 @@ mod tests {
         let candle = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\nweight = 0.5\n");
         let b = ThreadBudget::plan(&[embedding.clone(), candle.clone()], None, 2);
         assert_eq!((b.heaviest_weight, b.shared_pool_nice), (4.0, 0), "the pool holds the heaviest lane");
-        assert_eq!(b.lane_nice(&embedding.lanes[0]), 0);
-        assert_eq!(b.lane_nice(&candle.lanes[0]), 6, "weight 1 beside 4: nice 6, 1.25^6 = 3.8x less CPU time");
-        assert_eq!(b.lane_nice(&candle.lanes[1]), 0, "a GPU lane's thread is never lowered");
+        assert_eq!(b.lane_cpu(&embedding.lanes[0]), Some(LaneCpu { nice: 0, weight: 4.0 }));
+        assert_eq!(
+            b.lane_cpu(&candle.lanes[0]),
+            Some(LaneCpu { nice: 6, weight: 1.0 }),
+            "weight 1 beside 4: nice 6, 1.25^6 = 3.8x less CPU time"
+        );
+        assert_eq!(b.lane_cpu(&candle.lanes[1]), None, "a GPU lane's thread is never lowered");
         let b = ThreadBudget::plan(&[candle.clone(), model(&format!("{onnx}weight = 0.5\n"))], None, 2);
-        assert_eq!((b.heaviest_weight, b.shared_pool_nice, b.lane_nice(&candle.lanes[0])), (1.0, 3, 0));
+        assert_eq!(
+            (b.heaviest_weight, b.shared_pool_nice, b.lane_cpu(&candle.lanes[0]).map(|c| c.nice)),
+            (1.0, 3, Some(0))
+        );
         let b = ThreadBudget::plan(&[model("")], None, 2);
         assert_eq!((b.heaviest_weight, b.shared_pool_nice), (1.0, 0), "no weights: every thread stays as it was");
     }

@@ -160,7 +160,7 @@ fn load(
         model = %config.name,
         device = ?device.location(),
         kernels = kernels.map_or("candle", |isa| isa.name()),
-        "language model loaded (CPU kernels chosen by FERROSERVE_CPU_KERNELS, default auto)"
+        "language model weights loaded (kernels: FERROSERVE_CPU_KERNELS on the CPU, default auto; Candle's on a GPU)"
     );
     let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
     stop_ids.extend(END_TOKENS.iter().filter_map(|t| tokenizer.token_id(t)));
