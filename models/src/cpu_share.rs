@@ -85,33 +85,42 @@ pub struct LaneCpu {
     pub weight: f64,
 }
 
-impl LaneCpu {
-    /// Called on the lane's own thread when it starts: lowers it to the lane's nice value and joins the lanes
-    /// sharing the cores.
-    pub fn start(self) -> CpuShare {
-        lower_current_thread(self.nice);
-        CpuShare::join(self.weight)
-    }
-}
-
-/// One CPU lane's place among the lanes that share the cores; it leaves when dropped.
+/// One lane's place among the CPU lanes that share the cores; it leaves when dropped. A GPU lane holds an
+/// inert one: its steps are not counted and it never rests.
 pub struct CpuShare {
-    lane: Arc<LaneState>,
+    /// `None` for a GPU lane.
+    lane: Option<Arc<LaneState>>,
+    nice: i32,
     last_step: Duration,
 }
 
 impl CpuShare {
-    /// Joins the lanes sharing the CPU with `weight` (see the module's doc).
-    pub fn join(weight: f64) -> Self {
+    /// Joins the lanes sharing the CPU (`None`: a GPU lane, inert). The lane's threads take its nice value
+    /// with [`CpuShare::lower_this_thread`] (its own thread) and [`CpuShare::nice`] (its pool's).
+    pub fn new(cpu: Option<LaneCpu>) -> Self {
+        let Some(LaneCpu { nice, weight }) = cpu else {
+            return CpuShare { lane: None, nice: 0, last_step: Duration::ZERO };
+        };
         let lane = Arc::new(LaneState { weight, computing: AtomicBool::new(false), last_end_us: AtomicU64::new(0) });
         let mut lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         lanes.retain(|l| l.strong_count() > 0);
         lanes.push(Arc::downgrade(&lane));
-        CpuShare { lane, last_step: Duration::ZERO }
+        CpuShare { lane: Some(lane), nice, last_step: Duration::ZERO }
+    }
+
+    /// The nice value of the lane's threads.
+    pub fn nice(&self) -> i32 {
+        self.nice
+    }
+
+    /// Lowers the calling thread (the lane's own, when it starts) to the lane's nice value.
+    pub fn lower_this_thread(&self) {
+        lower_current_thread(self.nice);
     }
 
     /// Runs one step of the lane's compute, counted as busy.
     pub fn compute<R>(&mut self, step: impl FnOnce() -> R) -> R {
+        let Some(lane) = &self.lane else { return step() };
         /// Marks the lane idle again even when the step unwinds.
         struct Computing<'a>(&'a LaneState);
         impl Drop for Computing<'_> {
@@ -121,8 +130,8 @@ impl CpuShare {
             }
         }
         let started = Instant::now();
-        self.lane.computing.store(true, Ordering::Release);
-        let computing = Computing(&self.lane);
+        lane.computing.store(true, Ordering::Release);
+        let computing = Computing(lane);
         let out = step();
         drop(computing);
         self.last_step = started.elapsed();
@@ -131,31 +140,32 @@ impl CpuShare {
 
     /// Rests after the last step while a heavier lane is busy (see the module's doc); returns how long.
     pub fn rest(&mut self) -> Duration {
-        let Some(heavier) = self.heaviest_busy_other().filter(|&w| w > self.lane.weight) else {
+        let Some(lane) = &self.lane else { return Duration::ZERO };
+        let Some(heavier) = heaviest_busy_other(lane).filter(|&w| w > lane.weight) else {
             return Duration::ZERO;
         };
-        let target = rest_for(self.last_step, self.lane.weight, heavier);
+        let target = rest_for(self.last_step, lane.weight, heavier);
         let started = Instant::now();
         while let Some(left) = target.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) {
-            if !self.heaviest_busy_other().is_some_and(|w| w > self.lane.weight) {
+            if !heaviest_busy_other(lane).is_some_and(|w| w > lane.weight) {
                 break;
             }
             std::thread::sleep(left.min(REST_SLICE));
         }
         started.elapsed()
     }
+}
 
-    /// The heaviest weight among the other lanes busy now.
-    fn heaviest_busy_other(&self) -> Option<f64> {
-        let now = now_us();
-        let lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        lanes
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|l| !Arc::ptr_eq(l, &self.lane) && l.busy(now))
-            .map(|l| l.weight)
-            .reduce(f64::max)
-    }
+/// The heaviest weight among the lanes other than `lane` busy now.
+fn heaviest_busy_other(lane: &Arc<LaneState>) -> Option<f64> {
+    let now = now_us();
+    let lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    lanes
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|l| !Arc::ptr_eq(l, lane) && l.busy(now))
+        .map(|l| l.weight)
+        .reduce(f64::max)
 }
 
 /// The rest after a step of `step` beside a busy lane of weight `heavier`: `step × (heavier / own − 1)`, so
@@ -195,8 +205,8 @@ mod tests {
     #[test]
     fn a_lane_rests_only_while_a_heavier_one_is_busy() {
         // Weights no other test uses, so lanes of tests running at the same time cannot look heavier.
-        let mut light = CpuShare::join(0.001);
-        let mut heavy = CpuShare::join(0.004);
+        let mut light = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.001 }));
+        let mut heavy = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.004 }));
         light.compute(|| std::thread::sleep(Duration::from_millis(2)));
         let rested = heavy.compute(|| light.rest());
         assert!(rested >= Duration::from_millis(6), "beside a busy lane of 4x the weight: {rested:?}");
@@ -204,6 +214,10 @@ mod tests {
         std::thread::sleep(LINGER * 2);
         drop(heavy);
         assert_eq!(light.rest(), Duration::ZERO, "the heavier lane left");
+        let mut gpu = CpuShare::new(None);
+        assert_eq!(gpu.compute(|| 7), 7);
+        let mut heavy = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.004 }));
+        assert_eq!(heavy.compute(|| gpu.rest()), Duration::ZERO, "a GPU lane never rests");
     }
 
     #[cfg(target_os = "linux")]

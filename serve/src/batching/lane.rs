@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferroserve_models::Embedder;
-use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
+use ferroserve_models::cpu_share::CpuShare;
 
 use super::BatchError;
 use super::Shared;
@@ -19,26 +19,24 @@ pub(super) struct LaneWorker {
     pub name: String,
     pub embedder: Box<dyn Embedder>,
     pub limits: BatchLimits,
-    /// How this CPU lane shares the cores (`None` on a GPU).
-    pub cpu: Option<LaneCpu>,
+    /// This lane's place among the CPU lanes sharing the cores (inert on a GPU).
+    pub share: CpuShare,
     pub shared: Arc<Shared>,
 }
 
 impl LaneWorker {
     pub fn run(mut self) {
-        let mut share = self.cpu.map(LaneCpu::start);
+        self.share.lower_this_thread();
         tracing::info!(model = %self.shared.model, lane = %self.name, limits = ?self.limits, "lane started");
         while let Some(batch) = self.shared.take_batch(self.index, self.limits) {
-            self.run_batch(batch, share.as_mut());
+            self.run_batch(batch);
             // After the answers are out: a lighter lane gives a busy heavier one its share.
-            if let Some(share) = share.as_mut() {
-                share.rest();
-            }
+            self.share.rest();
         }
         tracing::info!(model = %self.shared.model, lane = %self.name, "lane stopped");
     }
 
-    fn run_batch(&mut self, batch: Vec<Item>, share: Option<&mut CpuShare>) {
+    fn run_batch(&mut self, batch: Vec<Item>) {
         let started = Instant::now();
         let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
         let padded_tokens = seqs.iter().map(|s| s.len()).max().unwrap_or(0) * seqs.len();
@@ -55,11 +53,8 @@ impl LaneWorker {
         let _batch = span.enter();
         let result = {
             let _forward = tracing::info_span!("forward", sequences = seqs.len() as i64).entered();
-            let embed = AssertUnwindSafe(|| self.embedder.embed(&seqs));
-            match share {
-                Some(share) => share.compute(|| catch_unwind(embed)),
-                None => catch_unwind(embed),
-            }
+            let embedder = &mut self.embedder;
+            self.share.compute(|| catch_unwind(AssertUnwindSafe(|| embedder.embed(&seqs))))
         };
         let ended = Instant::now();
         let elapsed = ended - started;

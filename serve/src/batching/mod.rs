@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::Embedder;
-use ferroserve_models::cpu_share::LaneCpu;
+use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
 use tokio::sync::oneshot;
 
 pub use config::{BatchingConfig, LaneConfig};
@@ -76,7 +76,8 @@ impl BatchQueue {
         });
         for (index, lane) in lanes.into_iter().enumerate() {
             let (name, embedder, limits, cpu) = (lane.name, lane.embedder, lane.limits, lane.cpu);
-            let worker = LaneWorker { index, name, embedder, limits, cpu, shared: shared.clone() };
+            let share = CpuShare::new(cpu);
+            let worker = LaneWorker { index, name, embedder, limits, share, shared: shared.clone() };
             let spawned = std::thread::Builder::new().name(format!("lane-{}", worker.name)).spawn(move || worker.run());
             if let Err(e) = spawned {
                 tracing::error!(model, error = %e, "could not start a lane thread");

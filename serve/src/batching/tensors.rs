@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferroserve_models::ModelError;
-use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
+use ferroserve_models::cpu_share::CpuShare;
 use ferroserve_models::onnx::{NamedTensor, OnnxModel, TensorData, TensorSpec, check_inputs};
 use tokio::sync::oneshot;
 
@@ -52,8 +52,8 @@ pub struct TensorBatcher {
 }
 
 impl TensorBatcher {
-    /// Starts the model's thread, sharing the cores as `cpu` says (see `cpu_share.rs`).
-    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig, cpu: LaneCpu) -> Result<Self, ModelError> {
+    /// Starts the model's thread, sharing the cores as `share` says (see `cpu_share.rs`).
+    pub fn start(name: &str, model: OnnxModel, config: &BatchingConfig, share: CpuShare) -> Result<Self, ModelError> {
         let (inputs, outputs) = (model.inputs().to_vec(), model.outputs().to_vec());
         let batches = config.max_batch_size > 1
             && !inputs.is_empty()
@@ -69,15 +69,11 @@ impl TensorBatcher {
             preferred: if batches { config.preferred_batch_sizes.clone() } else { Vec::new() },
             delay: Duration::from_millis(config.max_queue_delay_ms),
             queue: Waiting::default(),
-            share: None,
+            share,
         };
         std::thread::Builder::new()
             .name(format!("tensor-{name}"))
-            .spawn(move || {
-                let mut worker = worker;
-                worker.share = Some(cpu.start());
-                worker.run()
-            })
+            .spawn(move || worker.run())
             .map_err(|e| ModelError::Backend(format!("starting the model's thread: {e}")))?;
         Ok(TensorBatcher {
             model: name.to_string(),
@@ -121,8 +117,8 @@ struct Worker {
     preferred: Vec<usize>,
     delay: Duration,
     queue: Waiting,
-    /// This model's place among the lanes sharing the cores (set on its thread).
-    share: Option<CpuShare>,
+    /// This model's place among the lanes sharing the cores.
+    share: CpuShare,
 }
 
 /// Jobs received and not yet run, by priority, then arrival.
@@ -188,6 +184,7 @@ impl Waiting {
 
 impl Worker {
     fn run(mut self) {
+        self.share.lower_this_thread();
         loop {
             while let Ok(job) = self.rx.try_recv() {
                 self.queue.push(job);
@@ -226,9 +223,7 @@ impl Worker {
             }
             if !live.is_empty() {
                 self.execute(live);
-                if let Some(share) = self.share.as_mut() {
-                    share.rest();
-                }
+                self.share.rest();
             }
         }
     }
@@ -250,11 +245,7 @@ impl Worker {
             Ok(stacked) => {
                 let _forward = tracing::info_span!("forward").entered();
                 let model = &mut self.model;
-                let run = || model.run(stacked).and_then(|outputs| split(outputs, &rows));
-                match self.share.as_mut() {
-                    Some(share) => share.compute(run),
-                    None => run(),
-                }
+                self.share.compute(|| model.run(stacked).and_then(|outputs| split(outputs, &rows)))
             }
             Err(e) => Err(e),
         };

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ferroserve_models::cpu_share::LaneCpu;
+use ferroserve_models::cpu_share::CpuShare;
 use ferroserve_models::llm::load_language_model;
 use ferroserve_models::{DeviceSpec, EmbedderInfo, ModelError, Task, load_embedder};
 
@@ -477,10 +477,10 @@ fn load_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, M
 
 fn load_tensor_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<ServedModel, ModelError> {
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(0);
-    let cpu = entry.lanes.first().and_then(|l| budget.lane_cpu(l)).unwrap_or(LaneCpu { nice: 0, weight: 1.0 });
-    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads, cpu.nice)?;
+    let share = CpuShare::new(entry.lanes.first().and_then(|l| budget.lane_cpu(l)));
+    let model = ferroserve_models::onnx::OnnxModel::load(&entry.model.weights_path(), threads, share.nice())?;
     let name = entry.name().to_string();
-    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching, cpu)?;
+    let batcher = crate::batching::TensorBatcher::start(&name, model, &entry.batching, share)?;
     tracing::info!(model = %name, threads, batches = batcher.batches, "tensor model loaded");
     Ok(ServedModel::new(name, entry, Runtime::Tensor(Arc::new(batcher))))
 }
@@ -489,10 +489,11 @@ fn load_generation_model(entry: ModelEntry, budget: &ThreadBudget) -> Result<Ser
     let device = entry.lanes.first().map_or(DeviceSpec::Cpu, |l| l.device.clone());
     let lm = load_language_model(&entry.model, entry.generation.max_context_tokens, &device)?;
     let threads = entry.lanes.first().map(|l| budget.lane_threads(&entry, l)).unwrap_or(1);
-    let cpu = entry.lanes.first().and_then(|l| budget.lane_cpu(l));
+    let share = CpuShare::new(entry.lanes.first().and_then(|l| budget.lane_cpu(l)));
     let name = entry.name().to_string();
-    tracing::info!(model = %name, threads, ?cpu, context = lm.info.context_length, "language model loaded");
-    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads, cpu)
+    let nice = share.nice();
+    tracing::info!(model = %name, threads, nice, context = lm.info.context_length, "language model loaded");
+    let generator = Generator::start(&name, lm.model, Arc::new(lm.info), entry.generation.clone(), threads, share)
         .map_err(|e| ModelError::Backend(e.to_string()))?;
     Ok(ServedModel::new(name, entry, Runtime::Generation(generator)))
 }

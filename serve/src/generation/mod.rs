@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use ferroserve_models::cpu_share::LaneCpu;
+use ferroserve_models::cpu_share::CpuShare;
 use ferroserve_models::llm::{ChatMessage, LanguageInfo, SamplingParams, StepModel, TokenLogprobs};
 use tokio::sync::mpsc;
 
@@ -130,21 +130,21 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Starts the scheduler thread for `model` with a compute pool of `threads`, sharing the cores as `cpu`
-    /// says (`None` on a GPU; see `cpu_share.rs`).
+    /// Starts the scheduler thread for `model` with a compute pool of `threads`, sharing the cores as `share`
+    /// says (inert on a GPU; see `cpu_share.rs`).
     pub fn start<M: StepModel>(
         name: &str,
         model: M,
         info: Arc<LanguageInfo>,
         config: GenerationConfig,
         threads: usize,
-        cpu: Option<LaneCpu>,
+        share: CpuShare,
     ) -> Result<Self, GenerationError> {
         let (jobs, rx) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         let pace = Arc::new(Pace::default());
         let counters = scheduler::Counters { waiting: waiting.clone(), pace: pace.clone() };
-        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, counters, threads, cpu)?;
+        let scheduler = scheduler::Scheduler::new(name, model, info.clone(), &config, counters, threads, share)?;
         std::thread::Builder::new()
             .name(format!("generate-{name}"))
             .spawn(move || scheduler.run(rx))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use ferroserve_models::cpu_share::{CpuShare, LaneCpu};
+use ferroserve_models::cpu_share::CpuShare;
 use ferroserve_models::llm::{KvState, LanguageInfo, PrefixCache, SeqStep, StepModel};
 
 use super::pace::Pace;
@@ -33,9 +33,8 @@ pub(super) struct Scheduler<M: StepModel> {
     pace: Arc<Pace>,
     waiting: Vec<Submitted>,
     running: Vec<Sequence<M::Cache>>,
-    /// How a CPU lane shares the cores (`None` on a GPU), and its place among the lanes once started.
-    cpu: Option<LaneCpu>,
-    share: Option<CpuShare>,
+    /// The model's place among the lanes sharing the cores (inert on a GPU).
+    share: CpuShare,
 }
 
 impl<M: StepModel> Scheduler<M> {
@@ -46,9 +45,9 @@ impl<M: StepModel> Scheduler<M> {
         config: &GenerationConfig,
         counters: Counters,
         threads: usize,
-        cpu: Option<LaneCpu>,
+        share: CpuShare,
     ) -> Result<Self, GenerationError> {
-        let nice = cpu.map_or(0, |c| c.nice);
+        let nice = share.nice();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .start_handler(move |_| ferroserve_models::cpu_share::lower_current_thread(nice))
@@ -72,13 +71,12 @@ impl<M: StepModel> Scheduler<M> {
             pace: counters.pace,
             waiting: Vec::new(),
             running: Vec::new(),
-            cpu,
-            share: None,
+            share,
         })
     }
 
     pub fn run(mut self, jobs: Receiver<Submitted>) {
-        self.share = self.cpu.map(LaneCpu::start);
+        self.share.lower_this_thread();
         tracing::info!(model = %self.model_name, budget_tokens = self.budget_tokens, "generation scheduler started");
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
@@ -107,9 +105,7 @@ impl<M: StepModel> Scheduler<M> {
             }
             self.step();
             // A lighter lane gives a busy heavier one its share (see `cpu_share.rs`).
-            if let Some(share) = self.share.as_mut() {
-                share.rest();
-            }
+            self.share.rest();
             self.report();
         }
     }
@@ -199,13 +195,9 @@ impl<M: StepModel> Scheduler<M> {
                 })
                 .collect();
             let (model, pool) = (&self.model, &self.pool);
-            let mut forward = || {
+            let outcome = self.share.compute(|| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(|| model.forward(&mut steps))))
-            };
-            let outcome = match self.share.as_mut() {
-                Some(share) => share.compute(forward),
-                None => forward(),
-            };
+            });
             match outcome {
                 Ok(result) => result.map_err(|e| e.to_string()),
                 Err(_) => Err("the model panicked on this step".to_string()),

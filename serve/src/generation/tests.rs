@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferroserve_models::ModelError;
+use ferroserve_models::cpu_share::CpuShare;
 use ferroserve_models::llm::{GgufTokenizer, KvState, LanguageInfo, LlamaShape, SamplingParams, SeqStep, StepModel};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -86,7 +87,7 @@ fn harness(config: GenerationConfig) -> Harness {
     let (permits, rx) = channel();
     let log = StepLog::default();
     let model = Scripted { log: log.clone(), permits: Mutex::new(rx) };
-    let generator = Generator::start("fake", model, Arc::new(info), config, 1, None).unwrap();
+    let generator = Generator::start("fake", model, Arc::new(info), config, 1, CpuShare::new(None)).unwrap();
     Harness { generator, log, permits: Some(permits) }
 }
 
