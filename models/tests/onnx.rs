@@ -1,6 +1,6 @@
 //! The ONNX Runtime backend on models it did not write: the ONNX project's "light" test models (fetched by
 //! deploy/fetch-assets.sh) must reproduce their published outputs through the generic tensor path; and a
-//! hand-built Optimum-style encoder graph must pool through the embedding path.
+//! hand-built Optimum-style encoder graph must pool through the embedding path, in passes grouped by length.
 
 use std::path::PathBuf;
 
@@ -104,6 +104,19 @@ fn embedding_path_pools_an_optimum_style_graph() {
             .collect()
     };
     assert_eq!(out, vec![mean(a), mean(b)], "mean over real tokens only; padding of the shorter one ignored");
+
+    // Lengths far apart run as two passes, each padded to its own longest (embedder::length_groups); the
+    // vectors still come back in the batch's order.
+    let long = |n: usize, t: u32| -> Vec<u32> { (0..n).map(|i| (i as u32 * t) % vocab as u32).collect() };
+    let (c, d) = (long(40, 3), long(41, 7));
+    let mixed: Vec<&[u32]> = vec![&c, a, &d, b];
+    let out = embedder.embed(&mixed).unwrap();
+    let want: Vec<Vec<f32>> = mixed.iter().map(|s| mean(s)).collect();
+    for (got, want) in out.iter().zip(&want) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-5, "{got:?} vs {want:?}");
+        }
+    }
 
     let mut cls = OnnxEmbedder::load(&path, Pooling::Cls, 0, 1, 0).unwrap();
     assert_eq!(cls.embed(&[b]).unwrap()[0], table[2 * hidden..3 * hidden].to_vec());
