@@ -21,7 +21,7 @@ if [ ! -x target/bench-venv/bin/python ]; then
   target/bench-venv/bin/pip install --quiet --disable-pip-version-check onnxruntime==1.31.1 tokenizers==0.22.1 numpy==2.3.5
 fi
 baseline=$(target/bench-venv/bin/python benches/ort_baseline.py --model-dir assets/all-MiniLM-L6-v2-onnx \
-  --texts tests/data/sentences.txt --limit "$requests" --threads 2 --batch 1,32)
+  --texts tests/data/sentences.txt --limit "$requests" --threads 2 --batch 1,32 --by-length 12)
 echo "in-process ONNX Runtime: $baseline"
 
 load() {  # load NAME: the default model at concurrency 1 and 32 against the running server, three passes
@@ -59,6 +59,6 @@ for name, what in (("make-run", "`make run`'s configuration (pool does not spin)
     for p in (1, 2, 3):
         for l in json.load(open(f"{out}/{name}-{p}/load.json"))["targets"][0]["levels"]:
             levels[l["concurrency"]] = max(levels.get(l["concurrency"], 0), l["throughput"])
-    for c in (1, 32):
-        print(f"| {what} | concurrency {c} vs batch {c} | {levels[c]:.0f} | {ort[str(c)]:.0f} | {levels[c] / ort[str(c)]:.2f} |")
+    for c, batch, how in ((1, "1", "batch 1"), (32, "32", "batch 32"), (32, "32-by-length", "batch 32 cut by length")):
+        print(f"| {what} | concurrency {c} vs {how} | {levels[c]:.0f} | {ort[batch]:.0f} | {levels[c] / ort[batch]:.2f} |")
 PY

@@ -1,7 +1,9 @@
 """In-process ONNX Runtime on an embedding model's ONNX file: the baseline of benches/backends.sh. Tokenizes the
 texts with the model folder's tokenizer.json (the `tokenizers` package, as the server does), then runs
 `model.onnx` at each batch size with mean pooling over the mask, on the given number of intra-op threads, and
-prints one JSON object: texts/s per batch size (best of three passes) and the ONNX Runtime version."""
+prints one JSON object: texts/s per batch size (best of three passes) and the ONNX Runtime version. With
+--by-length COST, each batch size is also run the way the server runs a batch (models/src/embedder.rs): sorted and
+cut into passes of similar length that minimize Σ (COST + longest × count), under the key "<batch>-by-length"."""
 
 import argparse
 import json
@@ -17,6 +19,7 @@ parser.add_argument("--texts", required=True)
 parser.add_argument("--limit", type=int, default=800)
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--batch", default="1,32")
+parser.add_argument("--by-length", type=int, default=None, metavar="COST")
 args = parser.parse_args()
 
 texts = [l.strip() for l in open(args.texts) if l.strip()][: args.limit]
@@ -46,13 +49,35 @@ def run(chunk):
     return (hidden * m).sum(axis=1) / m.sum(axis=1)
 
 
+def by_length(chunk, cost):
+    """The server's cut: ascending lengths into consecutive passes of least total cost (dynamic programming)."""
+    chunk = sorted(chunk, key=len)
+    best, start = [0] + [float("inf")] * len(chunk), [0] * (len(chunk) + 1)
+    for j in range(1, len(chunk) + 1):
+        for i in range(j):
+            c = best[i] + cost + len(chunk[j - 1]) * (j - i)
+            if c < best[j]:
+                best[j], start[j] = c, i
+    passes, end = [], len(chunk)
+    while end > 0:
+        passes.append(chunk[start[end] : end])
+        end = start[end]
+    return passes
+
+
+def passes(batch, cost):
+    for i in range(0, len(ids), batch):
+        yield from ([ids[i : i + batch]] if cost is None else by_length(ids[i : i + batch], cost))
+
+
 result = {"onnxruntime": ort.__version__, "texts": len(texts), "threads": args.threads, "texts_per_second": {}}
 for batch in [int(b) for b in args.batch.split(",")]:
-    best = 0.0
-    for _ in range(3):
-        started = time.perf_counter()
-        for i in range(0, len(ids), batch):
-            run(ids[i : i + batch])
-        best = max(best, len(ids) / (time.perf_counter() - started))
-    result["texts_per_second"][str(batch)] = round(best, 1)
+    for cost in [None] if args.by_length is None or batch == 1 else [None, args.by_length]:
+        best = 0.0
+        for _ in range(3):
+            started = time.perf_counter()
+            for chunk in passes(batch, cost):
+                run(chunk)
+            best = max(best, len(ids) / (time.perf_counter() - started))
+        result["texts_per_second"][str(batch) if cost is None else f"{batch}-by-length"] = round(best, 1)
 print(json.dumps(result))

@@ -12,7 +12,7 @@ use crate::quantized_bert::QuantizedEncoder;
 
 use crate::checkpoint::read_json;
 use crate::config::{DType, DeviceSpec, ModelConfig};
-use crate::embedder::{Embedder, Padded, pad_batch};
+use crate::embedder::{CPU_PASS_COST_TOKENS, Embedder, Padded, embed_by_length, pad_batch};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
 
@@ -108,7 +108,20 @@ impl CandleBert {
 }
 
 impl Embedder for CandleBert {
+    /// On a CPU, in passes grouped by length; a GPU's pass costs about the same for any padding that fits,
+    /// so there the batch is one pass.
     fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if self.device.is_cpu() {
+            embed_by_length(batch, CPU_PASS_COST_TOKENS, |group| self.embed_padded(group))
+        } else {
+            self.embed_padded(batch)
+        }
+    }
+}
+
+impl CandleBert {
+    /// One pass over `batch` padded to its longest sequence.
+    fn embed_padded(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

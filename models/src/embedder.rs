@@ -35,6 +35,11 @@ pub(crate) fn pad_batch<T: From<u32> + Copy>(batch: &[&[u32]], pad_id: u32) -> P
     Padded { ids, mask, longest }
 }
 
+/// What one forward pass of an encoder costs on a CPU beyond its padded tokens, in tokens: MiniLM on ONNX
+/// Runtime, 2 cores, took 2.1 ms for one 6-token text and 103 ms for 32 × 24 tokens (about 1.3 ms per pass
+/// plus 0.13 ms per token), and batches of 32 real texts cut by length ran fastest at 12-16 (benches/RESULTS.md).
+pub(crate) const CPU_PASS_COST_TOKENS: usize = 12;
+
 /// Embeds `batch` as groups of similar length, one forward pass each (`run`), when that costs less than one
 /// pass padded to the longest sequence: a pass is taken to cost `pass_cost` tokens plus its padded tokens
 /// (longest × count). Short texts batched with a long one otherwise pay for the long one's length; a

@@ -8,14 +8,9 @@ use candle_core::{Device, Tensor};
 
 use super::session::OnnxModel;
 use super::tensor::{NamedTensor, TensorData};
-use crate::embedder::{Embedder, Padded, embed_by_length, pad_batch};
+use crate::embedder::{CPU_PASS_COST_TOKENS, Embedder, Padded, embed_by_length, pad_batch};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
-
-/// What one ONNX Runtime pass costs beyond its padded tokens, in tokens, on a CPU: MiniLM on 2 cores took
-/// 2.1 ms for one 6-token text and 103 ms for 32 × 24 tokens (about 1.3 ms per pass plus 0.13 ms per token),
-/// and splitting batches of 32 real texts by length ran fastest with 12-16 (benches/RESULTS.md).
-const PASS_COST_TOKENS: usize = 12;
 
 pub struct OnnxEmbedder {
     model: OnnxModel,
@@ -59,7 +54,7 @@ impl OnnxEmbedder {
 
 impl Embedder for OnnxEmbedder {
     fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
-        embed_by_length(batch, PASS_COST_TOKENS, |group| self.embed_padded(group))
+        embed_by_length(batch, CPU_PASS_COST_TOKENS, |group| self.embed_padded(group))
     }
 }
 
