@@ -12,10 +12,12 @@ run: assets ui build-release
 	deploy/make-variants.sh ./target/release/ferroserve $(ASSETS)
 	./target/release/ferroserve serve --config $(CONFIG)
 
-## Run every test: unit, model, end-to-end (Rust), and real third-party clients (Python).
+## Run every test: unit, model, end-to-end (Rust), the SIMD tests again on emulated CPUs without AVX-512 and
+## without AVX, and real third-party clients (Python).
 test: assets ui venv packages build
 	deploy/make-variants.sh ./target/debug/ferroserve $(ASSETS)
 	$(CARGO) test --workspace
+	CARGO=$(CARGO) tests/other-cpus.sh
 	tests/.venv/bin/python -m pytest -q tests/python
 
 assets:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use when their commands are missing: the Redis server that
 # tests/shared_cache.rs starts on a free loopback port (nothing is started here, the system service is not
-# used), curl (the client of the compression tests), openssl (test certificates) and Chromium (the headless
-# browser the web console's tests drive through Playwright).
+# used), curl (the client of the compression tests), openssl (test certificates), Chromium (the headless
+# browser the web console's tests drive through Playwright) and QEMU's user-mode emulator (tests/other-cpus.sh
+# runs the SIMD tests on emulated CPUs without AVX-512 and without AVX).
 set -euo pipefail
 
-declare -A packages=([redis-server]=redis-server [curl]=curl [openssl]=openssl [chromium]=chromium)
+declare -A packages=([redis-server]=redis-server [curl]=curl [openssl]=openssl [chromium]=chromium [qemu-x86_64]=qemu-user)
 missing=()
 for command in "${!packages[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
