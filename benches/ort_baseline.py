@@ -1,7 +1,8 @@
 """In-process ONNX Runtime on an embedding model's ONNX file: the baseline of benches/backends.sh. Tokenizes the
 texts with the model folder's tokenizer.json (the `tokenizers` package, as the server does), then runs
 `model.onnx` at each batch size with mean pooling over the mask, on the given number of intra-op threads, and
-prints one JSON object: texts/s per batch size (best of three passes) and the ONNX Runtime version. With
+prints one JSON object: texts/s per batch size (best of --passes passes, three by default) and the ONNX Runtime
+version. With
 --by-length COST, each batch size is also run the way the server runs a batch (models/src/embedder.rs): sorted and
 cut into passes of similar length that minimize Σ (COST + longest × count), under the key "<batch>-by-length"."""
 
@@ -20,6 +21,7 @@ parser.add_argument("--limit", type=int, default=800)
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--batch", default="1,32")
 parser.add_argument("--by-length", type=int, default=None, metavar="COST")
+parser.add_argument("--passes", type=int, default=3)
 args = parser.parse_args()
 
 texts = [l.strip() for l in open(args.texts) if l.strip()][: args.limit]
@@ -74,7 +76,7 @@ result = {"onnxruntime": ort.__version__, "texts": len(texts), "threads": args.t
 for batch in [int(b) for b in args.batch.split(",")]:
     for cost in [None] if args.by_length is None or batch == 1 else [None, args.by_length]:
         best = 0.0
-        for _ in range(3):
+        for _ in range(args.passes):
             started = time.perf_counter()
             for chunk in passes(batch, cost):
                 run(chunk)
