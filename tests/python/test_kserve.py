@@ -27,8 +27,47 @@ LIGHT_MODELS = {"bvlc_alexnet": 1e-3, "densenet121": 2e-3, "inception_v1": 1e-3,
                 "resnet50": 1e-3, "squeezenet": 1e-3, "vgg19": 1e-3, "zfnet512": 1e-3}
 
 
+# KServe datatypes and their ONNX element types (onnx.proto's TensorProto.DataType).
+ONNX_TYPES = {"BOOL": 9, "UINT8": 2, "UINT16": 4, "UINT32": 12, "UINT64": 13, "INT8": 3, "INT16": 5, "INT32": 6,
+              "INT64": 7, "FP16": 10, "FP32": 1, "FP64": 11}
+
+
+def pb_field(number, value):
+    """One protobuf field: an int (varint) or a string or bytes (length-delimited)."""
+    def varint(n):
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    value = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def identities_model(path):
+    """An ONNX model written field by field (onnx.proto): for each datatype an input `in_<T>` of shape
+    [batch, 3] and an Identity to the output `out_<T>`."""
+    def value_info(name, elem):
+        shape = pb_field(1, pb_field(2, "batch")) + pb_field(1, pb_field(1, 3))
+        return pb_field(1, name) + pb_field(2, pb_field(1, pb_field(1, elem) + pb_field(2, shape)))
+    graph = b"".join(pb_field(1, pb_field(1, f"in_{t}") + pb_field(2, f"out_{t}") + pb_field(4, "Identity"))
+                     for t in ONNX_TYPES)
+    graph += pb_field(2, "identities")
+    graph += b"".join(pb_field(11, value_info(f"in_{t}", e)) for t, e in ONNX_TYPES.items())
+    graph += b"".join(pb_field(12, value_info(f"out_{t}", e)) for t, e in ONNX_TYPES.items())
+    path.write_bytes(pb_field(1, 8) + pb_field(7, graph) + pb_field(8, pb_field(2, 13)))
+
+
 def repository(tmp):
-    """The light ONNX models (tensor), MiniLM on ONNX Runtime (embedding) and SmolLM2 (generation)."""
+    """The light ONNX models (tensor), a model of Identity per datatype (tensor), MiniLM on ONNX Runtime
+    (embedding) and SmolLM2 (generation)."""
+    identities_model(tmp / "identities.onnx")
+    (tmp / "identities.toml").write_text(
+        f'name = "identities"\ntask = "tensor"\nbackend = "onnx"\npath = "{tmp}"\nweights = "identities.onnx"\n'
+    )
     for name in LIGHT_MODELS:
         (tmp / f"{name}.toml").write_text(
             f'name = "{name}"\ntask = "tensor"\nbackend = "onnx"\npath = "{LIGHT}"\nweights = "light_{name}.onnx"\n'
@@ -141,6 +180,47 @@ def test_light_onnx_models_reproduce_their_expected_outputs_over_rest_and_grpc(k
     for got in answers:
         assert list(got.shape) == dims
         np.testing.assert_allclose(got, want, rtol=LIGHT_MODELS[name], atol=1e-7)
+
+
+def test_every_datatype_round_trips_as_json_binary_and_grpc(kserve, grpc_client):
+    """Each of KServe's numeric and boolean datatypes, at its extremes, in and out unchanged through an
+    Identity: REST JSON, REST binary, gRPC raw contents; requested outputs limit the answer."""
+    rng = np.random.default_rng(7)
+
+    def data(t):
+        dtype = np.dtype({"BOOL": "bool", "FP16": "float16", "FP32": "float32", "FP64": "float64"}.get(t, t.lower()))
+        if dtype == np.bool_:
+            return np.array([[True, False, True], [False, False, True]])
+        if dtype.kind == "f":
+            info = np.finfo(dtype)
+            return np.array([[info.max, info.min, info.tiny], rng.standard_normal(3) * 1e3]).astype(dtype)
+        info = np.iinfo(dtype)
+        return np.array([[info.min, info.max, 0], rng.integers(info.min, info.max, 3, dtype=dtype, endpoint=True)], dtype=dtype)
+
+    arrays = {t: data(t) for t in ONNX_TYPES}
+    meta = kserve.client.get_model_metadata("identities")
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {f"in_{t}": t for t in ONNX_TYPES}
+    for binary in [False, True]:
+        inputs = []
+        for t, a in arrays.items():
+            inputs.append(httpclient.InferInput(f"in_{t}", list(a.shape), t))
+            inputs[-1].set_data_from_numpy(a, binary_data=binary)
+        outputs = [httpclient.InferRequestedOutput(f"out_{t}", binary_data=binary) for t in arrays]
+        result = kserve.client.infer("identities", inputs=inputs, outputs=outputs)
+        for t, a in arrays.items():
+            got = result.as_numpy(f"out_{t}")
+            assert got.dtype == a.dtype and np.array_equal(got, a), (t, binary, got, a)
+    inputs = []
+    for t, a in arrays.items():
+        inputs.append(grpcclient.InferInput(f"in_{t}", list(a.shape), t))
+        inputs[-1].set_data_from_numpy(a)
+    wanted = ["out_FP16", "out_BOOL", "out_UINT64"]
+    result = grpc_client.infer("identities", inputs=inputs, outputs=[grpcclient.InferRequestedOutput(n) for n in wanted])
+    assert sorted(o.name for o in result.get_response().outputs) == sorted(wanted)
+    for name in wanted:
+        a = arrays[name[4:]]
+        got = result.as_numpy(name)
+        assert got.dtype == a.dtype and np.array_equal(got, a), name
 
 
 def test_embeddings_with_bytes_equal_the_openai_route(kserve):
@@ -273,7 +353,27 @@ def test_models_load_and_unload_at_run_time_under_traffic(kserve, grpc_client):
         inp = grpcclient.InferInput(meta["inputs"][0]["name"], shape, "FP32")
         inp.set_data_from_numpy(x)
         first = grpc_client.infer("shufflenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
+        # Unloading drains: the requests it meets in flight finish; later ones are refused as unloaded.
+        outcomes, unloaded_at = [], []
+
+        def one():
+            try:
+                got = grpcclient.InferenceServerClient(url=f"127.0.0.1:{kserve.grpc_port}").infer(
+                    "shufflenet", inputs=[inp]).as_numpy(meta["outputs"][0]["name"])
+                outcomes.append(("ok", time.monotonic(), np.array_equal(got, first)))
+            except InferenceServerException as e:
+                outcomes.append((e.message(), time.monotonic(), None))
+
+        callers = [threading.Thread(target=one) for _ in range(64)]
+        for c in callers:
+            c.start()
+        time.sleep(0.02)
         grpc_client.unload_model("shufflenet")
+        unloaded_at.append(time.monotonic())
+        for c in callers:
+            c.join()
+        assert all(o[0] == "ok" and o[2] or "unloaded" in o[0] for o in outcomes), outcomes
+        assert any(o[0] == "ok" and o[1] > unloaded_at[0] for o in outcomes), "requests in flight finished after the unload"
         assert not kserve.client.is_model_ready("shufflenet")
         with pytest.raises(InferenceServerException) as e:
             grpc_client.infer("shufflenet", inputs=[inp])
