@@ -4,7 +4,10 @@
 //! A point replaced or deleted leaves a tombstone: its slot is emptied and searches skip it. When tombstones
 //! pass `REBUILD_RATIO` of the graph, a new graph is built from the live points on a background thread while
 //! reads and writes go on against the old one; points written meanwhile are added to the new graph before
-//! it replaces the old.
+//! it replaces the old. Then the empty slots the new graph does not hold are free: new points take them
+//! (and empty slots at the end are dropped), so a collection that is updated forever stays the size of its
+//! live points plus the tombstones of one rebuild period. Searches read the graph under the state's lock,
+//! so none can meet a reused slot through the old graph.
 //!
 //! Full-precision vectors live in the slots, or, for a collection with `on_disk` vectors, in a file by slot
 //! (`vector_file`); the graph holds its own copy, f32 or INT8 codes (`quantization`). A quantized search
@@ -149,6 +152,8 @@ struct State {
     index: Arc<Index>,
     /// Slots written while a rebuild runs, to add to the new graph.
     pending: Option<Vec<usize>>,
+    /// Empty slots that no graph node points to, for new points to take.
+    free: Vec<usize>,
     /// Operations applied.
     version: u64,
     /// The live slots' `bytes`.
@@ -196,6 +201,7 @@ impl Collection {
             ids: BTreeMap::new(),
             index: Arc::new(index),
             pending: None,
+            free: Vec::new(),
             version: 0,
             bytes: 0,
         };
@@ -275,20 +281,25 @@ impl Collection {
         let mut added = Vec::with_capacity(points.len());
         let mut state = self.write();
         let version = state.version + 1;
+        // Slots: free ones first (taken off the list only once the vectors are written), then new ones.
+        let reused = state.free.len().min(points.len());
+        let end = state.slots.len();
+        let targets: Vec<usize> =
+            state.free.iter().rev().take(reused).copied().chain(end..end + points.len() - reused).collect();
         // On disk first: a failed write leaves memory as it was.
         if let Some(file) = &self.originals {
-            for (i, vector) in prepared.iter().enumerate() {
-                let slot = state.slots.len() + i;
+            for (&slot, vector) in targets.iter().zip(&prepared) {
                 file.write(slot, vector)
                     .map_err(|e| VectorError::Storage(format!("{}: writing vector {slot}: {e}", self.name)))?;
             }
         }
+        let keep = state.free.len() - reused;
+        state.free.truncate(keep);
         state.version = version;
-        for ((id, payload), vector) in points.into_iter().zip(prepared) {
+        for (((id, payload), vector), slot) in points.into_iter().zip(prepared).zip(targets) {
             if let Some(old) = state.ids.get(&id).copied() {
                 state.clear(old);
             }
-            let slot = state.slots.len();
             if let Some(pending) = &mut state.pending {
                 pending.push(slot);
             }
@@ -297,7 +308,11 @@ impl Collection {
             let mut s = Slot { id: id.clone(), vector: kept, payload, version, bytes: 0 };
             s.measure();
             state.bytes += s.bytes;
-            state.slots.push(Some(s));
+            if slot == state.slots.len() {
+                state.slots.push(Some(s));
+            } else {
+                state.slots[slot] = Some(s);
+            }
             state.ids.insert(id, slot);
         }
         // The first vectors of a quantized collection fit its quantizer (a refit follows as it grows).
@@ -583,6 +598,12 @@ impl Collection {
         rebuild(&self.state, &self.config, self.originals.as_deref())
     }
 
+    /// Slots in use or free (live points, tombstones and free slots).
+    #[cfg(test)]
+    pub(super) fn slot_count(&self) -> usize {
+        self.read().slots.len()
+    }
+
     /// Whether a background rebuild is running.
     pub fn is_rebuilding(&self) -> bool {
         self.rebuilding.load(Ordering::SeqCst)
@@ -628,6 +649,13 @@ fn rebuild(
             index.insert(&vector(slot, &p.vector)?, slot);
         }
     }
+    // The empty slots the new graph does not hold are free from now on; those at the end are dropped.
+    let held = index.holds(s.slots.len());
+    let unused = |slot: usize, s: &State| s.slots[slot].is_none() && !held[slot];
+    while !s.slots.is_empty() && unused(s.slots.len() - 1, &s) {
+        s.slots.pop();
+    }
+    s.free = (0..s.slots.len()).rev().filter(|&slot| unused(slot, &s)).collect();
     s.index = Arc::new(index);
     Ok(())
 }

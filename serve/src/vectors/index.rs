@@ -98,6 +98,17 @@ impl Index {
         found.into_iter().filter_map(|(node, score)| Some((*slots.get(node as usize)?, score))).collect()
     }
 
+    /// For each of `n` slots, whether a node of the graph points to it.
+    pub fn holds(&self, n: usize) -> Vec<bool> {
+        let mut held = vec![false; n];
+        for &slot in &self.read().slots {
+            if let Some(h) = held.get_mut(slot) {
+                *h = true;
+            }
+        }
+        held
+    }
+
     /// Points in the graph, tombstones included.
     pub fn len(&self) -> usize {
         self.read().slots.len()
