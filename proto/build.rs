@@ -3,7 +3,7 @@
 //!
 //! Two sets: ferroserve's own API, whose services must implement every method, and Qdrant's, whose services
 //! get default stubs answering UNIMPLEMENTED for the methods ferroserve does not serve (the `Points` service
-//! alone has 30).
+//! alone has 30). Both get clients too: chain steps call another Qdrant over gRPC.
 
 use std::path::Path;
 
@@ -41,7 +41,7 @@ fn compile(
     tonic_prost_build::configure()
         .codec_path("crate::codec::ProtoCodec")
         .generate_default_stubs(stubs)
-        .build_client(!stubs)
+        .build_client(true)
         .compile_fds(fds)?;
     Ok(())
 }

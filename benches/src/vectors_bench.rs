@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
     let result = json!({
         "points": points.len(), "queries": queries.len(), "dim": dim, "m": args.m, "ef_construct": args.ef_construct,
         "build_secs": variants[0]["build_secs"], "sweep": sweep, "filtered": filtered, "variants": variants,
-        "machine": ferroserve_bench::machine::describe(), "date": ferroserve_bench::machine::today(),
+        "machine": ferroserve_bench::machine::describe(), "date": ferroserve::utc::today(),
     });
     std::fs::write(args.out.join("ferroserve.json"), serde_json::to_vec_pretty(&result)?)?;
     Ok(())

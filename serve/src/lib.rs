@@ -23,4 +23,5 @@ pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod threads;
+pub mod utc;
 pub mod vectors;

@@ -2,6 +2,8 @@
 schemas, errors, registration through the API, and the RAG example over the seeded `debian-packages`
 collection, whose sources must hold the right package for each labelled question in tests/data."""
 
+import asyncio
+import functools
 import json
 import shutil
 import time
@@ -13,6 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tracers.log_stream import RunLog, RunLogPatch
 from langserve import RemoteRunnable
 
 ASK = {
@@ -63,6 +66,65 @@ def test_stream_sends_tokens_as_they_come(rag):
     assert len(arrivals) > 3
     assert arrivals[0] < arrivals[-1], "the first chunk came before the last"
     assert final["answer"].content and "tmux" in [d.metadata["package"] for d in final["sources"]]
+
+
+def test_stream_log_gives_the_run_log_with_each_step(rag):
+    """RemoteRunnable.astream_log: patches that build LangChain's run log — streamed chunks as they come, each
+    step as a sub-run with its output and times, the final output — and an error event the client raises."""
+    chain = RemoteRunnable(f"{rag.http}/chains/rag")
+    question = {"question": "Which terminal multiplexer keeps shell sessions running?"}
+
+    async def run_log(**kwargs):
+        patches = [p async for p in chain.astream_log(question, **kwargs)]
+        return patches
+
+    patches = asyncio.run(run_log())
+    assert len(patches) > 4 and all(isinstance(p, RunLogPatch) for p in patches)
+    log = functools.reduce(lambda a, b: a + b, patches)
+    assert isinstance(log, RunLog)
+    state = log.state
+    assert state["id"] and state["name"] == "rag"
+    assert len(state["streamed_output"]) > 3, "the answer's tokens were streamed"
+    final = state["final_output"]
+    assert isinstance(final["answer"], AIMessage) and final["answer"].content
+    assert "tmux" in [d.metadata["package"] for d in final["sources"]]
+    assert list(state["logs"]) == ["sources", "prompt", "answer"]
+    sources = state["logs"]["sources"]
+    assert sources["type"] == "retrieve" and sources["start_time"] <= sources["end_time"]
+    assert [d.metadata["package"] for d in sources["final_output"]] == [d.metadata["package"] for d in final["sources"]]
+
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        asyncio.run(run_log(config={"configurable": {"max_tokens": 0}}))
+    assert "answer" in str(e.value)
+
+
+def test_a_deadline_stops_the_run(rag):
+    """x-ferroserve-timeout-ms: the run stops at the deadline, in the middle of its generation (which is
+    cancelled), with a 504 (invoke) or an error event the client raises (stream)."""
+    def cancelled():
+        lines = httpx.get(f"{rag.http}/metrics").text.splitlines()
+        return sum(float(l.split()[-1]) for l in lines if l.startswith("ferroserve_generation_cancelled_total{"))
+
+    def question():
+        # A long answer, asked afresh each time (no cached response).
+        return {"question": f"List twenty Debian packages that edit raster images, one per line. ({time.time_ns()})"}
+
+    long = {"configurable": {"max_tokens": 400}}
+    before, started = cancelled(), time.monotonic()
+    r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": question(), "config": long},
+                   headers={"x-ferroserve-timeout-ms": "1500"}, timeout=60)
+    assert r.status_code == 504 and "deadline" in r.json()["detail"], r.text
+    assert time.monotonic() - started < 5
+    hurried = RemoteRunnable(f"{rag.http}/chains/rag", headers={"x-ferroserve-timeout-ms": "1500"})
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        list(hurried.stream(question(), config=long))
+    assert "deadline" in str(e.value)
+    deadline = time.monotonic() + 10
+    while cancelled() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cancelled() == before + 2, "both generations were stopped"
+    r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": question()}, headers={"x-ferroserve-timeout-ms": "soon"})
+    assert r.status_code == 400 and "x-ferroserve-timeout-ms" in r.json()["detail"]
 
 
 def test_registered_chain_in_an_lcel_pipeline_with_schemas_and_errors(rag):
@@ -216,5 +278,54 @@ def test_remote_qdrant_and_openai_endpoint_with_retries_and_breaker(rag, tmp_pat
         with pytest.raises(httpx.HTTPStatusError) as e:
             chain.invoke({"question": "x"})
         assert e.value.response.status_code == 503 and "circuit breaker" in str(e.value)
+    finally:
+        host.stop()
+
+
+def test_remote_qdrant_over_grpc_finds_what_rest_finds(rag, tmp_path):
+    """The retrieve step reaches another server's Qdrant gRPC API (qdrant.Points/Query, `grpc = true`), its
+    filter sent as Qdrant's protobuf filter: the sources equal the REST path's, with and without a filter; a
+    filter gRPC cannot carry and a dead gRPC endpoint fail the step clearly."""
+    from conftest import free_port
+
+    host = Server(["--chains-path", str(tmp_path)]).wait_ready()
+    grpc = {"url": f"http://127.0.0.1:{rag.grpc_port}", "grpc": True}
+    rest = {"url": rag.http}
+    not_these = {"must_not": [{"key": "package", "match": {"any": ["tmux", "screen"]}}],
+                 "should": [{"key": "package", "match": {"text": "{{ input.hint }}"}}, {"is_empty": {"key": "package"}},
+                            {"key": "package", "match": {"except": ["x"]}}]}
+
+    def register(name, qdrant, filter=None):
+        step = {"name": "sources", "type": "retrieve", "collection": "debian-packages",
+                "query": "{{ input.question }}", "k": 5, "qdrant": qdrant, "embedding_model": "all-MiniLM-L6-v2"}
+        if filter is not None:
+            step["filter"] = filter
+        r = httpx.put(f"{host.http}/chains/{name}", json={"steps": [step], "output": {"sources": "sources"}})
+        assert r.status_code == 200, r.text
+
+    def sources(name):
+        out = RemoteRunnable(f"{host.http}/chains/{name}").invoke(
+            {"question": "Which terminal multiplexer keeps sessions?", "hint": "u"})
+        return [(d.metadata["package"], d.metadata["id"], round(d.metadata["score"], 4)) for d in out["sources"]]
+
+    try:
+        for name, qdrant, f in [("rest", rest, None), ("grpc", grpc, None), ("rest-f", rest, not_these),
+                                ("grpc-f", grpc, not_these)]:
+            register(name, qdrant, f)
+        plain, filtered = sources("grpc"), sources("grpc-f")
+        assert plain == sources("rest") and len(plain) == 5
+        assert "tmux" in [p for p, _, _ in plain]
+        assert filtered == sources("rest-f") and len(filtered) == 5
+        assert not {"tmux", "screen"} & {p for p, _, _ in filtered}
+
+        register("mixed", grpc, {"must": [{"key": "package", "match": {"any": ["tmux", 3]}}]})
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            sources("mixed")
+        assert "only all strings or all integers go over gRPC" in str(e.value) and "sources" in str(e.value)
+
+        register("dead", {"url": f"http://127.0.0.1:{free_port()}", "grpc": True, "retries": 1, "timeout_ms": 2000})
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            sources("dead")
+        assert e.value.response.status_code == 503 and "failed after 2 attempts" in str(e.value)
     finally:
         host.stop()

@@ -185,7 +185,7 @@ pub fn variants(args: &VariantsArgs) -> anyhow::Result<VariantsReport> {
         reference,
         inputs: inputs.len(),
         machine: machine::describe(),
-        date: machine::today(),
+        date: crate::utc::today(),
         variants: results,
         bound: bound.map(|(m, b)| (m.to_string(), b)),
         recommendation,

@@ -298,7 +298,7 @@ mod tests {
             reference: "ref".into(),
             inputs: 10,
             machine: super::super::machine::describe(),
-            date: super::super::machine::today(),
+            date: crate::utc::today(),
             variants,
             bound: Some((bound.0.into(), bound.1)),
             recommendation: Some("int8".into()),

@@ -218,6 +218,11 @@ impl Chain {
                 StepKind::Generate { prompt, endpoint, .. } => {
                     if let Some(ep) = endpoint {
                         ep.check().map_err(|e| at(format!("endpoint: {e}")))?;
+                        if ep.grpc {
+                            return Err(at(
+                                "endpoint: OpenAI-compatible endpoints are called over HTTP; drop `grpc`".into()
+                            ));
+                        }
                     }
                     refs.push(prompt)
                 }

@@ -19,6 +19,17 @@ use crate::vectors::{Filter, Search};
 
 pub use crate::chains::run::{RunOutput, StepReport};
 
+/// `run` until `deadline`; past it, the run is dropped (stopping its step) and fails.
+async fn within<T>(
+    deadline: Option<Instant>,
+    run: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match deadline {
+        None => run.await,
+        Some(at) => tokio::time::timeout_at(at.into(), run).await.unwrap_or(Err(EngineError::DeadlineExceeded)),
+    }
+}
+
 /// How many chains deep `map` and `parallel` steps may nest.
 const MAX_DEPTH: usize = 8;
 
@@ -166,24 +177,28 @@ impl Engine {
         self.chains.names()
     }
 
-    /// Runs a chain to the end.
+    /// Runs a chain to the end. At `deadline` the step running is stopped (a generation ends, a remote call
+    /// is dropped) and the run fails with `DeadlineExceeded`.
     pub async fn run_chain(
         &self,
         name: &str,
         input: Value,
         configurable: Option<&Value>,
+        deadline: Option<Instant>,
     ) -> Result<RunOutput, EngineError> {
         let chain = self.chain(name)?;
         let overrides = Overrides::parse(&chain, configurable)?;
-        self.run_checked(&chain, input, &overrides, None, 0).await
+        within(deadline, self.run_checked(&chain, input, &overrides, None, 0)).await
     }
 
-    /// Runs a chain in a task; its final generation step's text streams out as it comes.
+    /// Runs a chain in a task; its final generation step's text streams out as it comes. The run stops when
+    /// the receiver of the text goes away (the client disconnected) or at `deadline`.
     pub fn stream_chain(
         self: &Arc<Self>,
         name: &str,
         input: Value,
         configurable: Option<&Value>,
+        deadline: Option<Instant>,
     ) -> Result<ChainStream, EngineError> {
         let chain = self.chain(name)?;
         let overrides = Overrides::parse(&chain, configurable)?;
@@ -191,7 +206,12 @@ impl Engine {
         let (done_tx, done) = oneshot::channel();
         let engine = self.clone();
         tokio::spawn(async move {
-            let result = engine.run_checked(&chain, input, &overrides, Some(&tokens_tx), 0).await;
+            let run = within(deadline, engine.run_checked(&chain, input, &overrides, Some(&tokens_tx), 0));
+            // A client that went away stops the steps at once, not only when the next token finds no one.
+            let result = tokio::select! {
+                result = run => result,
+                () = tokens_tx.closed() => Err(EngineError::Internal("the client disconnected".into())),
+            };
             let _ = done_tx.send(result);
         });
         Ok(ChainStream { tokens, done })

@@ -148,6 +148,7 @@ impl From<crate::remote::RemoteError> for EngineError {
     fn from(e: crate::remote::RemoteError) -> Self {
         match e {
             crate::remote::RemoteError::Unavailable(m) => EngineError::UpstreamUnavailable(m),
+            crate::remote::RemoteError::Invalid(m) => EngineError::InvalidInput(m),
             other => EngineError::Upstream(other.to_string()),
         }
     }

@@ -19,13 +19,21 @@ pub struct Filter {
     pub must_not: Vec<Condition>,
 }
 
-/// A dotted payload key, split once when the filter is parsed (`a.b[]` → `["a", "b"]`).
+/// A dotted payload key, split once when the filter is parsed (`a.b[]` → `["a", "b"]`), and as written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Key(Vec<String>);
+pub struct Key {
+    parts: Vec<String>,
+    written: String,
+}
 
 impl Key {
     pub fn parse(key: &str) -> Self {
-        Key(key.split('.').map(|p| p.trim_end_matches("[]").to_string()).collect())
+        Key { parts: key.split('.').map(|p| p.trim_end_matches("[]").to_string()).collect(), written: key.to_string() }
+    }
+
+    /// The key as the filter wrote it.
+    pub fn written(&self) -> &str {
+        &self.written
     }
 }
 
@@ -137,7 +145,7 @@ fn any_value(payload: &Payload, key: &Key, test: &mut dyn FnMut(&Value) -> bool)
 /// Calls `visit` on each value the path reaches, walking into arrays of objects on the way (arrays at the end
 /// are passed whole), until it returns true; returns whether it did.
 fn reached(payload: &Payload, key: &Key, visit: &mut dyn FnMut(&Value) -> bool) -> bool {
-    let Some((first, rest)) = key.0.split_first() else { return false };
+    let Some((first, rest)) = key.parts.split_first() else { return false };
     payload.get(first).is_some_and(|v| walk(v, rest, visit))
 }
 

@@ -4,8 +4,10 @@
 //! module only sees vectors.
 //!
 //! `point` (ids, payloads), `filter` (Qdrant's filter language), `distance` (SIMD kernels and scores),
-//! `hnsw` (the graph), `index` (the graph of a collection, by slot), `collection` (one collection in memory: writes, search planning, tombstones and
-//! rebuilds), `codec` (operations as bytes), `wal` (the log), `storage` (one collection on disk), and
+//! `hnsw` (the graph), `index` (the graph of a collection, by slot), `collection` (one collection in memory:
+//! writes, search planning, tombstones and rebuilds), `codec` (operations as bytes), `wal` (the log),
+//! `storage` (one collection on disk), `qdrant_proto` (Qdrant's protobuf forms of payloads, ids and
+//! filters), and
 //! [`Collections`] (all of them, by name).
 
 mod codec;
@@ -15,6 +17,7 @@ mod filter;
 mod hnsw;
 mod index;
 mod point;
+pub mod qdrant_proto;
 mod quantize;
 mod storage;
 mod vector_file;

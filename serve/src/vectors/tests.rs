@@ -161,6 +161,37 @@ fn filters_agree_with_brute_force_on_random_payloads() {
     }
 }
 
+/// Qdrant's protobuf form of a filter (sent to another Qdrant over gRPC) reads back as the same filter, for
+/// random filters with every kind of condition; what protobuf cannot carry is refused.
+#[test]
+fn filters_survive_the_protobuf_round_trip() {
+    let mut rng = Rng(0x51_7cc1_b727_220a);
+    for _ in 0..300 {
+        let mut raw = random_filter(&mut rng, 2);
+        if rng.below(3) == 0 {
+            let extra = [
+                json!({"has_id": [rng.below(100), 7]}),
+                json!({"is_null": {"key": "note"}}),
+                json!({"key": "city", "match": {"text": "o"}}),
+                json!({"key": "flag", "match": {"value": true}}),
+                json!({"key": "n", "match": {"except": [1, 2]}}),
+                json!({"key": "items[].price", "range": {"gt": 1.5, "lte": 9}}),
+            ];
+            raw.as_object_mut().unwrap().insert("must".into(), Value::Array(extra.to_vec()));
+        }
+        let filter = Filter::parse(&raw).unwrap().unwrap();
+        let pb = qdrant_proto::to_pb_filter(&filter).unwrap();
+        assert_eq!(qdrant_proto::filter(Some(pb), "filter").unwrap(), Some(filter), "{raw}");
+    }
+    for raw in [
+        json!({"must": [{"key": "a", "match": {"any": ["x", 1]}}]}),
+        json!({"must": [{"key": "a", "match": {"value": u64::MAX}}]}),
+    ] {
+        let filter = Filter::parse(&raw).unwrap().unwrap();
+        assert!(qdrant_proto::to_pb_filter(&filter).is_err(), "{raw}");
+    }
+}
+
 #[test]
 fn hnsw_recall_against_exact_search() {
     let mut rng = Rng(42);
@@ -208,6 +239,65 @@ fn deleted_and_replaced_points_never_come_back_and_the_graph_is_rebuilt() {
     for _ in 0..20 {
         let hits = c.search(&search(rng.vector(8), 50, None, false)).unwrap();
         assert!(hits.iter().all(|h| !gone.contains(&h.record.id)));
+    }
+}
+
+/// Points updated over and over: after each rebuild the slots of replaced points are taken by new ones, so
+/// the collection keeps the size of its live points plus one period's tombstones; every point answers with
+/// its latest vector and payload, in memory and with vectors on disk (where reused slots are overwritten).
+#[test]
+fn points_updated_forever_reuse_the_slots_a_rebuild_frees() {
+    let wait = |c: &Collection| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while c.is_rebuilding() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    for on_disk in [false, true] {
+        let dir = std::env::temp_dir().join(format!("ferroserve-reuse-{on_disk}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c =
+            Collection::in_folder("t", CollectionConfig { on_disk, ..config(8, Distance::Euclid, 0) }, &dir).unwrap();
+        let mut rng = Rng(11);
+        let mut latest = std::collections::HashMap::new();
+        for round in 0..20u64 {
+            // Half the points each round, and a few deleted, so slots free at different places.
+            let batch: Vec<PointInput> = (0..300)
+                .map(|i| (i * 2 + round % 2) % 500)
+                .map(|i| PointInput {
+                    id: PointId::Num(i),
+                    vector: rng.vector(8),
+                    payload: json!({"round": round}).as_object().unwrap().clone(),
+                })
+                .collect();
+            for p in &batch {
+                latest.insert(p.id.clone(), (p.vector.clone(), p.payload.clone()));
+            }
+            c.upsert(batch).unwrap();
+            let gone = PointId::Num(rng.below(500));
+            c.delete(std::slice::from_ref(&gone));
+            latest.remove(&gone);
+            wait(&c);
+            c.rebuild_now().unwrap();
+        }
+        assert!(c.slot_count() <= 900, "{} slots for {} points", c.slot_count(), latest.len());
+        assert_eq!(c.counts().points, latest.len());
+        for (id, (vector, payload)) in latest.iter().take(100) {
+            let hits = c.search(&search(vector.clone(), 1, None, false)).unwrap();
+            assert_eq!(&hits[0].record.id, id);
+            assert!(hits[0].score < 1e-3, "its latest vector answers");
+            let got = c.get(std::slice::from_ref(id), true, true).unwrap();
+            assert_eq!((got[0].vector.as_ref().unwrap(), got[0].payload.as_ref().unwrap()), (vector, payload));
+        }
+        // Graph and exact search agree on the reused slots.
+        for _ in 0..20 {
+            let q = rng.vector(8);
+            let exact = ids(&c.search(&search(q.clone(), 10, None, true)).unwrap());
+            let graph = ids(&c.search(&search(q, 10, None, false)).unwrap());
+            assert!(graph.iter().filter(|id| exact.contains(id)).count() >= 9);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

@@ -198,6 +198,7 @@ impl Inference for NativeService {
     type RunChainStream = RunChainOut;
 
     async fn run_chain(&self, request: Request<pb::RunChainRequest>) -> Result<Response<Self::RunChainStream>, Status> {
+        let deadline = CallOptions::from_metadata(request.metadata())?.deadline;
         let req = request.into_inner();
         let json = |text: &str, field: &str| -> Result<Option<serde_json::Value>, Status> {
             if text.trim().is_empty() {
@@ -209,7 +210,8 @@ impl Inference for NativeService {
         };
         let input = json(&req.input_json, "input_json")?.unwrap_or(serde_json::Value::Null);
         let configurable = json(&req.configurable_json, "configurable_json")?;
-        let running = self.engine.stream_chain(&req.chain, input, configurable.as_ref()).map_err(to_status)?;
+        let running =
+            self.engine.stream_chain(&req.chain, input, configurable.as_ref(), deadline).map_err(to_status)?;
         let engine::ChainStream { tokens, done } = running;
         let text = tokio_stream::wrappers::UnboundedReceiverStream::new(tokens).map(|piece| {
             Ok(pb::RunChainResponse { event: Some(pb::run_chain_response::Event::Text(piece)), steps: Vec::new() })

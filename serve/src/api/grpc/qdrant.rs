@@ -17,9 +17,10 @@ use tonic::{Request, Response, Status};
 use super::status::to_status;
 use crate::api::QDRANT_API_VERSION;
 use crate::engine::{CollectionSpec, Engine, PointWrite, QueryInput, VectorInput};
+use crate::vectors::qdrant_proto::{filter, from_json, from_payload, point_id, point_ids, to_payload, to_pb_id};
 use crate::vectors::{
-    Condition, Distance, Filter, HnswParams, Key, MatchRule, Payload, PayloadSelector, PointId, QuantizationSearch,
-    Range, Record, ScalarQuantization, Scored, Search,
+    Distance, Filter, HnswParams, PayloadSelector, PointId, QuantizationSearch, Record, ScalarQuantization, Scored,
+    Search,
 };
 
 #[derive(Clone)]
@@ -39,172 +40,6 @@ fn invalid(message: impl Into<String>) -> Status {
 
 fn seconds(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
-}
-
-// ---- values, payloads and ids ----
-
-fn to_json(v: pb::Value, at: &str) -> Result<Value, Status> {
-    use pb::value::Kind;
-    Ok(match v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::IntegerValue(n)) => Value::from(n),
-        Some(Kind::DoubleValue(x)) => serde_json::Number::from_f64(x)
-            .map(Value::Number)
-            .ok_or_else(|| invalid(format!("{at}: {x} is not a finite number")))?,
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::ListValue(list)) => Value::Array(
-            list.values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| to_json(v, &format!("{at}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(Kind::StructValue(s)) => Value::Object(to_payload(s.fields, at)?),
-    })
-}
-
-fn to_payload(fields: HashMap<String, pb::Value>, at: &str) -> Result<Payload, Status> {
-    fields.into_iter().map(|(k, v)| to_json(v, &format!("{at}.{k}")).map(|v| (k, v))).collect()
-}
-
-fn from_json(v: Value) -> pb::Value {
-    use pb::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(pb::NullValue::NullValue as i32),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Kind::IntegerValue(i),
-            None => Kind::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(items) => Kind::ListValue(pb::ListValue { values: items.into_iter().map(from_json).collect() }),
-        Value::Object(o) => Kind::StructValue(pb::Struct { fields: from_payload(o) }),
-    };
-    pb::Value { kind: Some(kind) }
-}
-
-fn from_payload(payload: Payload) -> HashMap<String, pb::Value> {
-    payload.into_iter().map(|(k, v)| (k, from_json(v))).collect()
-}
-
-fn point_id(id: Option<pb::PointId>, at: &str) -> Result<PointId, Status> {
-    use pb::point_id::PointIdOptions;
-    match id.and_then(|id| id.point_id_options) {
-        Some(PointIdOptions::Num(n)) => Ok(PointId::Num(n)),
-        Some(PointIdOptions::Uuid(u)) => PointId::uuid(&u).map_err(|e| invalid(format!("{at}: {e}"))),
-        None => Err(invalid(format!("{at} is missing"))),
-    }
-}
-
-fn point_ids(ids: Vec<pb::PointId>, at: &str) -> Result<Vec<PointId>, Status> {
-    ids.into_iter().enumerate().map(|(i, id)| point_id(Some(id), &format!("{at}[{i}]"))).collect()
-}
-
-fn to_pb_id(id: PointId) -> pb::PointId {
-    use pb::point_id::PointIdOptions;
-    let options = match id {
-        PointId::Num(n) => PointIdOptions::Num(n),
-        PointId::Uuid(u) => PointIdOptions::Uuid(u),
-    };
-    pb::PointId { point_id_options: Some(options) }
-}
-
-// ---- filters ----
-
-fn filter(f: Option<pb::Filter>, at: &str) -> Result<Option<Filter>, Status> {
-    f.map(|f| filter_of(f, at)).transpose()
-}
-
-fn filter_of(f: pb::Filter, at: &str) -> Result<Filter, Status> {
-    if f.min_should.is_some() {
-        return Err(invalid(format!("{at}.min_should is not supported")));
-    }
-    let conditions = |list: Vec<pb::Condition>, name: &str| -> Result<Vec<Condition>, Status> {
-        list.into_iter().enumerate().map(|(i, c)| condition(c, &format!("{at}.{name}[{i}]"))).collect()
-    };
-    Ok(Filter {
-        must: conditions(f.must, "must")?,
-        should: conditions(f.should, "should")?,
-        must_not: conditions(f.must_not, "must_not")?,
-    })
-}
-
-fn condition(c: pb::Condition, at: &str) -> Result<Condition, Status> {
-    use pb::condition::ConditionOneOf;
-    match c.condition_one_of {
-        Some(ConditionOneOf::Field(field)) => field_condition(field, at),
-        Some(ConditionOneOf::IsEmpty(c)) => Ok(Condition::IsEmpty(key(&c.key, at)?)),
-        Some(ConditionOneOf::IsNull(c)) => Ok(Condition::IsNull(key(&c.key, at)?)),
-        Some(ConditionOneOf::HasId(c)) => {
-            Ok(Condition::HasId(point_ids(c.has_id, &format!("{at}.has_id"))?.into_iter().collect()))
-        }
-        Some(ConditionOneOf::Filter(f)) => Ok(Condition::Nested(Box::new(filter_of(f, &format!("{at}.filter"))?))),
-        Some(ConditionOneOf::Nested(_)) => {
-            Err(invalid(format!("{at}: nested (array of objects) conditions are not supported")))
-        }
-        Some(ConditionOneOf::HasVector(_)) => Err(invalid(format!("{at}: has_vector is not supported"))),
-        Some(ConditionOneOf::Slice(_)) => Err(invalid(format!("{at}: slice is not supported"))),
-        None => Err(invalid(format!("{at} is an empty condition"))),
-    }
-}
-
-fn key(k: &str, at: &str) -> Result<Key, Status> {
-    if k.is_empty() {
-        return Err(invalid(format!("{at} needs a key")));
-    }
-    Ok(Key::parse(k))
-}
-
-fn field_condition(field: pb::FieldCondition, at: &str) -> Result<Condition, Status> {
-    use pb::r#match::MatchValue;
-    let k = key(&field.key, at)?;
-    let unsupported = [
-        (field.geo_bounding_box.is_some(), "geo_bounding_box"),
-        (field.geo_radius.is_some(), "geo_radius"),
-        (field.geo_polygon.is_some(), "geo_polygon"),
-        (field.values_count.is_some(), "values_count"),
-        (field.datetime_range.is_some(), "datetime_range"),
-    ];
-    if let Some((_, name)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(invalid(format!("{at}: {name} conditions are not supported")));
-    }
-    let given = [field.r#match.is_some(), field.range.is_some(), field.is_empty.is_some(), field.is_null.is_some()];
-    if given.iter().filter(|g| **g).count() != 1 {
-        return Err(invalid(format!("{at}: a field condition needs exactly one of match, range, is_empty, is_null")));
-    }
-    if let Some(m) = field.r#match {
-        let strings = |s: Vec<String>| s.into_iter().map(Value::String).collect::<Vec<_>>();
-        let integers = |n: Vec<i64>| n.into_iter().map(Value::from).collect::<Vec<_>>();
-        let rule = match m.match_value {
-            Some(MatchValue::Keyword(s)) => MatchRule::Value(Value::String(s)),
-            Some(MatchValue::Integer(n)) => MatchRule::Value(Value::from(n)),
-            Some(MatchValue::Boolean(b)) => MatchRule::Value(Value::Bool(b)),
-            Some(MatchValue::Keywords(s)) => MatchRule::Any(strings(s.strings)),
-            Some(MatchValue::Integers(n)) => MatchRule::Any(integers(n.integers)),
-            Some(MatchValue::ExceptKeywords(s)) => MatchRule::Except(strings(s.strings)),
-            Some(MatchValue::ExceptIntegers(n)) => MatchRule::Except(integers(n.integers)),
-            Some(MatchValue::Text(t)) => MatchRule::Text(t),
-            Some(_) => {
-                return Err(invalid(format!(
-                    "{at}.match: only keyword, integer, boolean, keywords, integers, except and text are supported"
-                )));
-            }
-            None => return Err(invalid(format!("{at}.match is empty"))),
-        };
-        return Ok(Condition::Match { key: k, rule });
-    }
-    if let Some(r) = field.range {
-        let range = Range { gt: r.gt, gte: r.gte, lt: r.lt, lte: r.lte };
-        return Ok(Condition::Range { key: k, range });
-    }
-    // `is_empty: true` / `is_null: true`; `false` is the negation.
-    let (holds, test) = match (field.is_empty, field.is_null) {
-        (Some(empty), _) => (empty, Condition::IsEmpty(k)),
-        (_, Some(null)) => (null, Condition::IsNull(k)),
-        _ => return Err(invalid(format!("{at} is an empty field condition"))),
-    };
-    Ok(if holds { test } else { Condition::Nested(Box::new(Filter { must_not: vec![test], ..Default::default() })) })
 }
 
 // ---- vectors and selectors ----
@@ -254,7 +89,7 @@ fn query_input(q: Option<pb::Query>, at: &str) -> Result<QueryInput, Status> {
     match nearest.variant {
         Some(Input::Dense(d)) => Ok(QueryInput::Vector(VectorInput::Vector(d.data))),
         Some(Input::Document(d)) => Ok(QueryInput::Vector(document(d, at)?)),
-        Some(Input::Id(id)) => Ok(QueryInput::Point(point_id(Some(id), at)?)),
+        Some(Input::Id(id)) => Ok(QueryInput::Point(point_id(Some(id), at).map_err(invalid)?)),
         Some(_) => Err(invalid(format!("{at}: only dense vectors, documents and point ids are supported"))),
         None => Err(invalid(format!("{at} is empty"))),
     }
@@ -315,8 +150,10 @@ fn scored(s: Scored, selector: &PayloadSelector) -> pb::ScoredPoint {
 fn selection(s: Option<pb::PointsSelector>, at: &str) -> Result<(Option<Vec<PointId>>, Option<Filter>), Status> {
     use pb::points_selector::PointsSelectorOneOf;
     match s.and_then(|s| s.points_selector_one_of) {
-        Some(PointsSelectorOneOf::Points(list)) => Ok((Some(point_ids(list.ids, &format!("{at}.points"))?), None)),
-        Some(PointsSelectorOneOf::Filter(f)) => Ok((None, Some(filter_of(f, &format!("{at}.filter"))?))),
+        Some(PointsSelectorOneOf::Points(list)) => {
+            Ok((Some(point_ids(list.ids, &format!("{at}.points")).map_err(invalid)?), None))
+        }
+        Some(PointsSelectorOneOf::Filter(f)) => Ok((None, filter(Some(f), &format!("{at}.filter")).map_err(invalid)?)),
         None => Err(invalid(format!("{at} is missing: give point ids or a filter"))),
     }
 }
@@ -366,7 +203,7 @@ fn hnsw_params(diffs: [Option<&pb::HnswConfigDiff>; 2]) -> HnswParams {
 
 fn collection_spec(c: pb::CreateCollection) -> Result<CollectionSpec, Status> {
     use pb::vectors_config::Config;
-    let mut metadata = to_payload(c.metadata, "metadata")?;
+    let mut metadata = to_payload(c.metadata, "metadata").map_err(invalid)?;
     let embedding_model = match metadata.remove("embedding_model") {
         None | Some(Value::Null) => None,
         Some(Value::String(m)) => Some(m),
@@ -572,7 +409,7 @@ impl QdrantService {
             vector: Vec::new(),
             limit: q.limit.unwrap_or(10) as usize,
             offset: q.offset.unwrap_or(0) as usize,
-            filter: filter(q.filter, "filter")?,
+            filter: filter(q.filter, "filter").map_err(invalid)?,
             score_threshold: q.score_threshold,
             ef: params.hnsw_ef.map(|n| n as usize),
             exact: params.exact.unwrap_or(false),
@@ -594,7 +431,7 @@ impl QdrantService {
             return Err(invalid("key: setting a payload under a nested key is not supported"));
         }
         let (ids, filter) = selection(request.points_selector, "points_selector")?;
-        let payload = to_payload(request.payload, "payload")?;
+        let payload = to_payload(request.payload, "payload").map_err(invalid)?;
         let version = self
             .engine
             .set_payload(&request.collection_name, ids, filter, payload, overwrite)
@@ -625,9 +462,9 @@ impl Points for QdrantService {
             .map(|(i, p)| {
                 let at = format!("points[{i}]");
                 Ok(PointWrite {
-                    id: point_id(p.id, &format!("{at}.id"))?,
+                    id: point_id(p.id, &format!("{at}.id")).map_err(invalid)?,
                     vector: vectors(p.vectors, &format!("{at}.vectors"))?,
-                    payload: to_payload(p.payload, &format!("{at}.payload"))?,
+                    payload: to_payload(p.payload, &format!("{at}.payload")).map_err(invalid)?,
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
@@ -649,7 +486,7 @@ impl Points for QdrantService {
     async fn get(&self, request: Request<pb::GetPoints>) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let ids = point_ids(request.ids, "ids")?;
+        let ids = point_ids(request.ids, "ids").map_err(invalid)?;
         let selector = payload_selector(request.with_payload, true);
         let records = self
             .engine
@@ -679,7 +516,7 @@ impl Points for QdrantService {
         if request.order_by.is_some() {
             return Err(invalid("order_by is not supported: points scroll in id order"));
         }
-        let offset = request.offset.map(|o| point_id(Some(o), "offset")).transpose()?;
+        let offset = request.offset.map(|o| point_id(Some(o), "offset")).transpose().map_err(invalid)?;
         let selector = payload_selector(request.with_payload, true);
         let (records, next) = self
             .engine
@@ -687,7 +524,7 @@ impl Points for QdrantService {
                 &request.collection_name,
                 offset,
                 request.limit.unwrap_or(10) as usize,
-                filter(request.filter, "filter")?,
+                filter(request.filter, "filter").map_err(invalid)?,
                 selector.wants(),
                 with_vectors(request.with_vectors),
             )
@@ -706,7 +543,7 @@ impl Points for QdrantService {
         let request = request.into_inner();
         let count = self
             .engine
-            .count_points(&request.collection_name, filter(request.filter, "filter")?)
+            .count_points(&request.collection_name, filter(request.filter, "filter").map_err(invalid)?)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CountResponse {

@@ -1,14 +1,16 @@
 //! Chains over HTTP with LangServe's contract, so LangChain's `RemoteRunnable("…/chains/{name}")` works:
 //! `POST /chains/{name}/invoke`, `/batch`, `/stream` (SSE: `metadata` with the `run_id`, `data` chunks, an
-//! `error` with `status_code` and `message`, `end`), `GET …/input_schema`, `…/output_schema`,
+//! `error` with `status_code` and `message`, `end`), `/stream_log` (the run log as JSON Patch operations),
+//! `GET …/input_schema`, `…/output_schema`,
 //! `…/config_schema`; and the registry: `GET /chains`, `PUT|GET|DELETE /chains/{name}`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, stream};
@@ -21,11 +23,13 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::scheduling::Scheduling;
 use super::schemas::{
     BatchResponse, ChainDefinition, ChainList, ChainStatus, InvokeResponse, LangServeErrorBody, SseEvent,
 };
 use crate::chains::ChainDef;
 use crate::engine::{ChainStream, EngineError, RunOutput};
+use crate::utc;
 
 /// An error as LangServe (FastAPI) writes it: `{"detail": "..."}` with the status.
 pub struct LangServeError(ApiError);
@@ -56,6 +60,16 @@ pub struct InvokeBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     config: Option<Value>,
+}
+
+/// The run's deadline header, described for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct DeadlineHeader {
+    /// Stop the run (the step running, a generation included) and answer 504 after this many milliseconds.
+    #[param(rename = "x-ferroserve-timeout-ms", value_type = u64, required = false, minimum = 1)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -93,6 +107,11 @@ fn configurable(config: Option<&Value>) -> Option<&Value> {
     config.and_then(|c| c.get("configurable"))
 }
 
+/// The run's deadline, from the `x-ferroserve-timeout-ms` header.
+fn deadline(headers: &HeaderMap) -> Result<Option<Instant>, LangServeError> {
+    Ok(Scheduling::from_request(headers, None, None, None)?.timeout.map(|t| Instant::now() + t))
+}
+
 fn metadata(run_id: &str, run: &RunOutput) -> Value {
     let steps: Vec<Value> = run
         .steps
@@ -106,28 +125,31 @@ fn metadata(run_id: &str, run: &RunOutput) -> Value {
 }
 
 /// Runs the chain once (LangServe `invoke`).
-#[utoipa::path(post, path = "/chains/{name}/invoke", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = InvokeBody,
+#[utoipa::path(post, path = "/chains/{name}/invoke", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = InvokeBody,
     responses((status = 200, description = "The output and each step's timing", body = InvokeResponse),
               (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
               (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
 ) -> Answer {
-    let run = state.engine.run_chain(&name, body.input, configurable(body.config.as_ref())).await?;
+    let run =
+        state.engine.run_chain(&name, body.input, configurable(body.config.as_ref()), deadline(&headers)?).await?;
     let id = run_id();
     Ok(Json(json!({"output": run.output, "metadata": metadata(&id, &run)})).into_response())
 }
 
 /// Runs the chain on each input, concurrently (LangServe `batch`).
-#[utoipa::path(post, path = "/chains/{name}/batch", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = BatchBody,
+#[utoipa::path(post, path = "/chains/{name}/batch", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = BatchBody,
     responses((status = 200, description = "One output per input, in order", body = BatchResponse),
               (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
               (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn batch(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(body, _): JsonBody<BatchBody, LangServeError>,
 ) -> Answer {
     let configs: Vec<Option<Value>> = match body.config {
@@ -141,11 +163,12 @@ pub async fn batch(
         one => vec![one; body.inputs.len()],
     };
     let engine = &state.engine;
+    let deadline = deadline(&headers)?;
     let runs = futures::future::try_join_all(
         body.inputs
             .into_iter()
             .zip(&configs)
-            .map(|(input, c)| engine.run_chain(&name, input, configurable(c.as_ref()))),
+            .map(|(input, c)| engine.run_chain(&name, input, configurable(c.as_ref()), deadline)),
     )
     .await?;
     let ids: Vec<String> = runs.iter().map(|_| run_id()).collect();
@@ -156,19 +179,21 @@ pub async fn batch(
 
 /// Runs the chain and streams it (LangServe `stream`): `metadata` once with the `run_id`, `data` chunks (a
 /// final chat step streams its tokens), `error` with `status_code` and `message`, then `end`.
-#[utoipa::path(post, path = "/chains/{name}/stream", tag = "Chains", params(("name" = String, Path, description = "The chain")), request_body = InvokeBody,
+#[utoipa::path(post, path = "/chains/{name}/stream", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = InvokeBody,
     responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = SseEvent),
               (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
               (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
 pub async fn stream_run(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
 ) -> Answer {
     let chain = state.engine.chain(&name)?;
     let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
     let streams_text = chain.streamed().is_some();
-    let running = state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()))?;
+    let running =
+        state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()), deadline(&headers)?)?;
     let events = sse_events(run_id(), running, streams_text, key);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
@@ -177,15 +202,20 @@ fn event(name: &str, data: &Value) -> Result<Event, Infallible> {
     Ok(Event::default().event(name).data(data.to_string()))
 }
 
-/// `metadata`, then the final generation step's text as `AIMessageChunk`s (under its output key when the
-/// output is named) and whatever of the output was not streamed, a second `metadata` with each step's output
-/// and timing, then `end` — or an `error` event.
-fn sse_events(
-    run_id: String,
-    running: ChainStream,
-    streams_text: bool,
-    key: Option<String>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+/// What a streamed run sends, before `/stream` or `/stream_log` writes it as events.
+enum Sent {
+    /// A piece of the final generation step's text, as an `AIMessageChunk` (under the output key when the
+    /// output is named).
+    Chunk(Value),
+    /// The run ended: what of the output was not streamed (the last chunk with the usage, or the whole
+    /// output), the whole output, and the run's steps.
+    Done { rest: Value, output: Value, run: RunOutput },
+    /// The run failed: LangServe's `status_code` and `message`.
+    Failed(Value),
+}
+
+/// The run's text pieces as they come, then how it ended.
+fn sent(running: ChainStream, streams_text: bool, key: Option<String>, chunk_id: String) -> impl Stream<Item = Sent> {
     let ChainStream { tokens, done } = running;
     let wrap = {
         let key = key.clone();
@@ -194,45 +224,105 @@ fn sse_events(
             None => chunk,
         }
     };
-    let chunk_id = format!("run-{run_id}");
-    let head = stream::once({
-        let run_id = run_id.clone();
-        async move { event("metadata", &json!({"run_id": run_id})) }
-    });
     let text = UnboundedReceiverStream::new(tokens).map({
-        let wrap = wrap.clone();
         let chunk_id = chunk_id.clone();
-        move |piece| event("data", &wrap(json!({"content": piece, "type": "AIMessageChunk", "id": chunk_id})))
+        move |piece| Sent::Chunk(wrap(json!({"content": piece, "type": "AIMessageChunk", "id": chunk_id})))
     });
     let tail = stream::once(async move {
-        let events = match done.await {
-            Ok(Ok(run)) => {
-                let steps = metadata(&run_id, &run);
-                let rest = match (streams_text, run.output, &key) {
+        match done.await {
+            Ok(Ok(mut run)) => {
+                let output = std::mem::take(&mut run.output);
+                let rest = match (streams_text, output.clone(), &key) {
                     // The text went out piece by piece; the last chunk carries the usage.
-                    (true, output, None) => Some(last_chunk(&output, &chunk_id)),
+                    (true, output, None) => last_chunk(&output, &chunk_id),
                     (true, Value::Object(mut named), Some(k)) => {
-                        let last = named.remove(k).map(|o| last_chunk(&o, &chunk_id));
-                        if let Some(last) = last {
+                        if let Some(last) = named.remove(k).map(|o| last_chunk(&o, &chunk_id)) {
                             named.insert(k.clone(), last);
                         }
-                        Some(Value::Object(named))
+                        Value::Object(named)
                     }
-                    (_, output, _) => Some(output),
+                    (_, output, _) => output,
                 };
-                // A second `metadata` (LangServe's clients skip it) with each step's output and timing.
-                rest.into_iter().map(|r| event("data", &r)).chain([event("metadata", &steps)]).collect::<Vec<_>>()
+                Sent::Done { rest, output, run }
             }
             Ok(Err(e)) => {
                 let e = ApiError::from(e);
-                vec![event("error", &json!({"status_code": e.status.as_u16(), "message": e.message}))]
+                Sent::Failed(json!({"status_code": e.status.as_u16(), "message": e.message}))
             }
-            Err(_) => vec![event("error", &json!({"status_code": 500, "message": "the chain's task stopped"}))],
+            Err(_) => Sent::Failed(json!({"status_code": 500, "message": "the chain's task stopped"})),
+        }
+    });
+    text.chain(tail)
+}
+
+/// `/stream`: `metadata`, then the final generation step's text as `AIMessageChunk`s and whatever of the
+/// output was not streamed, a second `metadata` with each step's output and timing, then `end` — or an
+/// `error` event.
+fn sse_events(
+    run_id: String,
+    running: ChainStream,
+    streams_text: bool,
+    key: Option<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let head = event("metadata", &json!({"run_id": run_id}));
+    let body = sent(running, streams_text, key, format!("run-{run_id}")).flat_map(move |s| {
+        let events = match s {
+            Sent::Chunk(c) => vec![event("data", &c)],
+            // A second `metadata` (LangServe's clients skip it) with each step's output and timing.
+            Sent::Done { rest, run, .. } => vec![event("data", &rest), event("metadata", &metadata(&run_id, &run))],
+            Sent::Failed(e) => vec![event("error", &e)],
         };
         stream::iter(events)
-    })
-    .flatten();
-    head.chain(text).chain(tail).chain(stream::once(async { Ok(Event::default().event("end")) }))
+    });
+    stream::once(async { head }).chain(body).chain(stream::once(async { Ok(Event::default().event("end")) }))
+}
+
+/// `/stream_log`: the run as LangChain's run log, in JSON Patch operations (`data` events of `{"ops": [...]}`,
+/// which `RemoteRunnable.astream_log` applies): the empty log, each streamed chunk added to
+/// `streamed_output`, then each step as a sub-run under `logs` (its output, and its start and end laid end to
+/// end from the run's start by the steps' durations) and the `final_output`; then `end` — or an `error` event.
+fn stream_log_events(
+    name: String,
+    run_id: String,
+    running: ChainStream,
+    streams_text: bool,
+    key: Option<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let ops = |ops: Vec<Value>| event("data", &json!({ "ops": ops }));
+    let started = SystemTime::now();
+    let head = ops(vec![json!({"op": "replace", "path": "", "value": {
+        "id": run_id, "name": name, "type": "chain", "streamed_output": [], "final_output": null, "logs": {}}})]);
+    let add = |value: Value| json!({"op": "add", "path": "/streamed_output/-", "value": value});
+    let body = sent(running, streams_text, key, format!("run-{run_id}")).map(move |s| match s {
+        Sent::Chunk(c) => ops(vec![add(c)]),
+        Sent::Done { rest, output, run } => {
+            let mut at = started;
+            let mut list: Vec<Value> = run
+                .steps
+                .iter()
+                .map(|step| {
+                    let end = at + std::time::Duration::from_secs_f64(step.seconds);
+                    let log = json!({
+                        "id": format!("{run_id}-{}", step.name), "name": step.name, "type": step.kind,
+                        "tags": [], "metadata": {}, "start_time": utc::iso8601(at), "end_time": utc::iso8601(end),
+                        "streamed_output": [], "streamed_output_str": [], "final_output": step.output,
+                    });
+                    at = end;
+                    json!({"op": "add", "path": format!("/logs/{}", pointer_token(&step.name)), "value": log})
+                })
+                .collect();
+            list.push(add(rest));
+            list.push(json!({"op": "replace", "path": "/final_output", "value": output}));
+            ops(list)
+        }
+        Sent::Failed(e) => event("error", &e),
+    });
+    stream::once(async { head }).chain(body).chain(stream::once(async { Ok(Event::default().event("end")) }))
+}
+
+/// A name as one JSON Pointer token (RFC 6901: `~` as `~0`, `/` as `~1`).
+fn pointer_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// An empty `AIMessageChunk` with the message's metadata (finish reason, token usage).
@@ -242,6 +332,28 @@ fn last_chunk(message: &Value, id: &str) -> Value {
         "response_metadata": message.get("response_metadata").cloned().unwrap_or(json!({})),
         "usage_metadata": message.get("usage_metadata").cloned().unwrap_or(Value::Null),
     })
+}
+
+/// Runs the chain and streams its run log (LangServe `stream_log`, for `RemoteRunnable.astream_log`): JSON
+/// Patch operations over LangChain's run log, with each step as a sub-run. The `include_*` / `exclude_*`
+/// filters of the request are not applied: every step is logged.
+#[utoipa::path(post, path = "/chains/{name}/stream_log", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = InvokeBody,
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = SseEvent),
+              (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
+              (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
+pub async fn stream_log(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
+) -> Answer {
+    let chain = state.engine.chain(&name)?;
+    let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
+    let streams_text = chain.streamed().is_some();
+    let running =
+        state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()), deadline(&headers)?)?;
+    let events = stream_log_events(name, run_id(), running, streams_text, key);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// The JSON Schema of the chain's input.

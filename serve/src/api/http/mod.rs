@@ -112,6 +112,7 @@ pub fn router(
         .routes(routes!(langserve::invoke))
         .routes(routes!(langserve::batch))
         .routes(routes!(langserve::stream_run))
+        .routes(routes!(langserve::stream_log))
         .routes(routes!(langserve::input_schema))
         .routes(routes!(langserve::output_schema))
         .routes(routes!(langserve::config_schema))

@@ -163,7 +163,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         unit: args.api.unit().into(),
         batch: args.batch,
         machine: machine::describe(),
-        date: machine::today(),
+        date: crate::utc::today(),
         note: args.note.clone(),
         targets,
         plots: Vec::new(),
