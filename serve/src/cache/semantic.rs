@@ -85,7 +85,7 @@ impl SemanticCache {
         let now = Instant::now();
         let live =
             |id: &usize| index.entries.get(id).is_some_and(|e| e.key.group == key.group && now - e.inserted < self.ttl);
-        let found = index.graph.as_ref()?.search(&key.context, CANDIDATES, EF_SEARCH, &live);
+        let found = index.graph.as_ref()?.search(&key.context, CANDIDATES, EF_SEARCH, Some(&live));
         found
             .iter()
             .filter_map(|(id, _)| {

@@ -492,8 +492,16 @@ impl Collection {
         let found: Found = match &search.filter {
             None if small => Found::Exact(state.ids.values().copied().collect()),
             None => {
+                // Without tombstones in the graph no node needs checking (the check reads the slots, a cache
+                // miss per node); should a point written meanwhile make that wrong, the answer is checked below
+                // and the search done again with the check.
                 let is_live = |slot: &usize| state.slots.get(*slot).is_some_and(Option::is_some);
-                Found::Graph(state.index.search(&query, candidates, ef, &is_live))
+                let clean = state.index.len() == state.ids.len();
+                let mut found = state.index.search(&query, candidates, ef, (!clean).then_some(&is_live as _));
+                if clean && !found.iter().all(|(slot, _)| is_live(slot)) {
+                    found = state.index.search(&query, candidates, ef, Some(&is_live));
+                }
+                Found::Graph(found)
             }
             Some(filter) => {
                 // Slot order (a flat array) is faster to scan than id order; results are sorted by score.
@@ -512,7 +520,7 @@ impl Collection {
                         allowed[slot] = true;
                     }
                     let keep = |slot: &usize| allowed.get(*slot).copied().unwrap_or(false);
-                    Found::Graph(state.index.search(&query, candidates, ef, &keep))
+                    Found::Graph(state.index.search(&query, candidates, ef, Some(&keep)))
                 }
             }
         };

@@ -76,21 +76,28 @@ impl Index {
         g.slots.push(slot);
     }
 
-    /// Slots of up to `k` nearest points among those `keep` accepts, nearest first, with their scores (as
-    /// [`Distance::score`] gives them; approximate when quantized).
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, keep: &dyn Fn(&usize) -> bool) -> Vec<(usize, f32)> {
+    /// Slots of up to `k` nearest points among those `keep` accepts (all, without it), nearest first, with
+    /// their scores (as [`Distance::score`] gives them; approximate when quantized).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&dyn Fn(&usize) -> bool>,
+    ) -> Vec<(usize, f32)> {
         let g = self.read();
         let slots = &g.slots;
-        let accept = |node: u32| slots.get(node as usize).is_some_and(keep);
+        let accept = |node: u32| slots.get(node as usize).is_some_and(|s| keep.is_none_or(|keep| keep(s)));
+        let accept: Option<&dyn Fn(u32) -> bool> = if keep.is_some() { Some(&accept) } else { None };
         let ef = ef.max(k);
         let found = match &g.vectors {
             Vectors::Full(hnsw) => hnsw
-                .search(query, k, ef, Some(&accept))
+                .search(query, k, ef, accept)
                 .into_iter()
                 .map(|(node, d)| (node, self.distance.score_of_graph_distance(d)))
                 .collect::<Vec<_>>(),
             Vectors::Quantized(hnsw, q) => hnsw
-                .search(&q.encode(query), k, ef, Some(&accept))
+                .search(&q.encode(query), k, ef, accept)
                 .into_iter()
                 .map(|(node, d)| (node, q.score(self.distance, d)))
                 .collect(),
