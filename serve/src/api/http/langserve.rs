@@ -189,12 +189,8 @@ pub async fn stream_run(
     headers: HeaderMap,
     JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
 ) -> Answer {
-    let chain = state.engine.chain(&name)?;
-    let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
-    let streams_text = chain.streamed().is_some();
-    let running =
-        state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()), deadline(&headers)?)?;
-    let events = sse_events(run_id(), running, streams_text, key);
+    let (run_id, sent) = start(&state, &name, &headers, body)?;
+    let events = sse_events(run_id, sent);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -212,6 +208,23 @@ enum Sent {
     Done { rest: Value, output: Value, run: RunOutput },
     /// The run failed: LangServe's `status_code` and `message`.
     Failed(Value),
+}
+
+/// Starts a streamed run of chain `name`: its id, and what it sends.
+fn start(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    body: InvokeBody,
+) -> Result<(String, impl Stream<Item = Sent> + use<>), LangServeError> {
+    let chain = state.engine.chain(name)?;
+    let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
+    let streams_text = chain.streamed().is_some();
+    let running =
+        state.engine.stream_chain(name, body.input, configurable(body.config.as_ref()), deadline(headers)?)?;
+    let id = run_id();
+    let chunk_id = format!("run-{id}");
+    Ok((id, sent(running, streams_text, key, chunk_id)))
 }
 
 /// The run's text pieces as they come, then how it ended.
@@ -258,14 +271,9 @@ fn sent(running: ChainStream, streams_text: bool, key: Option<String>, chunk_id:
 /// `/stream`: `metadata`, then the final generation step's text as `AIMessageChunk`s and whatever of the
 /// output was not streamed, a second `metadata` with each step's output and timing, then `end` — or an
 /// `error` event.
-fn sse_events(
-    run_id: String,
-    running: ChainStream,
-    streams_text: bool,
-    key: Option<String>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+fn sse_events(run_id: String, sent: impl Stream<Item = Sent>) -> impl Stream<Item = Result<Event, Infallible>> {
     let head = event("metadata", &json!({"run_id": run_id}));
-    let body = sent(running, streams_text, key, format!("run-{run_id}")).flat_map(move |s| {
+    let body = sent.flat_map(move |s| {
         let events = match s {
             Sent::Chunk(c) => vec![event("data", &c)],
             // A second `metadata` (LangServe's clients skip it) with each step's output and timing.
@@ -284,16 +292,14 @@ fn sse_events(
 fn stream_log_events(
     name: String,
     run_id: String,
-    running: ChainStream,
-    streams_text: bool,
-    key: Option<String>,
+    sent: impl Stream<Item = Sent>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let ops = |ops: Vec<Value>| event("data", &json!({ "ops": ops }));
     let started = SystemTime::now();
     let head = ops(vec![json!({"op": "replace", "path": "", "value": {
         "id": run_id, "name": name, "type": "chain", "streamed_output": [], "final_output": null, "logs": {}}})]);
     let add = |value: Value| json!({"op": "add", "path": "/streamed_output/-", "value": value});
-    let body = sent(running, streams_text, key, format!("run-{run_id}")).map(move |s| match s {
+    let body = sent.map(move |s| match s {
         Sent::Chunk(c) => ops(vec![add(c)]),
         Sent::Done { rest, output, run } => {
             let mut at = started;
@@ -347,12 +353,8 @@ pub async fn stream_log(
     headers: HeaderMap,
     JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
 ) -> Answer {
-    let chain = state.engine.chain(&name)?;
-    let key = chain.streamed().and_then(|(key, _)| key.map(str::to_string));
-    let streams_text = chain.streamed().is_some();
-    let running =
-        state.engine.stream_chain(&name, body.input, configurable(body.config.as_ref()), deadline(&headers)?)?;
-    let events = stream_log_events(name, run_id(), running, streams_text, key);
+    let (run_id, sent) = start(&state, &name, &headers, body)?;
+    let events = stream_log_events(name, run_id, sent);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
