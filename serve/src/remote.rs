@@ -355,14 +355,10 @@ impl Remote {
             .result
             .into_iter()
             .map(|p| {
-                let id = p.id.map(|id| match id.point_id_options {
-                    Some(pb::point_id::PointIdOptions::Num(n)) => json!(n),
-                    Some(pb::point_id::PointIdOptions::Uuid(u)) => json!(u),
-                    None => Value::Null,
-                });
-                let payload = qdrant_proto::to_payload(p.payload, "payload")
-                    .map_err(|message| RemoteError::Malformed { url: ep.url.clone(), message })?;
-                Ok((id.unwrap_or(Value::Null), p.score, payload))
+                let malformed = |message| RemoteError::Malformed { url: ep.url.clone(), message };
+                let id = qdrant_proto::point_id(p.id, "id").map_err(malformed)?;
+                let payload = qdrant_proto::to_payload(p.payload, "payload").map_err(malformed)?;
+                Ok((serde_json::to_value(&id).unwrap_or(Value::Null), p.score, payload))
             })
             .collect()
     }
