@@ -87,8 +87,8 @@ impl Index {
     ) -> Vec<(usize, f32)> {
         let g = self.read();
         let slots = &g.slots;
-        let accept = |node: u32| slots.get(node as usize).is_some_and(|s| keep.is_none_or(|keep| keep(s)));
-        let accept: Option<&dyn Fn(u32) -> bool> = if keep.is_some() { Some(&accept) } else { None };
+        let accept = keep.map(|keep| move |node: u32| slots.get(node as usize).is_some_and(keep));
+        let accept = accept.as_ref().map(|f| f as &dyn Fn(u32) -> bool);
         let ef = ef.max(k);
         let found = match &g.vectors {
             Vectors::Full(hnsw) => hnsw
