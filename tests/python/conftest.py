@@ -2,8 +2,10 @@
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -20,25 +22,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The server's "listening" line, as text (`http=127.0.0.1:1234`) or JSON (`"http":"127.0.0.1:1234"`).
+LISTENING = re.compile(r'"?(http|grpc)"?[=:]"?127\.0\.0\.1:(\d+)')
+
+
 class Server:
+    """The ferroserve binary on ports the kernel picks (port 0): the ports are read back from its "listening"
+    line, so no other process can take them between choosing and binding."""
+
     def __init__(self, extra_args=(), env=None):
         assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --bin ferroserve` (make test does)"
-        self.http_port, self.grpc_port = free_port(), free_port()
-        self.http = f"http://127.0.0.1:{self.http_port}"
         logs = ROOT / "target" / "e2e-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self.log_path = logs / f"python-server-{self.http_port}.log"
-        self.log = open(self.log_path, "w")
+        fd, log_path = tempfile.mkstemp(prefix="python-server-", suffix=".log", dir=logs)
+        self.log_path = pathlib.Path(log_path)
+        self.log = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve",
-             "--http-addr", f"127.0.0.1:{self.http_port}",
-             "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
+            [str(BINARY), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
              *([] if "--model-repository" in extra_args else
                ["--model-repository", str(ROOT / "deploy" / "model-repository")]),
-             "--vectors-path", str(logs / f"python-collections-{self.http_port}"), *extra_args],
+             "--vectors-path", tempfile.mkdtemp(prefix="python-collections-", dir=logs), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
         )
+        self.http_port, self.grpc_port = self._bound_ports()
+        self.http = f"http://127.0.0.1:{self.http_port}"
+
+    def _bound_ports(self, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if "listening" in line:
+                    ports = dict(LISTENING.findall(line))
+                    if "http" in ports and "grpc" in ports:
+                        return int(ports["http"]), int(ports["grpc"])
+            assert self.proc.poll() is None, f"server exited early; log: {self.log_path}"
+            time.sleep(0.05)
+        raise AssertionError(f"server did not listen in {timeout}s; log: {self.log_path}")
 
     def wait_ready(self, timeout=120.0):
         deadline = time.monotonic() + timeout
