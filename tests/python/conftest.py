@@ -48,30 +48,37 @@ class Server:
         self.http_port, self.grpc_port = self._bound_ports()
         self.http = f"http://127.0.0.1:{self.http_port}"
 
-    def _bound_ports(self, timeout=120.0):
+    def _until(self, probe, timeout, what):
+        """Polls `probe` until it returns something true (returned), the server exits, or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                if "listening" in line:
-                    ports = dict(LISTENING.findall(line))
-                    if "http" in ports and "grpc" in ports:
-                        return int(ports["http"]), int(ports["grpc"])
             assert self.proc.poll() is None, f"server exited early; log: {self.log_path}"
+            found = probe()
+            if found:
+                return found
             time.sleep(0.05)
-        raise AssertionError(f"server did not listen in {timeout}s; log: {self.log_path}")
+        raise AssertionError(f"server {what} in {timeout}s; log: {self.log_path}")
+
+    def _bound_ports(self):
+        def listening():
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                ports = dict(LISTENING.findall(line)) if "listening" in line else {}
+                if "http" in ports and "grpc" in ports:
+                    return int(ports["http"]), int(ports["grpc"])
+            return None
+
+        return self._until(listening, 120.0, "did not listen")
 
     def wait_ready(self, timeout=120.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited early; log: {self.log_path}"
+        def ready():
             try:
                 with urllib.request.urlopen(f"{self.http}/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
+                    return r.status == 200
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready in {timeout}s; log: {self.log_path}")
+                return False
+
+        self._until(ready, timeout, "not ready")
+        return self
 
     def stop(self):
         self.proc.kill()
