@@ -10,25 +10,26 @@ use std::arch::x86_64::*;
 use crate::scalar::Tile;
 use crate::{BLOCK, GROUP};
 
-/// The four columns' values of block `b` as bytes, one register per column.
+/// Column `c`'s values of block `b` as bytes.
 #[inline(always)]
-unsafe fn load_weights<const FOUR: bool>(t: &Tile<'_>, b: usize) -> [__m256i; GROUP] {
+unsafe fn load_column<const FOUR: bool>(t: &Tile<'_>, b: usize, c: usize) -> __m256i {
     // SAFETY: the caller runs with AVX2 and the slices hold `blocks` blocks per column (checked in `matmul`).
     unsafe {
         if FOUR {
-            let wb = t.w_qs.as_ptr().add(b * GROUP * BLOCK / 2);
+            let raw = _mm_loadu_si128(t.w_qs.as_ptr().add((b * GROUP + c) * BLOCK / 2) as *const __m128i);
             let low = _mm_set1_epi8(0x0f);
-            std::array::from_fn(|c| {
-                let raw = _mm_loadu_si128(wb.add(c * BLOCK / 2) as *const __m128i);
-                let lo = _mm_and_si128(raw, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-                _mm256_set_m128i(hi, lo)
-            })
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low), _mm_and_si128(raw, low))
         } else {
-            let wb = t.w_qs.as_ptr().add(b * GROUP * BLOCK);
-            std::array::from_fn(|c| _mm256_loadu_si256(wb.add(c * BLOCK) as *const __m256i))
+            _mm256_loadu_si256(t.w_qs.as_ptr().add((b * GROUP + c) * BLOCK) as *const __m256i)
         }
     }
+}
+
+/// The four columns' values of block `b` as bytes, one register per column.
+#[inline(always)]
+unsafe fn load_weights<const FOUR: bool>(t: &Tile<'_>, b: usize) -> [__m256i; GROUP] {
+    // SAFETY: as in `load_column`.
+    std::array::from_fn(|c| unsafe { load_column::<FOUR>(t, b, c) })
 }
 
 /// The 4-bit minimums' term of block `b` for one row and column (the scalar reference's order).
@@ -37,33 +38,49 @@ fn add_min(t: &Tile<'_>, b: usize, c: usize, sa: f32, sum: i32, mins: &mut f32) 
     *mins = (t.w_mins[b * GROUP + c] * sa).mul_add(sum as f32, *mins);
 }
 
-/// The AVX2 kernel on `R` rows. Safety: the CPU has AVX2 and FMA; `t` holds `R` rows and `out` has `R` slots.
+/// The AVX2 kernel on `R` rows. Column by column within a block, so that only one column's weights (and their
+/// magnitudes) are live beside the `R × 4` accumulators: all of it fits the sixteen registers. Each cell's
+/// scale is the product the scalar reference takes, made four at a time per row; so are 4-bit weights'
+/// minimums' terms (one lane per column, the reference's operations).
+/// Safety: the CPU has AVX2 and FMA; `t` holds `R` rows and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
-    let mut mins = [[0.0f32; GROUP]; R];
+    let mut mins = [_mm_setzero_ps(); R];
+    let mut scales = [[0.0f32; GROUP]; R];
     for b in 0..kb {
         // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
-        let w = unsafe { load_weights::<FOUR>(t, b) };
-        let abs_w: [__m256i; GROUP] = std::array::from_fn(|c| if FOUR { w[c] } else { _mm256_sign_epi8(w[c], w[c]) });
-        let ws = &t.w_scales[b * GROUP..][..GROUP];
-        for (r, (acc_r, mins_r)) in acc.iter_mut().zip(mins.iter_mut()).enumerate() {
+        let ws = unsafe { _mm_loadu_ps(t.w_scales.as_ptr().add(b * GROUP)) };
+        let a: [__m256i; R] = std::array::from_fn(|r| {
             let ab = r * kb + b;
-            let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
-            let sa = t.a_scales[ab];
-            for c in 0..GROUP {
-                let signed_a = if FOUR { a } else { _mm256_sign_epi8(a, w[c]) };
-                let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w[c], signed_a), ones);
-                let scale = _mm256_set1_ps(sa * ws[c]);
-                acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
-                if FOUR {
-                    add_min(t, b, c, sa, t.a_sums[ab], &mut mins_r[c]);
-                }
+            let sa = _mm_set1_ps(t.a_scales[ab]);
+            unsafe { _mm_storeu_ps(scales[r].as_mut_ptr(), _mm_mul_ps(sa, ws)) };
+            if FOUR {
+                let w_mins = unsafe { _mm_loadu_ps(t.w_mins.as_ptr().add(b * GROUP)) };
+                let sum = _mm_set1_ps(t.a_sums[ab] as f32);
+                mins[r] = _mm_fmadd_ps(_mm_mul_ps(w_mins, sa), sum, mins[r]);
+            }
+            unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) }
+        });
+        for c in 0..GROUP {
+            let w = unsafe { load_column::<FOUR>(t, b, c) };
+            let abs_w = if FOUR { w } else { _mm256_sign_epi8(w, w) };
+            for r in 0..R {
+                let signed_a = if FOUR { a[r] } else { _mm256_sign_epi8(a[r], w) };
+                let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, signed_a), ones);
+                let scale = _mm256_broadcast_ss(&scales[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r][c]);
             }
         }
     }
+    let mins: [[f32; GROUP]; R] = std::array::from_fn(|r| {
+        let mut lanes = [0.0f32; GROUP];
+        // SAFETY: `lanes` holds four floats.
+        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
+        lanes
+    });
     store::<FOUR, R>(&acc, &mins, out);
 }
 
