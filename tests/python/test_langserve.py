@@ -90,8 +90,22 @@ def test_stream_log_gives_the_run_log_with_each_step(rag):
     assert "tmux" in [d.metadata["package"] for d in final["sources"]]
     assert list(state["logs"]) == ["sources", "prompt", "answer"]
     sources = state["logs"]["sources"]
-    assert sources["type"] == "retrieve" and sources["start_time"] <= sources["end_time"]
+    assert sources["type"] == "retriever" and sources["start_time"] <= sources["end_time"]
+    assert sources["tags"] == ["seq:step:1"] and state["logs"]["answer"]["type"] == "llm"
     assert [d.metadata["package"] for d in sources["final_output"]] == [d.metadata["package"] for d in final["sources"]]
+
+    # LangChain's filters choose the sub-runs; the root run's output is there either way.
+    def logged(**filters):
+        state = functools.reduce(lambda a, b: a + b, asyncio.run(run_log(**filters))).state
+        assert state["final_output"]["answer"].content
+        return list(state["logs"])
+
+    assert logged(include_types=["retriever"]) == ["sources"]
+    assert logged(include_names=["answer"], include_tags=["seq:step:2"]) == ["prompt", "answer"]
+    assert logged(include_types=["retriever", "llm"], exclude_names=["answer"]) == ["sources"]
+    assert logged(exclude_tags=["seq:step:1"]) == ["prompt", "answer"]
+    bad = httpx.post(f"{rag.http}/chains/rag/stream_log", json={"input": question, "include_names": "answer"})
+    assert bad.status_code == 400 and "include_names" in bad.json()["detail"]
 
     with pytest.raises(httpx.HTTPStatusError) as e:
         asyncio.run(run_log(config={"configurable": {"max_tokens": 0}}))

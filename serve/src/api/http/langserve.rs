@@ -62,6 +62,74 @@ pub struct InvokeBody {
     config: Option<Value>,
 }
 
+/// A `/stream_log` request: the run's `input` and `config` (as for `/invoke`), and LangChain's filters on which
+/// steps the log shows. A step is shown when no `include_*` is given or one of them matches it (its name, its
+/// run type, or one of its tags), and no `exclude_*` matches it; the root run and its streamed output are
+/// always there (LangChain's `_RootEventFilter`).
+#[derive(Deserialize, ToSchema, Default)]
+#[schema(example = json!({"input": {"question": "What is a terminal multiplexer?"}, "include_types": ["retriever"]}))]
+pub struct StreamLogBody {
+    /// The chain's input (its `input_schema`).
+    #[schema(value_type = Value)]
+    input: Value,
+    /// `configurable` overrides the fields the chain allows (its `config_schema`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    /// Show the steps with these names.
+    #[serde(default)]
+    include_names: Option<Vec<String>>,
+    /// Show the steps of these run types (`retriever`, `prompt`, `llm`, `parser`, `embedding`, `chain`).
+    #[serde(default)]
+    include_types: Option<Vec<String>>,
+    /// Show the steps with one of these tags (step `i` of a chain is tagged `seq:step:i`, from 1).
+    #[serde(default)]
+    include_tags: Option<Vec<String>>,
+    /// Hide the steps with these names.
+    #[serde(default)]
+    exclude_names: Option<Vec<String>>,
+    /// Hide the steps of these run types.
+    #[serde(default)]
+    exclude_types: Option<Vec<String>>,
+    /// Hide the steps with one of these tags.
+    #[serde(default)]
+    exclude_tags: Option<Vec<String>>,
+}
+
+impl StreamLogBody {
+    /// The run's part of the request, taken out; what stays is the filter.
+    fn take_run(&mut self) -> InvokeBody {
+        InvokeBody { input: std::mem::take(&mut self.input), config: self.config.take() }
+    }
+
+    /// Whether the log shows a step with this name, run type and tags.
+    fn shows(&self, name: &str, run_type: &str, tags: &[String]) -> bool {
+        let has = |list: &Option<Vec<String>>, value: &str| list.as_ref().is_some_and(|l| l.iter().any(|v| v == value));
+        let has_tag = |list: &Option<Vec<String>>| tags.iter().any(|t| has(list, t));
+        let no_include = self.include_names.is_none() && self.include_types.is_none() && self.include_tags.is_none();
+        let included = no_include
+            || has(&self.include_names, name)
+            || has(&self.include_types, run_type)
+            || has_tag(&self.include_tags);
+        included
+            && !has(&self.exclude_names, name)
+            && !has(&self.exclude_types, run_type)
+            && !has_tag(&self.exclude_tags)
+    }
+}
+
+/// LangChain's run type for a step kind, the vocabulary its run-log filters and tracers use.
+fn run_type(kind: &str) -> &'static str {
+    match kind {
+        "retrieve" => "retriever",
+        "prompt" => "prompt",
+        "generate" => "llm",
+        "parse" => "parser",
+        "embed" => "embedding",
+        _ => "chain",
+    }
+}
+
 /// The run's deadline header, described for the OpenAPI document.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -292,6 +360,7 @@ fn sse_events(run_id: String, sent: impl Stream<Item = Sent>) -> impl Stream<Ite
 fn stream_log_events(
     name: String,
     run_id: String,
+    filter: StreamLogBody,
     sent: impl Stream<Item = Sent>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let ops = |ops: Vec<Value>| event("data", &json!({ "ops": ops }));
@@ -303,20 +372,22 @@ fn stream_log_events(
         Sent::Chunk(c) => ops(vec![add(c)]),
         Sent::Done { rest, output, run } => {
             let mut at = started;
-            let mut list: Vec<Value> = run
-                .steps
-                .iter()
-                .map(|step| {
-                    let end = at + std::time::Duration::from_secs_f64(step.seconds);
+            let mut list: Vec<Value> = Vec::new();
+            for (i, step) in run.steps.iter().enumerate() {
+                let end = at + std::time::Duration::from_secs_f64(step.seconds);
+                let (run_type, tags) = (run_type(step.kind), vec![format!("seq:step:{}", i + 1)]);
+                if filter.shows(&step.name, run_type, &tags) {
                     let log = json!({
-                        "id": format!("{run_id}-{}", step.name), "name": step.name, "type": step.kind,
-                        "tags": [], "metadata": {}, "start_time": utc::iso8601(at), "end_time": utc::iso8601(end),
+                        "id": format!("{run_id}-{}", step.name), "name": step.name, "type": run_type,
+                        "tags": tags, "metadata": {}, "start_time": utc::iso8601(at), "end_time": utc::iso8601(end),
                         "streamed_output": [], "streamed_output_str": [], "final_output": step.output,
                     });
-                    at = end;
-                    json!({"op": "add", "path": format!("/logs/{}", pointer_token(&step.name)), "value": log})
-                })
-                .collect();
+                    list.push(
+                        json!({"op": "add", "path": format!("/logs/{}", pointer_token(&step.name)), "value": log}),
+                    );
+                }
+                at = end;
+            }
             list.push(add(rest));
             list.push(json!({"op": "replace", "path": "/final_output", "value": output}));
             ops(list)
@@ -341,9 +412,9 @@ fn last_chunk(message: &Value, id: &str) -> Value {
 }
 
 /// Runs the chain and streams its run log (LangServe `stream_log`, for `RemoteRunnable.astream_log`): JSON
-/// Patch operations over LangChain's run log, with each step as a sub-run. The `include_*` / `exclude_*`
-/// filters of the request are not applied: every step is logged.
-#[utoipa::path(post, path = "/chains/{name}/stream_log", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = InvokeBody,
+/// Patch operations over LangChain's run log, with each step the request's `include_*` / `exclude_*` filters
+/// keep as a sub-run.
+#[utoipa::path(post, path = "/chains/{name}/stream_log", tag = "Chains", params(("name" = String, Path, description = "The chain"), DeadlineHeader), request_body = StreamLogBody,
     responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = SseEvent),
               (status = "4XX", description = "No such chain, or an input the chain refuses", body = LangServeErrorBody),
               (status = "5XX", description = "A step failed, or an upstream endpoint did", body = LangServeErrorBody)))]
@@ -351,10 +422,10 @@ pub async fn stream_log(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    JsonBody(body, _): JsonBody<InvokeBody, LangServeError>,
+    JsonBody(mut body, _): JsonBody<StreamLogBody, LangServeError>,
 ) -> Answer {
-    let (run_id, sent) = start(&state, &name, &headers, body)?;
-    let events = stream_log_events(name, run_id, sent);
+    let (run_id, sent) = start(&state, &name, &headers, body.take_run())?;
+    let events = stream_log_events(name, run_id, body, sent);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -446,4 +517,53 @@ pub async fn delete_chain(State(state): State<AppState>, Path(name): Path<String
         return Err(EngineError::ChainNotFound(name).into());
     }
     Ok(Json(json!({"name": name, "status": "deleted"})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(mut body: Value) -> StreamLogBody {
+        body["input"] = json!({"question": "q"});
+        serde_json::from_value(body).expect("a filter")
+    }
+
+    #[test]
+    fn without_filters_every_step_shows() {
+        assert!(StreamLogBody::default().shows("sources", "retriever", &["seq:step:1".into()]));
+    }
+
+    #[test]
+    fn includes_match_by_name_type_or_tag_and_excludes_win() {
+        let tags = ["seq:step:2".to_string()];
+        let f = filter(json!({"include_types": ["retriever"], "include_names": ["answer"]}));
+        assert!(f.shows("sources", "retriever", &tags));
+        assert!(f.shows("answer", "llm", &tags));
+        assert!(!f.shows("prompt", "prompt", &tags));
+        assert!(filter(json!({"include_tags": ["seq:step:2"]})).shows("prompt", "prompt", &tags));
+        assert!(!filter(json!({"include_tags": ["seq:step:1"]})).shows("prompt", "prompt", &tags));
+        let f = filter(json!({"include_types": ["retriever", "llm"], "exclude_names": ["answer"]}));
+        assert!(!f.shows("answer", "llm", &tags));
+        assert!(!filter(json!({"exclude_tags": ["seq:step:2"]})).shows("prompt", "prompt", &tags));
+        assert!(!filter(json!({"exclude_types": ["prompt"]})).shows("prompt", "prompt", &tags));
+    }
+
+    #[test]
+    fn step_kinds_take_langchain_run_types() {
+        let kinds = ["retrieve", "prompt", "generate", "parse", "embed", "map"];
+        assert_eq!(kinds.map(run_type), ["retriever", "prompt", "llm", "parser", "embedding", "chain"]);
+    }
+
+    #[test]
+    fn a_stream_log_request_reads_its_run_and_its_filters() {
+        let mut body: StreamLogBody = serde_json::from_value(json!({
+            "input": {"question": "q"}, "config": {}, "diff": true, "include_types": ["llm"], "exclude_tags": null
+        }))
+        .expect("a request");
+        let run = body.take_run();
+        assert_eq!((run.input, run.config), (json!({"question": "q"}), Some(json!({}))));
+        assert!(body.shows("answer", "llm", &[]) && !body.shows("sources", "retriever", &[]));
+        let wrong = serde_json::from_value::<StreamLogBody>(json!({"input": 1, "include_names": 5}));
+        assert!(wrong.is_err_and(|e| e.to_string().contains("expected a sequence")));
+    }
 }
