@@ -58,6 +58,8 @@ pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, o
             let sa = _mm_set1_ps(t.a_scales[ab]);
             unsafe { _mm_storeu_ps(scales[r].as_mut_ptr(), _mm_mul_ps(sa, ws)) };
             if FOUR {
+                // SAFETY: 4-bit packings hold a minimum per block and column (the 4-bit constructor of
+                // `PackedWeights` fills them all), sliced per group like the scales by `matmul::group`.
                 let w_mins = unsafe { _mm_loadu_ps(t.w_mins.as_ptr().add(b * GROUP)) };
                 let sum = _mm_set1_ps(t.a_sums[ab] as f32);
                 mins[r] = _mm_fmadd_ps(_mm_mul_ps(w_mins, sa), sum, mins[r]);
