@@ -11,7 +11,11 @@
 //!   alone the rest. A lane never rests for an equal or lighter one, or when it is alone.
 //!
 //! Either way a lane computing alone gets every core: an idle lane's threads sleep and take nothing.
+//!
+//! A step can also ask whether it computes alone ([`others_busy`]): an ONNX Runtime lane then runs on a pool
+//! whose threads spin between parallel sections, which only pays while nothing else wants the cores.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -55,14 +59,15 @@ const REST_SLICE: Duration = Duration::from_millis(2);
 struct LaneState {
     weight: f64,
     computing: AtomicBool,
-    /// When the last step ended, microseconds since [`epoch`].
+    /// When the last step ended, microseconds since [`epoch`]; 0 before the first step ends.
     last_end_us: AtomicU64,
 }
 
 impl LaneState {
     fn busy(&self, now_us: u64) -> bool {
+        let last_end = self.last_end_us.load(Ordering::Acquire);
         self.computing.load(Ordering::Acquire)
-            || now_us.saturating_sub(self.last_end_us.load(Ordering::Acquire)) < LINGER.as_micros() as u64
+            || (last_end > 0 && now_us.saturating_sub(last_end) < LINGER.as_micros() as u64)
     }
 }
 
@@ -77,6 +82,17 @@ fn now_us() -> u64 {
 
 /// Every CPU lane of the process.
 static LANES: Mutex<Vec<Weak<LaneState>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The lane whose step runs on this thread (set by [`CpuShare::compute`]).
+    static CURRENT: RefCell<Option<Arc<LaneState>>> = const { RefCell::new(None) };
+}
+
+/// Whether a CPU lane other than the one computing on this thread is busy now (any CPU lane, when called
+/// outside a lane's step): the step does not have the cores to itself.
+pub fn others_busy() -> bool {
+    CURRENT.with(|current| heaviest_busy_except(current.borrow().as_ref()).is_some())
+}
 
 /// How one CPU lane shares the cores: its threads' nice value and its weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,16 +137,18 @@ impl CpuShare {
     /// Runs one step of the lane's compute, counted as busy.
     pub fn compute<R>(&mut self, step: impl FnOnce() -> R) -> R {
         let Some(lane) = &self.lane else { return step() };
-        /// Marks the lane idle again even when the step unwinds.
+        /// Marks the lane idle again (and the thread as computing for no lane) even when the step unwinds.
         struct Computing<'a>(&'a LaneState);
         impl Drop for Computing<'_> {
             fn drop(&mut self) {
-                self.0.last_end_us.store(now_us(), Ordering::Release);
+                CURRENT.with(|current| current.borrow_mut().take());
+                self.0.last_end_us.store(now_us().max(1), Ordering::Release);
                 self.0.computing.store(false, Ordering::Release);
             }
         }
         let started = Instant::now();
         lane.computing.store(true, Ordering::Release);
+        CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(lane)));
         let computing = Computing(lane);
         let out = step();
         drop(computing);
@@ -158,12 +176,17 @@ impl CpuShare {
 
 /// The heaviest weight among the lanes other than `lane` busy now.
 fn heaviest_busy_other(lane: &Arc<LaneState>) -> Option<f64> {
+    heaviest_busy_except(Some(lane))
+}
+
+/// The heaviest weight among the lanes busy now, `except` one.
+fn heaviest_busy_except(except: Option<&Arc<LaneState>>) -> Option<f64> {
     let now = now_us();
     let lanes = LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     lanes
         .iter()
         .filter_map(Weak::upgrade)
-        .filter(|l| !Arc::ptr_eq(l, lane) && l.busy(now))
+        .filter(|l| !except.is_some_and(|e| Arc::ptr_eq(l, e)) && l.busy(now))
         .map(|l| l.weight)
         .reduce(f64::max)
 }
@@ -202,9 +225,12 @@ mod tests {
         assert_eq!(rest_for(Duration::from_secs(2), 1.0, 4.0), MAX_REST);
     }
 
+    /// Lanes are process-wide: the tests that make lanes take turns.
+    static LANES_IN_TESTS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn a_lane_rests_only_while_a_heavier_one_is_busy() {
-        // Weights no other test uses, so lanes of tests running at the same time cannot look heavier.
+        let _turn = LANES_IN_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let mut light = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.001 }));
         let mut heavy = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.004 }));
         light.compute(|| std::thread::sleep(Duration::from_millis(2)));
@@ -218,6 +244,26 @@ mod tests {
         assert_eq!(gpu.compute(|| 7), 7);
         let mut heavy = CpuShare::new(Some(LaneCpu { nice: 0, weight: 0.004 }));
         assert_eq!(heavy.compute(|| gpu.rest()), Duration::ZERO, "a GPU lane never rests");
+    }
+
+    #[test]
+    fn a_step_knows_whether_another_lane_computes() {
+        let _turn = LANES_IN_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut one = CpuShare::new(Some(LaneCpu { nice: 0, weight: 1.0 }));
+        let mut two = CpuShare::new(Some(LaneCpu { nice: 0, weight: 1.0 }));
+        std::thread::sleep(LINGER * 2);
+        assert!(!one.compute(others_busy), "its own step does not count");
+        std::thread::sleep(LINGER * 2);
+        assert!(two.compute(|| one.compute(others_busy)), "the other lane is in a step");
+        assert!(one.compute(others_busy), "the other lane finished a step within the linger");
+        std::thread::sleep(LINGER * 2);
+        assert!(!one.compute(others_busy), "past the linger the other lane is idle");
+        std::thread::sleep(LINGER * 2);
+        assert!(!others_busy(), "outside a step: no CPU lane is busy");
+        let mut gpu = CpuShare::new(None);
+        assert!(!gpu.compute(others_busy), "a GPU lane is no CPU lane");
+        two.compute(|| ());
+        assert!(others_busy(), "outside a step: a CPU lane finished a step within the linger");
     }
 
     #[cfg(target_os = "linux")]

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `None`: see [`crate::threads::ThreadBudget`].
     pub io_threads: Option<usize>,
+    /// Whether ONNX models on the shared pool keep a second session whose pool spins, for steps that compute
+    /// alone (see [`crate::threads::ThreadBudget`]).
+    pub onnx_solo_sessions: bool,
     /// Seconds between checks of the repository folder for changed model files (0: never).
     pub repository_poll_secs: u64,
     /// Most MiB of model weights loaded at once (0: no limit).
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
             io_threads: None,
+            onnx_solo_sessions: true,
             repository_poll_secs: 0,
             max_loaded_mb: 0,
             cache: CacheConfig::default(),
@@ -163,6 +167,7 @@ impl ServerConfig {
             shutdown_grace_secs,
             log_format,
             io_threads,
+            onnx_solo_sessions,
             redis_url,
             vectors_path,
             chains_path,
@@ -180,6 +185,7 @@ impl ServerConfig {
         if io_threads.is_some() {
             config.io_threads = io_threads;
         }
+        override_with(&mut config.onnx_solo_sessions, onnx_solo_sessions);
         if redis_url.is_some() {
             config.cache.redis_url = redis_url;
         }

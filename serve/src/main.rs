@@ -126,10 +126,15 @@ fn serve(args: ferroserve::cli::ServeArgs) -> anyhow::Result<()> {
     let telemetry = ferroserve::telemetry::init_tracing(config.log_format, &config.tracing)?;
     let models = ferroserve::server::read_models(&config)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let budget = ThreadBudget::plan(&models, config.io_threads, cores);
+    let budget = ThreadBudget::plan(&models, config.io_threads, config.onnx_solo_sessions, cores);
     budget.log();
-    // Idle pool threads spin only when no other lane computes on the CPU (see threads.rs).
-    ferroserve_models::onnx::share_compute_pool(budget.cores, budget.shared_pool_spins, budget.shared_pool_nice);
+    // Pool threads spin only where no other lane computes on the CPU (see threads.rs).
+    ferroserve_models::onnx::share_compute_pool(ferroserve_models::onnx::SharedPool {
+        threads: budget.cores,
+        spin: budget.shared_pool_spins,
+        nice: budget.shared_pool_nice,
+        solo_sessions: budget.solo_sessions,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(budget.io_threads)
         .thread_name("ferroserve-io")

@@ -3,9 +3,11 @@
 //!
 //! ONNX Runtime lanes that do not set `threads` run on one pool the process shares (ONNX Runtime's global pool,
 //! every core): a lone busy model gets all of them, several busy ones share them. Its idle threads spin (wait
-//! busily for the next parallel section) only when nothing else computes on the CPU: spinning makes a batch
-//! of one text 10-20% faster, but spinning threads took two thirds of the language model's decode speed
-//! (benches/backends.sh). Other CPU lanes that do not set `threads` share out the cores left by those that do
+//! busily for the next parallel section) only when every CPU lane runs on it: spinning makes a batch of one
+//! text 10-35% faster, but spinning threads took two thirds of the language model's decode speed
+//! (benches/backends.sh). Where it does not spin, each of its models has a second session on a pool of its
+//! own that spins during its runs, and a step that finds no other CPU lane busy runs there
+//! (`ferroserve_models::onnx::OnnxModel`). Other CPU lanes that do not set `threads` share out the cores left by those that do
 //! (at least one each). GPU lanes need one driving thread and no pool. The runtime gets one worker per core:
 //! idle workers sleep, so it costs busy lanes nothing, and answers that never reach a lane (cache hits,
 //! streamed tokens) use the cores idle lanes leave.
@@ -37,6 +39,10 @@ pub struct ThreadBudget {
     pub shared_pool_threads: usize,
     /// Whether the shared pool's idle threads spin: only when every CPU lane runs on it.
     pub shared_pool_spins: bool,
+    /// Whether the models on a shared pool that does not spin have a second session on a spinning pool of
+    /// their own, for the steps that find no other CPU lane busy (`onnx_solo_sessions`, on a machine of more
+    /// than one core).
+    pub solo_sessions: bool,
     /// The heaviest `weight` of a CPU lane: lanes at it keep nice 0, lighter ones are lowered from there.
     pub heaviest_weight: f64,
     /// Nice value of the shared pool's threads (the heaviest weight among its lanes against `heaviest_weight`).
@@ -56,7 +62,8 @@ fn on_shared_pool(model: &ModelEntry, lane: &LaneConfig) -> bool {
 }
 
 impl ThreadBudget {
-    pub fn plan(models: &[ModelEntry], io_threads: Option<usize>, cores: usize) -> Self {
+    /// The budget of `models` on `cores`; `io_threads` and `solo_sessions` as the server's configuration says.
+    pub fn plan(models: &[ModelEntry], io_threads: Option<usize>, solo_sessions: bool, cores: usize) -> Self {
         let cpu_lanes = || {
             models
                 .iter()
@@ -83,6 +90,7 @@ impl ThreadBudget {
             compute_threads,
             shared_pool_threads,
             shared_pool_spins,
+            solo_sessions: solo_sessions && shared && !shared_pool_spins && cores > 1,
             heaviest_weight,
             shared_pool_nice: cpu_share::nice_for(pool_weight, heaviest_weight),
         }
@@ -115,6 +123,7 @@ impl ThreadBudget {
             default_lane_threads = self.default_lane_threads,
             shared_pool_threads = self.shared_pool_threads,
             shared_pool_spins = self.shared_pool_spins,
+            solo_sessions = self.solo_sessions,
             heaviest_weight = self.heaviest_weight,
             shared_pool_nice = self.shared_pool_nice,
             "thread budget: lanes run on their own compute pools; the async runtime only does I/O"
@@ -149,7 +158,7 @@ mod tests {
     fn cores_are_shared_between_cpu_lanes() {
         let one = model("");
         assert_eq!(
-            ThreadBudget::plan(&[one], None, 2),
+            ThreadBudget::plan(&[one], None, true, 2),
             ThreadBudget {
                 cores: 2,
                 io_threads: 2,
@@ -157,16 +166,17 @@ mod tests {
                 compute_threads: 2,
                 shared_pool_threads: 0,
                 shared_pool_spins: false,
+                solo_sessions: false,
                 heaviest_weight: 1.0,
                 shared_pool_nice: 0,
             }
         );
         let two = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\n");
-        let b = ThreadBudget::plan(std::slice::from_ref(&two), None, 8);
+        let b = ThreadBudget::plan(std::slice::from_ref(&two), None, true, 8);
         assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (4, 8, 8));
         assert_eq!(b.lane_threads(&two, &two.lanes[2]), 0);
         let pinned = model("[[lanes]]\ndevice = \"cpu\"\nthreads = 3\n[[lanes]]\ndevice = \"cpu\"\n");
-        let b = ThreadBudget::plan(&[pinned], Some(3), 4);
+        let b = ThreadBudget::plan(&[pinned], Some(3), true, 4);
         assert_eq!((b.default_lane_threads, b.compute_threads, b.io_threads), (1, 4, 3));
     }
 
@@ -178,9 +188,14 @@ mod tests {
         let mixed = model(&format!("{onnx}{onnx}[[lanes]]\ndevice = \"cpu\"\n"));
         let pinned =
             model(&format!("{onnx}[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\nthreads = 1\n"));
-        let b = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, 4);
+        let b = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, true, 4);
         assert_eq!((b.default_lane_threads, b.shared_pool_threads, b.compute_threads), (3, 4, 8));
         assert!(!b.shared_pool_spins, "Candle and pinned lanes compute beside the pool: it must not spin");
+        assert!(b.solo_sessions, "its models run alone on pools of their own that spin");
+        let off = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, false, 4);
+        assert!(!off.solo_sessions, "turned off by the configuration");
+        let one_core = ThreadBudget::plan(&[mixed.clone(), pinned.clone()], None, true, 1);
+        assert!(!one_core.solo_sessions, "one core: nothing to spin for");
         assert_eq!(
             [b.lane_threads(&mixed, &mixed.lanes[0]), b.lane_threads(&mixed, &mixed.lanes[2])],
             [0, 3],
@@ -189,8 +204,9 @@ mod tests {
         assert_eq!(b.lane_threads(&pinned, &pinned.lanes[1]), 1, "a lane that sets threads keeps a pool of its own");
         // Only ONNX lanes on the pool (and a GPU lane): nothing else computes on the CPU, so it spins.
         let alone = model(&format!("{onnx}{onnx}[[lanes]]\ndevice = \"cuda:0\"\n"));
-        let b = ThreadBudget::plan(&[alone.clone(), alone], None, 4);
+        let b = ThreadBudget::plan(&[alone.clone(), alone], None, true, 4);
         assert_eq!((b.shared_pool_threads, b.compute_threads, b.shared_pool_spins), (4, 4, true));
+        assert!(!b.solo_sessions, "the shared pool spins itself");
     }
 
     #[test]
@@ -198,7 +214,7 @@ mod tests {
         let onnx = "[[lanes]]\ndevice = \"cpu\"\nbackend = \"onnx\"\npath = \"o\"\n";
         let embedding = model(&format!("{onnx}weight = 4\n"));
         let candle = model("[[lanes]]\ndevice = \"cpu\"\n[[lanes]]\ndevice = \"cuda:0\"\nweight = 0.5\n");
-        let b = ThreadBudget::plan(&[embedding.clone(), candle.clone()], None, 2);
+        let b = ThreadBudget::plan(&[embedding.clone(), candle.clone()], None, true, 2);
         assert_eq!((b.heaviest_weight, b.shared_pool_nice), (4.0, 0), "the pool holds the heaviest lane");
         assert_eq!(b.lane_cpu(&embedding.lanes[0]), Some(LaneCpu { nice: 0, weight: 4.0 }));
         assert_eq!(
@@ -207,12 +223,12 @@ mod tests {
             "weight 1 beside 4: nice 6, 1.25^6 = 3.8x less CPU time"
         );
         assert_eq!(b.lane_cpu(&candle.lanes[1]), None, "a GPU lane's thread is never lowered");
-        let b = ThreadBudget::plan(&[candle.clone(), model(&format!("{onnx}weight = 0.5\n"))], None, 2);
+        let b = ThreadBudget::plan(&[candle.clone(), model(&format!("{onnx}weight = 0.5\n"))], None, true, 2);
         assert_eq!(
             (b.heaviest_weight, b.shared_pool_nice, b.lane_cpu(&candle.lanes[0]).map(|c| c.nice)),
             (1.0, 3, Some(0))
         );
-        let b = ThreadBudget::plan(&[model("")], None, 2);
+        let b = ThreadBudget::plan(&[model("")], None, true, 2);
         assert_eq!((b.heaviest_weight, b.shared_pool_nice), (1.0, 0), "no weights: every thread stays as it was");
     }
 }

@@ -14,6 +14,6 @@ pub mod proto {
 }
 
 pub use embedder::OnnxEmbedder;
-pub use runtime::{RUNTIME_ENV, runtime_library, share_compute_pool};
+pub use runtime::{RUNTIME_ENV, SharedPool, runtime_library, share_compute_pool};
 pub use session::{OnnxModel, TensorSpec, check_inputs};
 pub use tensor::{ElementType, NamedTensor, TensorData};

@@ -26,21 +26,28 @@ pub fn runtime_library() -> PathBuf {
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 /// How the shared pool runs, fixed by [`share_compute_pool`] before the runtime is first used (default: every
-/// core, no spinning, nice 0).
+/// core, no spinning, nice 0, no solo sessions).
 #[derive(Debug, Clone, Copy)]
-struct SharedPool {
-    threads: usize,
-    spin: bool,
-    nice: i32,
+pub struct SharedPool {
+    /// Intra-op threads (the caller of a run counts as one).
+    pub threads: usize,
+    /// Whether idle threads spin: they answer the next parallel section sooner but hold cores other lanes
+    /// could use.
+    pub spin: bool,
+    /// Nice value of the pool's threads (see `cpu_share.rs`).
+    pub nice: i32,
+    /// Whether each model on a pool that does not spin gets a second session on a pool of its own that spins
+    /// during its runs, for steps that compute alone (see `session.rs`).
+    pub solo_sessions: bool,
 }
 
 static SHARED_POOL: OnceLock<SharedPool> = OnceLock::new();
 
-/// Sizes the shared pool and sets its threads' nice value (see `cpu_share.rs`); only the first call before
-/// the runtime starts counts (returns whether it did). Spinning threads answer the next batch sooner but burn
-/// the cores other lanes could use while idle.
-pub fn share_compute_pool(threads: usize, spin: bool, nice: i32) -> bool {
-    SHARED_POOL.set(SharedPool { threads: threads.max(1), spin, nice }).is_ok() && ENVIRONMENT.get().is_none()
+/// Sets how the shared pool runs; only the first call before the runtime starts counts (returns whether it
+/// did).
+pub fn share_compute_pool(pool: SharedPool) -> bool {
+    let pool = SharedPool { threads: pool.threads.max(1), ..pool };
+    SHARED_POOL.set(pool).is_ok() && ENVIRONMENT.get().is_none()
 }
 
 /// Starts ONNX Runtime's pool threads, named and at the pool's nice value.
@@ -68,12 +75,26 @@ impl ThreadManager for ComputeThreads {
     }
 }
 
-fn shared_pool() -> Result<GlobalThreadPoolOptions, String> {
-    let pool = *SHARED_POOL.get_or_init(|| SharedPool {
+/// The shared pool's settings (the defaults once the runtime started without [`share_compute_pool`]).
+fn shared_pool_settings() -> SharedPool {
+    *SHARED_POOL.get_or_init(|| SharedPool {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         spin: false,
         nice: 0,
-    });
+        solo_sessions: false,
+    })
+}
+
+/// The threads of the pool a session on the shared pool runs on while it computes alone (see `session.rs`), or
+/// `None` when it has none: turned off, the shared pool spins already, or it has a single thread (nothing to
+/// spin for).
+pub(crate) fn solo_pool_threads() -> Option<usize> {
+    let pool = shared_pool_settings();
+    (pool.solo_sessions && !pool.spin && pool.threads > 1).then_some(pool.threads)
+}
+
+fn shared_pool() -> Result<GlobalThreadPoolOptions, String> {
+    let pool = shared_pool_settings();
     GlobalThreadPoolOptions::default()
         .with_intra_threads(pool.threads)
         .and_then(|o| o.with_inter_threads(1))

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 
 use prost::Message;
 
 use super::proto::ModelProto;
-use super::runtime::{ComputeThreads, environment};
+use super::runtime::{ComputeThreads, environment, solo_pool_threads};
 use super::tensor::{ElementType, NamedTensor};
+use crate::cpu_share;
 use crate::error::ModelError;
 use crate::quantize::{cpu_prefers_signed_weights, fit_integer_weights};
 
@@ -23,8 +24,17 @@ pub struct TensorSpec {
 }
 
 /// A loaded ONNX model. `run` takes `&mut self`: a lane owns its session.
+///
+/// A model on the process's shared pool also has a second session of the same model (`solo`) on a pool of its
+/// own whose threads spin during its runs, for the steps that compute alone: spinning answers each parallel
+/// section sooner (a one-text batch gets faster), but beside another busy lane the spinning threads take the
+/// cores from it, and so do their waits for threads the other lane pushed off a core (benches/RESULTS.md). The
+/// two sessions share their prepacked weights. A step may start alone and another lane join during it; the
+/// solo pool then spins for the rest of that one step.
 pub struct OnnxModel {
     session: Session,
+    solo: Option<Session>,
+    runs_alone: u64,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -40,6 +50,15 @@ fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
         .collect()
 }
 
+/// A pool of `threads` intra-op threads for one session alone, its threads named `name` at `nice`.
+fn own_pool(builder: SessionBuilder, threads: usize, name: &'static str, nice: i32) -> ort::Result<SessionBuilder> {
+    Ok(builder
+        .with_independent_thread_pool()?
+        .with_intra_threads(threads)?
+        .with_inter_threads(1)?
+        .with_thread_manager(ComputeThreads { name, nice })?)
+}
+
 impl OnnxModel {
     /// Loads `path` with all graph optimizations, on the process's shared pool (`threads` 0, see
     /// `runtime.rs`) or on a pool of its own of `threads` intra-op threads at `nice` (see `cpu_share.rs`); INT8
@@ -49,29 +68,37 @@ impl OnnxModel {
         if !path.exists() {
             return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
         }
-        let fail = |e: String| ModelError::Backend(format!("{}: {e}", path.display()));
-        let mut builder = Session::builder(environment()?)
-            .map_err(|e| fail(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| fail(e.to_string()))?;
-        if threads > 0 {
-            builder = builder
-                .with_independent_thread_pool()
-                .map_err(|e| fail(e.to_string()))?
-                .with_intra_threads(threads)
-                .map_err(|e| fail(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| fail(e.to_string()))?
-                .with_thread_manager(ComputeThreads { name: "onnx-lane-pool", nice })
-                .map_err(|e| fail(e.to_string()))?;
+        let fail = |e: ort::Error| ModelError::Backend(format!("{}: {e}", path.display()));
+        let fitted = fitted(path)?;
+        let environment = environment()?;
+        let prepacked = PrepackedWeights::new();
+        let commit = |pool: &dyn Fn(SessionBuilder) -> ort::Result<SessionBuilder>| {
+            let builder = Session::builder(environment)?
+                .with_optimization_level(GraphOptimizationLevel::All)?
+                .with_prepacked_weights(&prepacked)?;
+            let mut builder = pool(builder)?;
+            match &fitted {
+                Some(bytes) => builder.commit_from_memory(bytes),
+                None => builder.commit_from_file(path),
+            }
+        };
+        let session = match threads {
+            0 => commit(&Ok),
+            _ => commit(&|b| own_pool(b, threads, "onnx-lane-pool", nice)),
         }
-        let session = match fitted(path)? {
-            Some(bytes) => builder.commit_from_memory(&bytes),
-            None => builder.commit_from_file(path),
-        }
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
+        let solo = match (threads, solo_pool_threads()) {
+            (0, Some(cores)) => Some(
+                commit(&|b| {
+                    let b = b.with_intra_op_spinning(true)?.with_config_entry("session.force_spinning_stop", "1")?;
+                    own_pool(b, cores, "onnx-solo-pool", nice)
+                })
+                .map_err(fail)?,
+            ),
+            _ => None,
+        };
         let (inputs, outputs) = (specs(session.inputs()), specs(session.outputs()));
-        Ok(OnnxModel { session, inputs, outputs })
+        Ok(OnnxModel { session, solo, runs_alone: 0, inputs, outputs })
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
@@ -82,6 +109,11 @@ impl OnnxModel {
         &self.outputs
     }
 
+    /// How many runs took the solo session (computed alone on its spinning pool).
+    pub fn runs_alone(&self) -> u64 {
+        self.runs_alone
+    }
+
     /// Runs the model on `inputs` (every declared input, by name) and returns every output, in the
     /// model's declared order.
     pub fn run(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, ModelError> {
@@ -90,7 +122,14 @@ impl OnnxModel {
             .into_iter()
             .map(|t| Ok((t.name.clone(), t.into_value()?)))
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let outputs = self.session.run(values).map_err(|e| ModelError::Backend(e.to_string()))?;
+        let session = match &mut self.solo {
+            Some(solo) if !cpu_share::others_busy() => {
+                self.runs_alone += 1;
+                solo
+            }
+            _ => &mut self.session,
+        };
+        let outputs = session.run(values).map_err(|e| ModelError::Backend(e.to_string()))?;
         let mut result = Vec::with_capacity(outputs.len());
         for (name, value) in outputs.iter() {
             result.push(NamedTensor::from_value(name, &value)?);
