@@ -291,9 +291,9 @@ pub struct ServeArgs {
     /// Worker threads of the async runtime (I/O only; compute runs on lane threads) [default: one per core].
     #[arg(long, env = "FERROSERVE_IO_THREADS")]
     pub io_threads: Option<usize>,
-    /// Whether ONNX models on the shared pool keep a second session whose threads spin, used while no other
-    /// lane computes (a lone request runs faster; costs memory for a second copy of the unpacked weights)
-    /// [default: true].
+    /// Whether ONNX models on the shared pool get a second session whose threads spin, used while no other
+    /// lane computes (a lone request runs faster; made on first use, it costs about the model's weights again
+    /// in memory) [default: true].
     #[arg(long, env = "FERROSERVE_ONNX_SOLO_SESSIONS")]
     pub onnx_solo_sessions: Option<bool>,
     /// Shared Redis cache, e.g. redis://127.0.0.1:6379/0 (overrides `cache.redis_url` of the config file).

@@ -30,7 +30,7 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `None`: see [`crate::threads::ThreadBudget`].
     pub io_threads: Option<usize>,
-    /// Whether ONNX models on the shared pool keep a second session whose pool spins, for steps that compute
+    /// Whether ONNX models on the shared pool get a second session whose pool spins, for steps that compute
     /// alone (see [`crate::threads::ThreadBudget`]).
     pub onnx_solo_sessions: bool,
     /// Seconds between checks of the repository folder for changed model files (0: never).

@@ -5,9 +5,9 @@
 //! every core): a lone busy model gets all of them, several busy ones share them. Its idle threads spin (wait
 //! busily for the next parallel section) only when every CPU lane runs on it: spinning makes a batch of one
 //! text 10-35% faster, but spinning threads took two thirds of the language model's decode speed
-//! (benches/backends.sh). Where it does not spin, each of its models has a second session on a pool of its
-//! own that spins during its runs, and a step that finds no other CPU lane busy runs there
-//! (`ferroserve_models::onnx::OnnxModel`). Other CPU lanes that do not set `threads` share out the cores left by those that do
+//! (benches/backends.sh). Where it does not spin, each of its models gets a second session on a pool of its
+//! own that spins during its runs (made when the model is first used alone), and a step that finds no other
+//! CPU lane busy runs there (`onnx_solo_sessions`; `ferroserve_models::onnx`, `solo.rs`). Other CPU lanes that do not set `threads` share out the cores left by those that do
 //! (at least one each). GPU lanes need one driving thread and no pool. The runtime gets one worker per core:
 //! idle workers sleep, so it costs busy lanes nothing, and answers that never reach a lane (cache hits,
 //! streamed tokens) use the cores idle lanes leave.

@@ -5,6 +5,7 @@
 mod embedder;
 mod runtime;
 mod session;
+mod solo;
 mod tensor;
 
 /// The ONNX format's protobuf types (`proto/onnx/onnx.proto`).

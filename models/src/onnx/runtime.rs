@@ -37,7 +37,7 @@ pub struct SharedPool {
     /// Nice value of the pool's threads (see `cpu_share.rs`).
     pub nice: i32,
     /// Whether each model on a pool that does not spin gets a second session on a pool of its own that spins
-    /// during its runs, for steps that compute alone (see `session.rs`).
+    /// during its runs, for steps that compute alone (see `solo.rs`).
     pub solo_sessions: bool,
 }
 
@@ -85,7 +85,7 @@ fn shared_pool_settings() -> SharedPool {
     })
 }
 
-/// The threads of the pool a session on the shared pool runs on while it computes alone (see `session.rs`), or
+/// The threads of the pool a session on the shared pool runs on while it computes alone (see `solo.rs`), or
 /// `None` when it has none: turned off, the shared pool spins already, or it has a single thread (nothing to
 /// spin for).
 pub(crate) fn solo_pool_threads() -> Option<usize> {

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 use prost::Message;
 
 use super::proto::ModelProto;
 use super::runtime::{ComputeThreads, environment, solo_pool_threads};
+use super::solo::Solo;
 use super::tensor::{ElementType, NamedTensor};
-use crate::cpu_share;
 use crate::error::ModelError;
 use crate::quantize::{cpu_prefers_signed_weights, fit_integer_weights};
 
@@ -25,15 +25,11 @@ pub struct TensorSpec {
 
 /// A loaded ONNX model. `run` takes `&mut self`: a lane owns its session.
 ///
-/// A model on the process's shared pool also has a second session of the same model (`solo`) on a pool of its
-/// own whose threads spin during its runs, for the steps that compute alone: spinning answers each parallel
-/// section sooner (a one-text batch gets faster), but beside another busy lane the spinning threads take the
-/// cores from it, and so do their waits for threads the other lane pushed off a core (benches/RESULTS.md). The
-/// two sessions share their prepacked weights. A step may start alone and another lane join during it; the
-/// solo pool then spins for the rest of that one step.
+/// A model on the process's shared pool also gets a second session of the same model on a pool of its own
+/// whose threads spin during its runs, for the steps that compute alone (`solo.rs`).
 pub struct OnnxModel {
     session: Session,
-    solo: Option<Session>,
+    solo: Option<Solo>,
     runs_alone: u64,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
@@ -50,52 +46,57 @@ fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
         .collect()
 }
 
-/// A pool of `threads` intra-op threads for one session alone, its threads named `name` at `nice`.
-fn own_pool(builder: SessionBuilder, threads: usize, name: &'static str, nice: i32) -> ort::Result<SessionBuilder> {
-    Ok(builder
-        .with_independent_thread_pool()?
-        .with_intra_threads(threads)?
-        .with_inter_threads(1)?
-        .with_thread_manager(ComputeThreads { name, nice })?)
+/// The intra-op pool a session runs on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Pool {
+    /// The process's shared pool (`runtime.rs`).
+    Shared,
+    /// A pool of the session's own: `threads` threads at `nice`.
+    Own { threads: usize, nice: i32 },
+    /// A pool of the session's own whose threads spin while a run is in flight and stop when it returns.
+    Spinning { threads: usize, nice: i32 },
+}
+
+/// Makes a session of the model at `path` with all graph optimizations on `pool`; INT8 weights are first put
+/// in the form this CPU multiplies fastest without losing accuracy (`quantize::fit_integer_weights`).
+pub(super) fn session(path: &Path, pool: Pool) -> Result<Session, ModelError> {
+    if !path.exists() {
+        return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
+    }
+    let fitted = fitted(path)?;
+    let environment = environment()?;
+    let own = |b: SessionBuilder, threads: usize, name: &'static str, nice: i32| {
+        b.with_independent_thread_pool()?
+            .with_intra_threads(threads)?
+            .with_inter_threads(1)?
+            .with_thread_manager(ComputeThreads { name, nice })
+    };
+    let make = || -> ort::Result<Session> {
+        let builder = Session::builder(environment)?.with_optimization_level(GraphOptimizationLevel::All)?;
+        let mut builder = match pool {
+            Pool::Shared => builder,
+            Pool::Own { threads, nice } => own(builder, threads, "onnx-lane-pool", nice)?,
+            Pool::Spinning { threads, nice } => {
+                let b = builder.with_intra_op_spinning(true)?.with_config_entry("session.force_spinning_stop", "1")?;
+                own(b, threads, "onnx-solo-pool", nice)?
+            }
+        };
+        match &fitted {
+            Some(bytes) => builder.commit_from_memory(bytes),
+            None => builder.commit_from_file(path),
+        }
+    };
+    make().map_err(|e| ModelError::Backend(format!("{}: {e}", path.display())))
 }
 
 impl OnnxModel {
-    /// Loads `path` with all graph optimizations, on the process's shared pool (`threads` 0, see
-    /// `runtime.rs`) or on a pool of its own of `threads` intra-op threads at `nice` (see `cpu_share.rs`); INT8
-    /// weights are first put in the form this CPU multiplies fastest without losing accuracy
-    /// (`quantize::fit_integer_weights`).
+    /// Loads `path` on the process's shared pool (`threads` 0, see `runtime.rs`) or on a pool of its own of
+    /// `threads` intra-op threads at `nice` (see `cpu_share.rs`), with all graph optimizations and INT8
+    /// weights fitted to this CPU.
     pub fn load(path: &Path, threads: usize, nice: i32) -> Result<Self, ModelError> {
-        if !path.exists() {
-            return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
-        }
-        let fail = |e: ort::Error| ModelError::Backend(format!("{}: {e}", path.display()));
-        let fitted = fitted(path)?;
-        let environment = environment()?;
-        let prepacked = PrepackedWeights::new();
-        let commit = |pool: &dyn Fn(SessionBuilder) -> ort::Result<SessionBuilder>| {
-            let builder = Session::builder(environment)?
-                .with_optimization_level(GraphOptimizationLevel::All)?
-                .with_prepacked_weights(&prepacked)?;
-            let mut builder = pool(builder)?;
-            match &fitted {
-                Some(bytes) => builder.commit_from_memory(bytes),
-                None => builder.commit_from_file(path),
-            }
-        };
-        let session = match threads {
-            0 => commit(&Ok),
-            _ => commit(&|b| own_pool(b, threads, "onnx-lane-pool", nice)),
-        }
-        .map_err(fail)?;
-        let solo = match (threads, solo_pool_threads()) {
-            (0, Some(cores)) => Some(
-                commit(&|b| {
-                    let b = b.with_intra_op_spinning(true)?.with_config_entry("session.force_spinning_stop", "1")?;
-                    own_pool(b, cores, "onnx-solo-pool", nice)
-                })
-                .map_err(fail)?,
-            ),
-            _ => None,
+        let (session, solo) = match threads {
+            0 => (session(path, Pool::Shared)?, solo_pool_threads().map(|cores| Solo::new(path, cores, nice))),
+            _ => (session(path, Pool::Own { threads, nice })?, None),
         };
         let (inputs, outputs) = (specs(session.inputs()), specs(session.outputs()));
         Ok(OnnxModel { session, solo, runs_alone: 0, inputs, outputs })
@@ -122,12 +123,12 @@ impl OnnxModel {
             .into_iter()
             .map(|t| Ok((t.name.clone(), t.into_value()?)))
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let session = match &mut self.solo {
-            Some(solo) if !cpu_share::others_busy() => {
+        let session = match self.solo.as_mut().and_then(Solo::for_this_step) {
+            Some(solo) => {
                 self.runs_alone += 1;
                 solo
             }
-            _ => &mut self.session,
+            None => &mut self.session,
         };
         let outputs = session.run(values).map_err(|e| ModelError::Backend(e.to_string()))?;
         let mut result = Vec::with_capacity(outputs.len());
