@@ -41,7 +41,11 @@ fn a_step_alone_runs_on_the_spinning_solo_session_and_gives_the_same_outputs() {
     let mut lane = CpuShare::new(Some(LaneCpu { nice: 0, weight: 1.0 }));
     let mut other = CpuShare::new(Some(LaneCpu { nice: 0, weight: 1.0 }));
     let first = lane.compute(|| model.run(vec![input.clone()])).unwrap();
-    assert_eq!(model.runs_alone(), 0, "the first step alone starts making the solo session and runs on the shared pool");
+    assert_eq!(
+        model.runs_alone(),
+        0,
+        "the first step alone starts making the solo session and runs on the shared pool"
+    );
     // Until it is ready, steps alone stay on the shared pool.
     let started = Instant::now();
     let alone = loop {
