@@ -32,10 +32,27 @@ unsafe fn load_weights<const FOUR: bool>(t: &Tile<'_>, b: usize) -> [__m256i; GR
     std::array::from_fn(|c| unsafe { load_column::<FOUR>(t, b, c) })
 }
 
-/// The 4-bit minimums' term of block `b` for one row and column (the scalar reference's order).
+/// The 4-bit minimums' terms of block `b` for one row, one lane per column, added to `mins`: `min × row
+/// scale`, then fused with the row's sum of values (the scalar reference's operations).
 #[inline(always)]
-fn add_min(t: &Tile<'_>, b: usize, c: usize, sa: f32, sum: i32, mins: &mut f32) {
-    *mins = (t.w_mins[b * GROUP + c] * sa).mul_add(sum as f32, *mins);
+unsafe fn add_mins(t: &Tile<'_>, b: usize, sa: __m128, sum: i32, mins: __m128) -> __m128 {
+    // SAFETY: 4-bit packings hold a minimum per block and column (the 4-bit constructor of `PackedWeights`
+    // fills them all), sliced per group like the scales by `matmul::group`; the caller runs with AVX2 and FMA.
+    unsafe {
+        let w_mins = _mm_loadu_ps(t.w_mins.as_ptr().add(b * GROUP));
+        _mm_fmadd_ps(_mm_mul_ps(w_mins, sa), _mm_set1_ps(sum as f32), mins)
+    }
+}
+
+/// Each row's minimums' terms as four floats (zeros for 8-bit weights).
+#[inline(always)]
+fn mins_lanes<const R: usize>(mins: &[__m128; R]) -> [[f32; GROUP]; R] {
+    std::array::from_fn(|r| {
+        let mut lanes = [0.0f32; GROUP];
+        // SAFETY: `lanes` holds four floats; SSE is part of x86-64.
+        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
+        lanes
+    })
 }
 
 /// The AVX2 kernel on `R` rows. Column by column within a block, so that only one column's weights (and their
@@ -58,11 +75,7 @@ pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, o
             let sa = _mm_set1_ps(t.a_scales[ab]);
             unsafe { _mm_storeu_ps(scales[r].as_mut_ptr(), _mm_mul_ps(sa, ws)) };
             if FOUR {
-                // SAFETY: 4-bit packings hold a minimum per block and column (the 4-bit constructor of
-                // `PackedWeights` fills them all), sliced per group like the scales by `matmul::group`.
-                let w_mins = unsafe { _mm_loadu_ps(t.w_mins.as_ptr().add(b * GROUP)) };
-                let sum = _mm_set1_ps(t.a_sums[ab] as f32);
-                mins[r] = _mm_fmadd_ps(_mm_mul_ps(w_mins, sa), sum, mins[r]);
+                mins[r] = unsafe { add_mins(t, b, sa, t.a_sums[ab], mins[r]) };
             }
             unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) }
         });
@@ -77,27 +90,24 @@ pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, o
             }
         }
     }
-    let mins: [[f32; GROUP]; R] = std::array::from_fn(|r| {
-        let mut lanes = [0.0f32; GROUP];
-        // SAFETY: `lanes` holds four floats.
-        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
-        lanes
-    });
-    store::<FOUR, R>(&acc, &mins, out);
+    store::<FOUR, R>(&acc, &mins_lanes(&mins), out);
 }
 
-/// The VNNI kernel on `R` rows. Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows
-/// (with their corrections for 8-bit weights) and `out` has `R` slots.
+/// The VNNI kernel on `R` rows. With thirty-two registers the four columns' weights stay loaded across the
+/// rows; cell scales and 4-bit minimums' terms are made four at a time per row, as in the AVX2 kernel.
+/// Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows (with their corrections for 8-bit
+/// weights) and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
 pub(crate) unsafe fn tile_vnni<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
     let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
-    let mut mins = [[0.0f32; GROUP]; R];
+    let mut mins = [_mm_setzero_ps(); R];
+    let mut scales = [0.0f32; GROUP];
     for b in 0..kb {
         // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
         let w = unsafe { load_weights::<FOUR>(t, b) };
-        let ws = &t.w_scales[b * GROUP..][..GROUP];
-        for (r, (acc_r, mins_r)) in acc.iter_mut().zip(mins.iter_mut()).enumerate() {
+        let ws = unsafe { _mm_loadu_ps(t.w_scales.as_ptr().add(b * GROUP)) };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
             let ab = r * kb + b;
             let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
             let start = if FOUR {
@@ -105,18 +115,19 @@ pub(crate) unsafe fn tile_vnni<const R: usize, const FOUR: bool>(t: &Tile<'_>, o
             } else {
                 unsafe { _mm256_loadu_si256(t.a_corrections.as_ptr().add(ab * 8) as *const __m256i) }
             };
-            let sa = t.a_scales[ab];
+            let sa = _mm_set1_ps(t.a_scales[ab]);
+            unsafe { _mm_storeu_ps(scales.as_mut_ptr(), _mm_mul_ps(sa, ws)) };
             for c in 0..GROUP {
                 let dot = _mm256_dpbusd_epi32(start, w[c], a);
-                let scale = _mm256_set1_ps(sa * ws[c]);
+                let scale = _mm256_broadcast_ss(&scales[c]);
                 acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
-                if FOUR {
-                    add_min(t, b, c, sa, t.a_sums[ab], &mut mins_r[c]);
-                }
+            }
+            if FOUR {
+                mins[r] = unsafe { add_mins(t, b, sa, t.a_sums[ab], mins[r]) };
             }
         }
     }
-    store::<FOUR, R>(&acc, &mins, out);
+    store::<FOUR, R>(&acc, &mins_lanes(&mins), out);
 }
 
 /// Each accumulator's lanes summed (the order of `scalar::hsum8`), plus the minimums' sum for 4-bit weights.
