@@ -119,25 +119,36 @@ def test_a_deadline_stops_the_run(rag):
         lines = httpx.get(f"{rag.http}/metrics").text.splitlines()
         return sum(float(l.split()[-1]) for l in lines if l.startswith("ferroserve_generation_cancelled_total{"))
 
-    def question():
-        # A long answer, asked afresh each time (no cached response).
-        return {"question": f"List twenty Debian packages that edit raster images, one per line. ({time.time_ns()})"}
+    def questions():
+        # Long answers, asked afresh each time (no cached response). The small model sometimes ends its answer
+        # before the deadline; a run that completes is not what is tested here, so up to three questions are asked.
+        for _ in range(3):
+            yield {"question": f"List twenty Debian packages that edit raster images, one per line. ({time.time_ns()})"}
 
     long = {"configurable": {"max_tokens": 400}}
-    before, started = cancelled(), time.monotonic()
-    r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": question(), "config": long},
-                   headers={"x-ferroserve-timeout-ms": "1500"}, timeout=60)
+    before = cancelled()
+    for question in questions():
+        started = time.monotonic()
+        r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": question, "config": long},
+                       headers={"x-ferroserve-timeout-ms": "1500"}, timeout=60)
+        if r.status_code != 200:
+            break
     assert r.status_code == 504 and "deadline" in r.json()["detail"], r.text
     assert time.monotonic() - started < 5
     hurried = RemoteRunnable(f"{rag.http}/chains/rag", headers={"x-ferroserve-timeout-ms": "1500"})
-    with pytest.raises(httpx.HTTPStatusError) as e:
-        list(hurried.stream(question(), config=long))
-    assert "deadline" in str(e.value)
+    error = None
+    for question in questions():
+        try:
+            list(hurried.stream(question, config=long))
+        except httpx.HTTPStatusError as e:
+            error = e
+            break
+    assert error is not None and "deadline" in str(error), "the stream did not stop at its deadline"
     deadline = time.monotonic() + 10
     while cancelled() < before + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert cancelled() == before + 2, "both generations were stopped"
-    r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": question()}, headers={"x-ferroserve-timeout-ms": "soon"})
+    r = httpx.post(f"{rag.http}/chains/rag/invoke", json={"input": next(questions())}, headers={"x-ferroserve-timeout-ms": "soon"})
     assert r.status_code == 400 and "x-ferroserve-timeout-ms" in r.json()["detail"]
 
 
