@@ -65,11 +65,11 @@ pub(super) fn session(path: &Path, pool: Pool) -> Result<Session, ModelError> {
     }
     let fitted = fitted(path)?;
     let environment = environment()?;
-    let own = |b: SessionBuilder, threads: usize, name: &'static str, nice: i32| {
-        b.with_independent_thread_pool()?
+    let own = |b: SessionBuilder, threads: usize, name: &'static str, nice: i32| -> ort::Result<SessionBuilder> {
+        Ok(b.with_independent_thread_pool()?
             .with_intra_threads(threads)?
             .with_inter_threads(1)?
-            .with_thread_manager(ComputeThreads { name, nice })
+            .with_thread_manager(ComputeThreads { name, nice })?)
     };
     let make = || -> ort::Result<Session> {
         let builder = Session::builder(environment)?.with_optimization_level(GraphOptimizationLevel::All)?;
