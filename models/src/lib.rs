@@ -14,6 +14,7 @@ pub mod cpu_share;
 pub mod embedder;
 pub mod error;
 pub mod export;
+pub mod json_number;
 pub mod llm;
 pub mod load;
 pub mod onnx;

@@ -230,12 +230,13 @@ impl TensorData {
         })
     }
 
-    /// The elements as JSON numbers or booleans (FP16 as its f32 value).
+    /// The elements as JSON numbers or booleans (FP16 as its f32 value; both in their shortest form).
     pub fn to_json(&self) -> serde_json::Value {
+        use crate::json_number::{f32_number, f32_numbers};
         use serde_json::json;
         match self {
-            TensorData::F16(v) => json!(v.iter().map(|x| x.to_f32()).collect::<Vec<_>>()),
-            TensorData::F32(v) => json!(v),
+            TensorData::F16(v) => serde_json::Value::Array(v.iter().map(|x| f32_number(x.to_f32())).collect()),
+            TensorData::F32(v) => f32_numbers(v),
             TensorData::F64(v) => json!(v),
             TensorData::I8(v) => json!(v),
             TensorData::I16(v) => json!(v),

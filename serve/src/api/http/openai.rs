@@ -71,9 +71,17 @@ pub(super) struct EmbeddingsResponse {
 struct EmbeddingItem {
     object: &'static str,
     index: usize,
-    /// Floats, or a base64 string of little-endian f32 with `encoding_format: base64`.
     #[schema(value_type = super::schemas::FloatsOrBase64)]
-    embedding: Value,
+    embedding: Embedding,
+}
+
+/// Floats (serialized as f32s, in their shortest form), or a base64 string of little-endian f32 with
+/// `encoding_format: base64`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedding {
+    Floats(Vec<f32>),
+    Base64(String),
 }
 
 #[derive(Serialize, ToSchema)]
@@ -177,12 +185,12 @@ fn to_response(out: EmbedOutput, format: EncodingFormat) -> EmbeddingsResponse {
 }
 
 /// A vector as JSON floats, or as base64 of its little-endian f32 bytes (what OpenAI's clients ask for).
-fn encode(v: Vec<f32>, format: EncodingFormat) -> Value {
+fn encode(v: Vec<f32>, format: EncodingFormat) -> Embedding {
     match format {
-        EncodingFormat::Float => json!(v),
+        EncodingFormat::Float => Embedding::Floats(v),
         EncodingFormat::Base64 => {
             let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
         }
     }
 }
@@ -210,10 +218,18 @@ mod tests {
 
     #[test]
     fn base64_is_little_endian_f32() {
-        let Value::String(s) = encode(vec![1.0, -2.5], EncodingFormat::Base64) else { panic!() };
+        let Embedding::Base64(s) = encode(vec![1.0, -2.5], EncodingFormat::Base64) else { panic!() };
         let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
         let back: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(back, vec![1.0, -2.5]);
+    }
+
+    #[test]
+    fn floats_are_written_as_f32s() {
+        let floats = serde_json::to_string(&encode(vec![0.1, -0.034477245, 1.0], EncodingFormat::Float)).unwrap();
+        assert_eq!(floats, "[0.1,-0.034477245,1.0]", "not with an f64's digits (0.10000000149011612)");
+        let base64 = serde_json::to_string(&encode(vec![1.0], EncodingFormat::Base64)).unwrap();
+        assert_eq!(base64, "\"AACAPw==\"");
     }
 
     #[test]

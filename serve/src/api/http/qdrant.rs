@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use ferroserve_models::json_number::{f32_number, f32_numbers};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -418,12 +419,19 @@ fn with_vector(body: &Value) -> bool {
 }
 
 fn record_json(r: Record, selector: &PayloadSelector) -> Value {
-    json!({"id": r.id, "payload": shown(selector, r.payload), "vector": r.vector, "shard_key": null, "order_value": null})
+    json!({"id": r.id, "payload": shown(selector, r.payload), "vector": vector_json(r.vector.as_deref()),
+           "shard_key": null, "order_value": null})
 }
 
 fn scored_json(s: Scored, selector: &PayloadSelector) -> Value {
     let Scored { record, score } = s;
-    json!({"id": record.id, "version": record.version, "score": score, "payload": shown(selector, record.payload), "vector": record.vector})
+    json!({"id": record.id, "version": record.version, "score": f32_number(score),
+           "payload": shown(selector, record.payload), "vector": vector_json(record.vector.as_deref())})
+}
+
+/// A point's vector as JSON floats in their shortest form (`null` when not asked for).
+fn vector_json(vector: Option<&[f32]>) -> Value {
+    vector.map_or(Value::Null, f32_numbers)
 }
 
 /// Points by id.
