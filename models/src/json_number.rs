@@ -34,7 +34,7 @@ mod tests {
 
     #[test]
     fn floats_print_short_and_read_back_exactly() {
-        let cases = [0.1f32, -0.034477245, 1.0, 0.0, -0.0, 3.4028235e38, 1e-45, 1.17549435e-38, 123456.79, 7e-7];
+        let cases = [0.1f32, -0.034477245, 1.0, 0.0, -0.0, 3.4028235e38, 1e-45, f32::MIN_POSITIVE, 123456.79, 7e-7];
         for x in cases {
             let text = f32_number(x).to_string();
             assert_eq!(text.parse::<f64>().unwrap() as f32, x, "{x:?} printed as {text}");

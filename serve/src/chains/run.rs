@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
+use ferroserve_models::json_number::f32_number;
 use futures::StreamExt;
 use minijinja::Environment;
 use serde_json::{Map, Value, json};
@@ -385,7 +386,7 @@ fn document(r: Retrieved, content_key: &str) -> Value {
         None => String::new(),
     };
     metadata.insert("id".into(), r.id.clone());
-    metadata.insert("score".into(), json!(r.score));
+    metadata.insert("score".into(), f32_number(r.score));
     json!({"page_content": content, "metadata": metadata, "type": "Document", "id": r.id.to_string()})
 }
 
