@@ -167,20 +167,156 @@ pub(crate) unsafe fn attention_row_avx2(
     crate::attention::row_with::<Avx2Row>(q, k, v, scale, scores, out);
 }
 
-/// The AVX2 operations of an attention row; only reached through `attention_row_avx2`.
+/// The AVX2 passes of an attention row; only reached through `attention_row_avx2`.
 struct Avx2Row;
 
 impl crate::attention::RowOps for Avx2Row {
     #[inline(always)]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    fn scores(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]) {
         // SAFETY: only called from `attention_row_avx2`, which runs with AVX2 and FMA.
-        unsafe { dot_avx2(a, b) }
+        unsafe { scores_avx2(q, k, scale, scores) }
     }
 
     #[inline(always)]
-    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        // SAFETY: as in `dot`.
-        unsafe { axpy_avx2(alpha, x, y) }
+    fn exp_shifted(scores: &mut [f32], max: f32) {
+        // SAFETY: as in `scores`.
+        unsafe { exp_shifted_avx2(scores, max) }
+    }
+
+    #[inline(always)]
+    fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `scores`.
+        unsafe { weighted_sum_avx2(p, v, out) }
+    }
+}
+
+/// `RowOps::scores` eight keys at a time: the query is loaded once per eight keys, each key keeps its own
+/// accumulator (the same chain of multiply-adds as one dot product), and the eight horizontal sums are done
+/// together by `hsum_eight`. Safety: the CPU has AVX2 and FMA; the head dimension is a multiple of 8 and `k`
+/// holds `scores.len()` keys.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]) {
+    let hd = q.len();
+    let scale8 = _mm256_set1_ps(scale);
+    let mut eights = scores.chunks_exact_mut(8);
+    for (g, out) in (&mut eights).enumerate() {
+        let keys = k[g * 8 * hd..][..8 * hd].as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for c in (0..hd).step_by(8) {
+            // SAFETY: `c + 8 <= hd`, and key `j < 8` of this group starts at `j * hd` within `keys`.
+            let x = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *acc = _mm256_fmadd_ps(x, unsafe { _mm256_loadu_ps(keys.add(j * hd + c)) }, *acc);
+            }
+        }
+        // SAFETY: `out` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(hsum_eight(acc), scale8)) };
+    }
+    let done = scores.len() / 8 * 8;
+    for (j, score) in scores[done..].iter_mut().enumerate() {
+        // SAFETY: as in the caller's contract.
+        *score = unsafe { dot_avx2(q, &k[(done + j) * hd..][..hd]) } * scale;
+    }
+}
+
+/// The horizontal sums of eight registers, lane `j` of the result being `hsum(v[j])` to the bit: the same
+/// additions in the same pairs (high half plus low half, then elements 0 + 2 and 1 + 3, then those two),
+/// done for all eight at once by shuffles.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_eight(v: [__m256; 8]) -> __m256 {
+    // Registers j and j + 4 share one: [lo(j) + hi(j) | lo(j+4) + hi(j+4)].
+    let halves: [__m256; 4] = std::array::from_fn(|j| {
+        _mm256_add_ps(_mm256_permute2f128_ps(v[j], v[j + 4], 0x20), _mm256_permute2f128_ps(v[j], v[j + 4], 0x31))
+    });
+    // [h0 + h2, h1 + h3] of two registers side by side, in each 128-bit half.
+    let pairs = |a: __m256, b: __m256| {
+        let (a, b) = (_mm256_castps_pd(a), _mm256_castps_pd(b));
+        _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)))
+    };
+    _mm256_hadd_ps(pairs(halves[0], halves[1]), pairs(halves[2], halves[3]))
+}
+
+/// `RowOps::exp_shifted` eight scores at a time, `attention::exp`'s operations on vectors (the same
+/// bits); the scores past the last eight by `attention::exp` itself. Safety: the CPU has AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) {
+    use crate::attention::{EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp};
+    let splat = _mm256_set1_ps;
+    let mut eights = scores.chunks_exact_mut(8);
+    for s in &mut eights {
+        // SAFETY: `s` holds 8 floats.
+        let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(s.as_ptr()) }, splat(max));
+        // `max_ps` keeps the second operand where `x` is NaN, as `f32::max` does.
+        let x = _mm256_max_ps(x, splat(EXP_MIN));
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, splat(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fmadd_ps(n, splat(-LN2_HI), x);
+        let r = _mm256_fmadd_ps(n, splat(-LN2_LO), r);
+        let p = EXP_POLY[1..].iter().fold(splat(EXP_POLY[0]), |p, &c| _mm256_fmadd_ps(p, r, splat(c)));
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), splat(1.0));
+        let two_n =
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), _mm256_mul_ps(y, two_n)) };
+    }
+    for s in eights.into_remainder() {
+        *s = exp(*s - max);
+    }
+}
+
+/// `RowOps::weighted_sum` over the head dimension in strips of up to 64 values whose sums stay in registers
+/// while every key passes. Safety: the CPU has AVX2 and FMA; `out.len()` is a multiple of 8 and `v` holds
+/// `p.len()` values of that length.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_sum_avx2(p: &[f32], v: &[f32], out: &mut [f32]) {
+    let hd = out.len();
+    let mut offset = 0;
+    while hd - offset >= 64 {
+        // SAFETY: the strip lies inside the head dimension.
+        unsafe { weighted_strip::<8>(p, v, hd, offset, out) };
+        offset += 64;
+    }
+    if hd - offset >= 32 {
+        // SAFETY: as above.
+        unsafe { weighted_strip::<4>(p, v, hd, offset, out) };
+        offset += 32;
+    }
+    if hd - offset >= 16 {
+        // SAFETY: as above.
+        unsafe { weighted_strip::<2>(p, v, hd, offset, out) };
+        offset += 16;
+    }
+    if hd - offset >= 8 {
+        // SAFETY: as above.
+        unsafe { weighted_strip::<1>(p, v, hd, offset, out) };
+    }
+}
+
+/// Elements `offset .. offset + 8N` of the weighted sum. Safety: as `weighted_sum_avx2`, and
+/// `offset + 8N <= hd`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_strip<const N: usize>(p: &[f32], v: &[f32], hd: usize, offset: usize, out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (j, &pj) in p.iter().enumerate() {
+        let a = _mm256_set1_ps(pj);
+        // SAFETY: value `j` spans `j * hd .. (j + 1) * hd` of `v`, and the strip lies inside it.
+        let row = unsafe { v.as_ptr().add(j * hd + offset) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *acc = _mm256_fmadd_ps(a, unsafe { _mm256_loadu_ps(row.add(8 * r)) }, *acc);
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: the strip lies inside `out`.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(offset + 8 * r), *acc) };
     }
 }
 
@@ -195,22 +331,6 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         acc = _mm256_fmadd_ps(x, y, acc);
     }
     hsum(acc)
-}
-
-/// `y += alpha · x` (lengths equal, a multiple of 8). Safety: the CPU has AVX2 and FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
-    let a = _mm256_set1_ps(alpha);
-    for (x, y) in x.chunks_exact(8).zip(y.chunks_exact_mut(8)) {
-        // SAFETY: each chunk holds 8 floats.
-        unsafe {
-            _mm256_storeu_ps(
-                y.as_mut_ptr(),
-                _mm256_fmadd_ps(a, _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())),
-            )
-        };
-    }
 }
 
 /// `pack::quantize_block` with AVX2, operation for operation (largest magnitude, scale, rounding half away

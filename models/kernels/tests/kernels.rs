@@ -203,18 +203,42 @@ mod attention {
 
     #[test]
     fn every_family_and_every_chunking_gives_the_same_bits() {
-        let (q, k, v) = operands(30);
-        let whole = run(Isa::Scalar, &q, 30, 0, 30, &k, &v);
-        let width = SHAPE.heads * SHAPE.head_dim;
-        for &isa in Isa::available() {
-            assert_eq!(run(isa, &q, 30, 0, 30, &k, &v), whole, "{isa:?}, whole prompt");
-            // The same rows computed in chunks (3 + 11 + 16) and one by one, as chunked prefill and decode do.
-            for (start, t) in [(0, 3), (3, 11), (14, 16)] {
-                let part = run(isa, &q, 30, start, t, &k, &v);
-                assert_eq!(part, whole[start * width..(start + t) * width], "{isa:?}, rows {start}..{}", start + t);
-            }
-            for i in 0..30 {
-                assert_eq!(run(isa, &q, 30, i, 1, &k, &v), whole[i * width..(i + 1) * width], "{isa:?}, row {i}");
+        // Head dimensions of one to three register strips and their remainders; 30 keys are three groups of
+        // eight and six single keys in the vector paths.
+        for head_dim in [8, 16, 24, 64, 72, 120, 136] {
+            let shape = AttentionShape { head_dim, ..SHAPE };
+            let mut values = Values(head_dim as u64);
+            let kv = shape.kv_heads * CAPACITY * head_dim;
+            let (q, k, v) = (values.take(shape.heads * 30 * head_dim, 2.0), values.take(kv, 2.0), values.take(kv, 1.0));
+            let run = |isa: Isa, start: usize, t: usize| {
+                let input = AttentionInput {
+                    q: &q,
+                    q_rows: 30,
+                    q_row0: start,
+                    t,
+                    past: start,
+                    k: &k,
+                    v: &v,
+                    capacity: CAPACITY,
+                };
+                let mut out = vec![f32::NAN; t * shape.heads * head_dim];
+                attention(isa, shape, &input, &mut out).unwrap();
+                out
+            };
+            let whole = run(Isa::Scalar, 0, 30);
+            let width = shape.heads * head_dim;
+            for &isa in Isa::available() {
+                assert_eq!(run(isa, 0, 30), whole, "{isa:?}, head_dim {head_dim}, whole prompt");
+                // The same rows computed in chunks (3 + 11 + 16) and one by one, as chunked prefill and decode do.
+                for (start, t) in [(0, 3), (3, 11), (14, 16)] {
+                    let part = run(isa, start, t);
+                    let want = &whole[start * width..(start + t) * width];
+                    assert_eq!(part, want, "{isa:?}, head_dim {head_dim}, rows {start}..{}", start + t);
+                }
+                for i in 0..30 {
+                    let want = &whole[i * width..(i + 1) * width];
+                    assert_eq!(run(isa, i, 1), want, "{isa:?}, head_dim {head_dim}, row {i}");
+                }
             }
         }
     }
