@@ -8,6 +8,7 @@
 //! - [`QuantizedRows`]: a batch of activation rows quantized into reusable buffers (no allocation per step
 //!   once they have grown).
 //! - [`attention`]: causal attention of a sequence's new tokens against its KV cache, fused per query row.
+//! - [`swiglu`]: a Llama MLP's activation, `silu(gate) × up`, in one pass over a fused gate-and-up product.
 //! - [`matmul`]: the product, tiled (several rows × four columns share every load) and split over the
 //!   current rayon pool's threads by output columns, so a lane's thread budget bounds it.
 //!
@@ -16,6 +17,7 @@
 //! tree) is the same sequence on every path, the scalar reference included. A row's result never depends on
 //! how many other rows share the call, so greedy decoding is the same alone and batched.
 
+mod activation;
 mod attention;
 mod isa;
 mod matmul;
@@ -25,6 +27,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use activation::swiglu;
 pub use attention::{AttentionInput, AttentionShape, attention};
 pub use isa::Isa;
 pub use matmul::matmul;

@@ -222,6 +222,34 @@ impl PackedWeights {
         PackedWeights { isa, bits: WeightBits::Eight, n, k, qs, scales, mins: Vec::new() }
     }
 
+    /// The columns of `parts` side by side, in order: one product then gives what each part's would (the
+    /// same bits, since every output column is computed on its own). The parts share the instruction set,
+    /// the width of their values and the inner dimension, and all but the last fill whole groups of columns.
+    pub fn concat(parts: &[&PackedWeights]) -> Result<Self, PackError> {
+        let Some((first, rest)) = parts.split_first() else {
+            return Err(PackError::Mismatch("nothing to concatenate".into()));
+        };
+        for (i, p) in parts.iter().enumerate() {
+            if (p.isa, p.bits, p.k) != (first.isa, first.bits, first.k) {
+                return Err(PackError::Mismatch(format!(
+                    "part {i} is {:?} {:?} of width {}, part 0 {:?} {:?} of width {}",
+                    p.isa, p.bits, p.k, first.isa, first.bits, first.k
+                )));
+            }
+            if i + 1 < parts.len() && !p.n.is_multiple_of(GROUP) {
+                return Err(PackError::Mismatch(format!("part {i} has {} columns, not whole groups of {GROUP}", p.n)));
+            }
+        }
+        let mut all = (*first).clone();
+        for p in rest {
+            all.n += p.n;
+            all.qs.extend_from_slice(&p.qs);
+            all.scales.extend_from_slice(&p.scales);
+            all.mins.extend_from_slice(&p.mins);
+        }
+        Ok(all)
+    }
+
     /// Output columns.
     pub fn n(&self) -> usize {
         self.n

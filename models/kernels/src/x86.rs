@@ -244,30 +244,63 @@ fn hsum_eight(v: [__m256; 8]) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) {
-    use crate::attention::{EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp};
-    let splat = _mm256_set1_ps;
     let mut eights = scores.chunks_exact_mut(8);
     for s in &mut eights {
         // SAFETY: `s` holds 8 floats.
-        let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(s.as_ptr()) }, splat(max));
-        // `max_ps` keeps the second operand where `x` is NaN, as `f32::max` does.
-        let x = _mm256_max_ps(x, splat(EXP_MIN));
-        let n = _mm256_round_ps(
-            _mm256_mul_ps(x, splat(std::f32::consts::LOG2_E)),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-        );
-        let r = _mm256_fmadd_ps(n, splat(-LN2_HI), x);
-        let r = _mm256_fmadd_ps(n, splat(-LN2_LO), r);
-        let p = EXP_POLY[1..].iter().fold(splat(EXP_POLY[0]), |p, &c| _mm256_fmadd_ps(p, r, splat(c)));
-        let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), splat(1.0));
-        let two_n =
-            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+        let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(s.as_ptr()) }, _mm256_set1_ps(max));
         // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), _mm256_mul_ps(y, two_n)) };
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), exp8(x)) };
     }
     for s in eights.into_remainder() {
-        *s = exp(*s - max);
+        *s = crate::attention::exp(*s - max);
     }
+}
+
+/// `activation::swiglu`'s row on eight lanes at a time, `activation::silu`'s operations (the same bits); the
+/// elements past the last eight by `silu` itself. Safety: the CPU has AVX2 and FMA; the slices have one
+/// length.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let one = _mm256_set1_ps(1.0);
+    let done = out.len() / 8 * 8;
+    let mut eights = out.chunks_exact_mut(8);
+    for (i, o) in (&mut eights).enumerate() {
+        // SAFETY: element `8i + 7` is inside all three slices, which have one length.
+        let (g, u) = unsafe { (_mm256_loadu_ps(gate.as_ptr().add(8 * i)), _mm256_loadu_ps(up.as_ptr().add(8 * i))) };
+        let e = exp8(_mm256_or_ps(g, sign));
+        let denominator = _mm256_add_ps(one, e);
+        let positive = _mm256_div_ps(g, denominator);
+        let negative = _mm256_div_ps(_mm256_mul_ps(g, e), denominator);
+        // g >= 0 picks the first form; NaN compares false and takes the second, as the scalar branch does.
+        let silu = _mm256_blendv_ps(negative, positive, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ));
+        // SAFETY: `o` holds 8 floats.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(silu, u)) };
+    }
+    for ((o, &g), &u) in eights.into_remainder().iter_mut().zip(&gate[done..]).zip(&up[done..]) {
+        *o = crate::activation::silu(g) * u;
+    }
+}
+
+/// `attention::exp` on eight lanes, its operations in its order (the same bits).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp8(x: __m256) -> __m256 {
+    use crate::attention::{EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+    let splat = _mm256_set1_ps;
+    // `max_ps` keeps the second operand where `x` is NaN, as `f32::max` does.
+    let x = _mm256_max_ps(x, splat(EXP_MIN));
+    let n = _mm256_round_ps(
+        _mm256_mul_ps(x, splat(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fmadd_ps(n, splat(-LN2_HI), x);
+    let r = _mm256_fmadd_ps(n, splat(-LN2_LO), r);
+    let p = EXP_POLY[1..].iter().fold(splat(EXP_POLY[0]), |p, &c| _mm256_fmadd_ps(p, r, splat(c)));
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), splat(1.0));
+    let two_n =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    _mm256_mul_ps(y, two_n)
 }
 
 /// `RowOps::weighted_sum` over the head dimension in strips of up to 64 values whose sums stay in registers

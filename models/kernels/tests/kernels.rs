@@ -142,6 +142,68 @@ fn q8_0_blocks_repack_to_the_same_product_as_quantizing() {
 }
 
 #[test]
+fn concatenated_weights_give_each_part_s_columns() {
+    let (m, k) = (5, 96);
+    let mut values = Values(17);
+    let x = values.take(m * k, 1.0);
+    // Whole groups, then a last part with a partial group; products of 5 rows (a full and a partial tile).
+    let widths = [8, 12, 6];
+    for &isa in Isa::available() {
+        let parts: Vec<PackedWeights> =
+            widths.iter().map(|&n| PackedWeights::quantize(&values.take(n * k, 1.0), n, k, isa).unwrap()).collect();
+        let all = PackedWeights::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(all.n(), 26);
+        let together = apply(&all, &x, m);
+        let mut column = 0;
+        for part in &parts {
+            let alone = apply(part, &x, m);
+            for r in 0..m {
+                let got = &together[r * 26 + column..][..part.n()];
+                assert_eq!(got, &alone[r * part.n()..][..part.n()], "{isa:?}: row {r}, columns from {column}");
+            }
+            column += part.n();
+        }
+    }
+    let quantize = |n: usize, k: usize, isa: Isa| PackedWeights::quantize(&vec![0.5; n * k], n, k, isa).unwrap();
+    let (six, eight, wide) = (quantize(6, 32, Isa::Scalar), quantize(8, 32, Isa::Scalar), quantize(8, 64, Isa::Scalar));
+    assert!(PackedWeights::concat(&[&six, &eight]).is_err(), "a partial group before another part");
+    assert!(PackedWeights::concat(&[&eight, &wide]).is_err(), "different widths");
+    assert!(PackedWeights::concat(&[]).is_err(), "nothing");
+    if let Some(&other) = Isa::available().iter().find(|&&isa| isa != Isa::Scalar) {
+        assert!(PackedWeights::concat(&[&eight, &quantize(8, 32, other)]).is_err(), "different instruction sets");
+    }
+}
+
+#[test]
+fn swiglu_gives_the_same_bits_on_every_family_and_silu_times_up() {
+    // 3 rows of 2 × 45 values (five groups of eight and a remainder), gates over ±12, and a large product that
+    // takes the parallel path.
+    for (rows, n) in [(3, 45), (64, 1536)] {
+        let mut values = Values(rows as u64 * 31 + n as u64);
+        let gate_up = values.take(rows * 2 * n, 12.0);
+        let run = |isa: Isa| {
+            let mut out = vec![f32::NAN; rows * n];
+            ferroserve_kernels::swiglu(isa, &gate_up, rows, n, &mut out).unwrap();
+            out
+        };
+        let reference = run(Isa::Scalar);
+        for r in 0..rows {
+            for j in 0..n {
+                let (g, u) = (gate_up[r * 2 * n + j] as f64, gate_up[r * 2 * n + n + j] as f64);
+                let want = g / (1.0 + (-g).exp()) * u;
+                let have = reference[r * n + j] as f64;
+                assert!((have - want).abs() <= 1e-6 * want.abs().max(1e-6), "row {r}, {j}: {have} vs {want}");
+            }
+        }
+        for &isa in Isa::available() {
+            assert_eq!(run(isa), reference, "{isa:?}, {rows} rows of {n}");
+        }
+    }
+    let mut out = vec![0.0; 4];
+    assert!(ferroserve_kernels::swiglu(Isa::Scalar, &[0.0; 7], 1, 4, &mut out).is_err(), "a short input");
+}
+
+#[test]
 fn mismatched_operands_are_refused() {
     let w = PackedWeights::quantize(&[0.5; 64], 2, 32, Isa::Scalar).unwrap();
     let mut rows = QuantizedRows::new();

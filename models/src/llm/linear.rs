@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, Layout, Module, Shape, Storage, Tensor};
 use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows};
 
 use crate::error::ModelError;
@@ -41,6 +41,83 @@ impl Linear {
         match self {
             Linear::Packed(weights) => x.apply_op1_no_bwd(&PackedOp(weights)),
             Linear::Candle(m) => m.forward(x),
+        }
+    }
+}
+
+/// Linear layers that take the same input (a layer's query, key and value projections; its gate and up
+/// projections): one product over their weights side by side when all of them run on the CPU kernels — the
+/// input quantized once, one parallel pass instead of one each — and otherwise one product per layer.
+pub enum SharedInput {
+    Fused { weights: Arc<PackedWeights>, widths: Vec<usize> },
+    Separate(Vec<Linear>),
+}
+
+impl SharedInput {
+    /// Fuses `parts` where the kernels can concatenate their weights (same family, value width and inner
+    /// dimension); keeps them apart otherwise.
+    pub fn new(parts: Vec<Linear>) -> Self {
+        let packed: Option<Vec<&PackedWeights>> = parts
+            .iter()
+            .map(|layer| match layer {
+                Linear::Packed(weights) => Some(&**weights),
+                Linear::Candle(_) => None,
+            })
+            .collect();
+        if let Some(packed) = packed
+            && let Ok(weights) = PackedWeights::concat(&packed)
+        {
+            let widths = packed.iter().map(|w| w.n()).collect();
+            return SharedInput::Fused { weights: Arc::new(weights), widths };
+        }
+        SharedInput::Separate(parts)
+    }
+
+    /// Each layer's product of `x` (`[..., k]`), in the order given to `new`; fused, they are views of one
+    /// product's columns.
+    pub fn forward<const N: usize>(&self, x: &Tensor) -> candle_core::Result<[Tensor; N]> {
+        let products: Vec<Tensor> = match self {
+            SharedInput::Fused { weights, widths } => {
+                let all = x.apply_op1_no_bwd(&PackedOp(weights))?;
+                let mut at = 0;
+                widths
+                    .iter()
+                    .map(|&n| {
+                        at += n;
+                        all.narrow(D::Minus1, at - n, n)
+                    })
+                    .collect::<candle_core::Result<_>>()?
+            }
+            SharedInput::Separate(parts) => {
+                parts.iter().map(|layer| layer.forward(x)).collect::<candle_core::Result<_>>()?
+            }
+        };
+        let count = products.len();
+        products.try_into().map_err(|_| candle_core::Error::Msg(format!("{count} products where {N} were expected")))
+    }
+
+    /// `silu(gate) × up` for two layers, the gate projection first (a Llama MLP's activation): fused, one
+    /// pass over their one product on the kernels ([`ferroserve_kernels::swiglu`]); apart, Candle's
+    /// operations on the two products.
+    pub fn swiglu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            SharedInput::Fused { weights, widths } if widths.len() == 2 && widths[0] == widths[1] => {
+                let both = x.apply_op1_no_bwd(&PackedOp(weights))?;
+                let n = widths[0];
+                let mut dims = both.dims().to_vec();
+                let rows = both.elem_count() / (2 * n).max(1);
+                let mut out = vec![0.0f32; rows * n];
+                with_cpu_f32(&both, |values| ferroserve_kernels::swiglu(weights.isa(), values, rows, n, &mut out))?
+                    .map_err(candle_core::Error::Msg)?;
+                if let Some(last) = dims.last_mut() {
+                    *last = n;
+                }
+                Tensor::from_vec(out, dims, x.device())
+            }
+            _ => {
+                let [gate, up] = self.forward(x)?;
+                candle_nn::ops::silu(&gate)? * up
+            }
         }
     }
 }
@@ -130,4 +207,13 @@ impl CustomOp1 for PackedOp<'_> {
         }
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
+}
+
+/// Runs `f` on a contiguous CPU `f32` tensor's values.
+pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("expected a contiguous f32 tensor on the CPU");
+    };
+    Ok(f(&data[start..end]))
 }

@@ -8,11 +8,11 @@
 //! lock-step cache for the whole batch (same length, no padding mask), which cannot do this.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
-use candle_core::{CpuStorage, D, DType, Device, Storage, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use ferroserve_kernels::{AttentionInput, AttentionShape, Isa, attention};
 
 use crate::error::ModelError;
-use crate::llm::linear::{Linear, cpu_kernels};
+use crate::llm::linear::{Linear, SharedInput, cpu_kernels, with_cpu_f32};
 use crate::llm::step::{KvState, SeqStep, StepModel};
 
 /// Fewest query rows a Candle attention product runs with (see `attend`).
@@ -54,13 +54,12 @@ impl LlamaShape {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// The query, key and value projections.
+    qkv: SharedInput,
     wo: Linear,
     ffn_norm: Tensor,
-    w_gate: Linear,
-    w_up: Linear,
+    /// The gate and up projections.
+    gate_up: SharedInput,
     w_down: Linear,
 }
 
@@ -210,13 +209,10 @@ impl Llama {
             let mut w = |suffix: &str| tensor(&format!("blk.{i}.{suffix}.weight"));
             layers.push(Layer {
                 attn_norm: w("attn_norm")?.dequantize(device)?,
-                wq: linear(w("attn_q")?)?,
-                wk: linear(w("attn_k")?)?,
-                wv: linear(w("attn_v")?)?,
+                qkv: SharedInput::new(vec![linear(w("attn_q")?)?, linear(w("attn_k")?)?, linear(w("attn_v")?)?]),
                 wo: linear(w("attn_output")?)?,
                 ffn_norm: w("ffn_norm")?.dequantize(device)?,
-                w_gate: linear(w("ffn_gate")?)?,
-                w_up: linear(w("ffn_up")?)?,
+                gate_up: SharedInput::new(vec![linear(w("ffn_gate")?)?, linear(w("ffn_up")?)?]),
                 w_down: linear(w("ffn_down")?)?,
             });
         }
@@ -386,9 +382,9 @@ impl Llama {
                 let t = t.reshape((total, heads, s.head_dim))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
                 candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?.squeeze(0)
             };
-            let q = rope(layer.wq.forward(&h)?, s.heads)?;
-            let k = rope(layer.wk.forward(&h)?, s.kv_heads)?;
-            let v = layer.wv.forward(&h)?.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
+            let [q, k, v] = layer.qkv.forward(&h)?;
+            let (q, k) = (rope(q, s.heads)?, rope(k, s.kv_heads)?);
+            let v = v.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
             for (step, offset) in batch.iter_mut().zip(&offsets) {
                 let t = step.tokens.len();
                 let past = step.cache.len;
@@ -402,8 +398,7 @@ impl Llama {
             };
             x = (x + layer.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, s.rms_eps as f32)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
-            x = (x + layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?)?;
+            x = (x + layer.w_down.forward(&layer.gate_up.swiglu(&h)?)?)?;
         }
         let mut last_rows = Vec::new();
         let mut offset = 0;
@@ -423,15 +418,6 @@ impl Llama {
         };
         Ok(batch.iter().map(|step| if step.want_logits { wanted.next() } else { None }).collect())
     }
-}
-
-/// Runs `f` on a contiguous CPU `f32` tensor's values.
-fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
-        candle_core::bail!("expected a contiguous f32 tensor on the CPU");
-    };
-    Ok(f(&data[start..end]))
 }
 
 /// `[t, past + t]`: 0 where token `i` of the chunk may attend (positions up to `past + i`), −inf elsewhere.
