@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use crate::Isa;
-use crate::attention::exp;
+use crate::exp::exp;
 
 /// Elements below which one thread does the whole call.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;

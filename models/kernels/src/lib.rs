@@ -19,6 +19,7 @@
 
 mod activation;
 mod attention;
+mod exp;
 mod isa;
 mod matmul;
 mod pack;

@@ -153,8 +153,8 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
 }
 
-/// `attention::row_with` with the AVX2 dot product and multiply-add, compiled whole for AVX2 so that both
-/// inline. Safety: the CPU has AVX2 and FMA; the slices are as `row_with` wants them.
+/// `attention::row_with` with the AVX2 passes, compiled whole for AVX2 so that they inline. Safety: the CPU
+/// has AVX2 and FMA; the slices are as `row_with` wants them.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn attention_row_avx2(
     q: &[f32],
@@ -239,8 +239,8 @@ fn hsum_eight(v: [__m256; 8]) -> __m256 {
     _mm256_hadd_ps(pairs(halves[0], halves[1]), pairs(halves[2], halves[3]))
 }
 
-/// `RowOps::exp_shifted` eight scores at a time, `attention::exp`'s operations on vectors (the same
-/// bits); the scores past the last eight by `attention::exp` itself. Safety: the CPU has AVX2 and FMA.
+/// `RowOps::exp_shifted` eight scores at a time, `exp::exp`'s operations on vectors (the same
+/// bits); the scores past the last eight by `exp::exp` itself. Safety: the CPU has AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) {
@@ -252,7 +252,7 @@ unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) {
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), exp8(x)) };
     }
     for s in eights.into_remainder() {
-        *s = crate::attention::exp(*s - max);
+        *s = crate::exp::exp(*s - max);
     }
 }
 
@@ -282,11 +282,11 @@ pub(crate) unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `attention::exp` on eight lanes, its operations in its order (the same bits).
+/// `exp::exp` on eight lanes, its operations in its order (the same bits).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp8(x: __m256) -> __m256 {
-    use crate::attention::{EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+    use crate::exp::{EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
     let splat = _mm256_set1_ps;
     // `max_ps` keeps the second operand where `x` is NaN, as `f32::max` does.
     let x = _mm256_max_ps(x, splat(EXP_MIN));
