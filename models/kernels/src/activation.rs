@@ -3,8 +3,8 @@
 //! into a buffer of half the width: one pass where separate operations would make the sigmoid, the product
 //! and two intermediate tensors.
 //!
-//! `silu(g) = g · σ(g)`, with `σ` from [`exp`] of `−|g|` (so the exponential never overflows): `1 / (1 + e)`
-//! for `g ≥ 0`, `e / (1 + e)` below. Every instruction set does these operations in this order, so the
+//! `silu(g) = g · σ(g)`, with `σ` from [`exp`] of `−|g|` (so the exponential never overflows): `g / (1 + e)`
+//! for `g ≥ 0`, `g · e / (1 + e)` below. Every instruction set does these operations in this order, so the
 //! results are the same bits on every path.
 
 use rayon::prelude::*;
@@ -52,7 +52,8 @@ pub fn swiglu(isa: Isa, gate_up: &[f32], rows: usize, n: usize, out: &mut [f32])
 /// `g · σ(g)`; the reference the vector paths match.
 pub(crate) fn silu(g: f32) -> f32 {
     let e = exp(-g.abs());
-    if g >= 0.0 { g / (1.0 + e) } else { g * e / (1.0 + e) }
+    let numerator = if g >= 0.0 { g } else { g * e };
+    numerator / (1.0 + e)
 }
 
 #[cfg(test)]

@@ -269,11 +269,9 @@ pub(crate) unsafe fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
         // SAFETY: element `8i + 7` is inside all three slices, which have one length.
         let (g, u) = unsafe { (_mm256_loadu_ps(gate.as_ptr().add(8 * i)), _mm256_loadu_ps(up.as_ptr().add(8 * i))) };
         let e = exp8(_mm256_or_ps(g, sign));
-        let denominator = _mm256_add_ps(one, e);
-        let positive = _mm256_div_ps(g, denominator);
-        let negative = _mm256_div_ps(_mm256_mul_ps(g, e), denominator);
-        // g >= 0 picks the first form; NaN compares false and takes the second, as the scalar branch does.
-        let silu = _mm256_blendv_ps(negative, positive, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ));
+        // g >= 0 takes g; below (NaN too, which compares false, as in the scalar branch) g · e.
+        let numerator = _mm256_blendv_ps(_mm256_mul_ps(g, e), g, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ));
+        let silu = _mm256_div_ps(numerator, _mm256_add_ps(one, e));
         // SAFETY: `o` holds 8 floats.
         unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(silu, u)) };
     }
