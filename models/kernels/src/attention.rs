@@ -176,7 +176,7 @@ impl RowOps for Portable {
 #[inline(always)]
 pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
     let hd = q.len();
-    scores.clear();
+    // Every score is written by `O::scores`: only a longer row's new elements are filled first.
     scores.resize(k.len() / hd, 0.0);
     O::scores(q, k, scale, scores);
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));

@@ -223,25 +223,31 @@ mod attention {
     const SHAPE: AttentionShape = AttentionShape { heads: 6, kv_heads: 2, head_dim: 16, scale: 0.25 };
     const CAPACITY: usize = 40;
 
-    /// Keys and values for `CAPACITY` positions, queries for `rows` positions.
-    fn operands(rows: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    /// Queries, keys and values.
+    type Operands = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+    /// Keys and values for `CAPACITY` positions, queries for `rows` positions, in `shape`.
+    fn operands(shape: AttentionShape, rows: usize) -> Operands {
         let mut values = Values(99);
-        let kv = SHAPE.kv_heads * CAPACITY * SHAPE.head_dim;
-        (values.take(SHAPE.heads * rows * SHAPE.head_dim, 2.0), values.take(kv, 2.0), values.take(kv, 1.0))
+        let kv = shape.kv_heads * CAPACITY * shape.head_dim;
+        (values.take(shape.heads * rows * shape.head_dim, 2.0), values.take(kv, 2.0), values.take(kv, 1.0))
     }
 
-    /// Rows `start..start + t` of the queries, at positions `start..`, against keys up to their own.
-    fn run(isa: Isa, q: &[f32], q_rows: usize, start: usize, t: usize, k: &[f32], v: &[f32]) -> Vec<f32> {
+    /// Rows `start..start + t` of the queries (`operands`' three), at positions `start..`, against keys up to
+    /// their own.
+    fn run(isa: Isa, shape: AttentionShape, operands: &Operands, q_rows: usize, start: usize, t: usize) -> Vec<f32> {
+        let (q, k, v) = operands;
         let input = AttentionInput { q, q_rows, q_row0: start, t, past: start, k, v, capacity: CAPACITY };
-        let mut out = vec![f32::NAN; t * SHAPE.heads * SHAPE.head_dim];
-        attention(isa, SHAPE, &input, &mut out).unwrap();
+        let mut out = vec![f32::NAN; t * shape.heads * shape.head_dim];
+        attention(isa, shape, &input, &mut out).unwrap();
         out
     }
 
     #[test]
     fn matches_a_plain_softmax_attention() {
-        let (q, k, v) = operands(30);
-        let got = run(Isa::Scalar, &q, 30, 0, 30, &k, &v);
+        let all = operands(SHAPE, 30);
+        let got = run(Isa::Scalar, SHAPE, &all, 30, 0, 30);
+        let (q, k, v) = &all;
         let (hd, n_rep) = (SHAPE.head_dim, SHAPE.heads / SHAPE.kv_heads);
         for h in 0..SHAPE.heads {
             let base = (h / n_rep) * CAPACITY * hd;
@@ -269,24 +275,8 @@ mod attention {
         // eight and six single keys in the vector paths.
         for head_dim in [8, 16, 24, 64, 72, 120, 136] {
             let shape = AttentionShape { head_dim, ..SHAPE };
-            let mut values = Values(head_dim as u64);
-            let kv = shape.kv_heads * CAPACITY * head_dim;
-            let (q, k, v) = (values.take(shape.heads * 30 * head_dim, 2.0), values.take(kv, 2.0), values.take(kv, 1.0));
-            let run = |isa: Isa, start: usize, t: usize| {
-                let input = AttentionInput {
-                    q: &q,
-                    q_rows: 30,
-                    q_row0: start,
-                    t,
-                    past: start,
-                    k: &k,
-                    v: &v,
-                    capacity: CAPACITY,
-                };
-                let mut out = vec![f32::NAN; t * shape.heads * head_dim];
-                attention(isa, shape, &input, &mut out).unwrap();
-                out
-            };
+            let all = operands(shape, 30);
+            let run = |isa: Isa, start: usize, t: usize| run(isa, shape, &all, 30, start, t);
             let whole = run(Isa::Scalar, 0, 30);
             let width = shape.heads * head_dim;
             for &isa in Isa::available() {
@@ -307,7 +297,7 @@ mod attention {
 
     #[test]
     fn bad_shapes_are_refused() {
-        let (q, k, v) = operands(4);
+        let (q, k, v) = operands(SHAPE, 4);
         let input = AttentionInput { q: &q, q_rows: 4, q_row0: 2, t: 3, past: 0, k: &k, v: &v, capacity: CAPACITY };
         assert!(attention(Isa::Scalar, SHAPE, &input, &mut vec![0.0; 3 * 96]).is_err(), "rows past the queries");
         let odd = AttentionShape { head_dim: 12, ..SHAPE };
