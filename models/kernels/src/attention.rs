@@ -11,7 +11,6 @@ use rayon::prelude::*;
 
 use crate::Isa;
 use crate::exp::exp;
-use crate::scalar::hsum8;
 
 /// Work (query rows × keys × head dimension) below which one thread does the whole call.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -187,4 +186,10 @@ pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, s
     for o in out.iter_mut() {
         *o *= inverse;
     }
+}
+
+/// The eight lanes summed as `_mm256` code does it: halves added, then pairs, then the last two.
+fn hsum8(v: [f32; 8]) -> f32 {
+    let s = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
 }

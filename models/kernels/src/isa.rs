@@ -62,8 +62,8 @@ impl Isa {
     pub(crate) fn tile_rows(self) -> usize {
         match self {
             Isa::Scalar => 1,
-            Isa::Avx2 => 2,
-            Isa::Avx512Vnni => 4,
+            Isa::Avx2 => 4,
+            Isa::Avx512Vnni => 8,
         }
     }
 }

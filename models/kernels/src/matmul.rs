@@ -1,5 +1,5 @@
 //! `y = x · Wᵀ` over the current rayon pool: output columns split into contiguous runs of groups, one run
-//! per task; within a run, each group of four columns meets the rows a tile at a time.
+//! per task; within a run, each group of eight columns meets the rows a tile at a time.
 
 use rayon::prelude::*;
 
@@ -10,6 +10,8 @@ use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows, WeightBi
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 /// Tasks per pool thread, so that a slow thread's share can be taken by the others.
 const TASKS_PER_THREAD: usize = 4;
+/// The most rows any family's tile holds (`Isa::tile_rows`).
+const MAX_TILE_ROWS: usize = 8;
 
 /// Writes `x · Wᵀ` (`rows × n`, row-major) into `out`.
 pub fn matmul(w: &PackedWeights, x: &QuantizedRows, out: &mut [f32]) -> Result<(), PackError> {
@@ -48,7 +50,7 @@ fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
     let tile_rows = w.isa.tile_rows();
     let columns = GROUP.min(w.n - g * GROUP);
     let bytes = w.bits.block_bytes();
-    let mut results = [[0.0f32; GROUP]; 4];
+    let mut results = [[0.0f32; GROUP]; MAX_TILE_ROWS];
     let mut r0 = 0;
     while r0 < x.m {
         let rows = tile_rows.min(x.m - r0);
@@ -61,7 +63,6 @@ fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
             a_qs: &x.qs[r0 * kb * BLOCK..][..rows * kb * BLOCK],
             a_scales: &x.scales[r0 * kb..][..rows * kb],
             a_sums: &x.sums[r0 * kb..][..rows * kb],
-            a_corrections: if x.corrections.is_empty() { &[] } else { &x.corrections[r0 * kb * 8..][..rows * kb * 8] },
             blocks: kb,
         };
         let slots = &mut results[..rows];
@@ -83,23 +84,24 @@ fn run_tile(isa: Isa, four: bool, rows: usize, tile: &Tile<'_>, out: &mut [[f32;
     #[cfg(target_arch = "x86_64")]
     {
         use crate::x86::{tile_avx2, tile_vnni};
+        /// `kernel::<rows, four>` for every row count below the family's tile, and the full tile.
+        macro_rules! rows {
+            ($kernel:ident, $four:literal, $($r:literal)+; $full:literal) => {
+                match rows {
+                    $($r => $kernel::<$r, $four>(tile, out),)+
+                    _ => $kernel::<$full, $four>(tile, out),
+                }
+            };
+        }
         // SAFETY: `matmul` checked that this CPU runs `isa` (`Isa::is_available`), and `group` hands over
-        // exactly `rows` rows, with their corrections when the weights are 8-bit VNNI packings.
+        // exactly `rows` rows, at most the family's tile.
         unsafe {
-            match (isa, four, rows) {
-                (Isa::Avx2, false, 1) => tile_avx2::<1, false>(tile, out),
-                (Isa::Avx2, false, _) => tile_avx2::<2, false>(tile, out),
-                (Isa::Avx2, true, 1) => tile_avx2::<1, true>(tile, out),
-                (Isa::Avx2, true, _) => tile_avx2::<2, true>(tile, out),
-                (Isa::Avx512Vnni, false, 1) => tile_vnni::<1, false>(tile, out),
-                (Isa::Avx512Vnni, false, 2) => tile_vnni::<2, false>(tile, out),
-                (Isa::Avx512Vnni, false, 3) => tile_vnni::<3, false>(tile, out),
-                (Isa::Avx512Vnni, false, _) => tile_vnni::<4, false>(tile, out),
-                (Isa::Avx512Vnni, true, 1) => tile_vnni::<1, true>(tile, out),
-                (Isa::Avx512Vnni, true, 2) => tile_vnni::<2, true>(tile, out),
-                (Isa::Avx512Vnni, true, 3) => tile_vnni::<3, true>(tile, out),
-                (Isa::Avx512Vnni, true, _) => tile_vnni::<4, true>(tile, out),
-                (Isa::Scalar, ..) => scalar::tile(tile, out),
+            match (isa, four) {
+                (Isa::Avx2, false) => rows!(tile_avx2, false, 1 2 3; 4),
+                (Isa::Avx2, true) => rows!(tile_avx2, true, 1 2 3; 4),
+                (Isa::Avx512Vnni, false) => rows!(tile_vnni, false, 1 2 3 4 5 6 7; 8),
+                (Isa::Avx512Vnni, true) => rows!(tile_vnni, true, 1 2 3 4 5 6 7; 8),
+                (Isa::Scalar, _) => scalar::tile(tile, out),
             }
         }
     }

@@ -1,7 +1,17 @@
-//! Weights repacked once at load into the layout the kernels read: for every group of four output
-//! columns, block by block, the four columns' 32 values side by side, and their scales as `f32`.
+//! Weights repacked once at load into the layout the kernels read: for every group of eight output
+//! columns, block by block, the columns' values interleaved four bytes at a time (so that one 32-byte load
+//! holds four consecutive values of every column, one column per 32-bit lane), and their scales as `f32`.
 
 use crate::{BLOCK, GROUP, Isa};
+
+/// Consecutive bytes of one column in the interleaved layout (the width of a `vpdpbusd` lane).
+pub(crate) const RUN: usize = 4;
+
+/// Where byte `j` of column `c`'s block lies within the group's bytes of that block: runs of four bytes,
+/// the group's columns side by side for each run.
+pub(crate) fn interleaved(c: usize, j: usize) -> usize {
+    (j / RUN) * GROUP * RUN + c * RUN + j % RUN
+}
 
 /// Bytes of one GGML Q8_0 block: an `f16` scale and 32 `i8` values.
 const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
@@ -66,9 +76,11 @@ pub struct PackedWeights {
     pub(crate) bits: WeightBits,
     pub(crate) n: usize,
     pub(crate) k: usize,
-    /// `[group][block][column in group][block bytes]`. Eight bits: `i8` values, or `i8 + 128` as `u8` for
-    /// [`Isa::Avx512Vnni`] (whose instruction multiplies unsigned by signed bytes). Four bits: GGML's nibble
-    /// bytes. Columns past `n` are zero.
+    /// `[group][block][run][column in group][4 bytes]` (see [`interleaved`]). Eight bits: `i8` values, or
+    /// `i8 + 128` as `u8` for [`Isa::Avx512Vnni`] (whose instruction multiplies unsigned by signed bytes).
+    /// Four bits: GGML's nibble bytes (byte `j`: value `j` low, value `j + 16` high), so a run's low nibbles
+    /// are four values of the block's first half and its high nibbles the same four of the second half.
+    /// Columns past `n` are zero.
     pub(crate) qs: Vec<u8>,
     /// `[group][block][column in group]`.
     pub(crate) scales: Vec<f32>,
@@ -178,10 +190,14 @@ impl PackedWeights {
         for col in 0..n {
             for b in 0..kb {
                 let (scale, min, nibbles) = parse(&data[(col * kb + b) * block_bytes..][..block_bytes]);
-                let slot = ((col / GROUP) * kb + b) * GROUP + col % GROUP;
+                let (g, c) = (col / GROUP, col % GROUP);
+                let slot = (g * kb + b) * GROUP + c;
                 packed.scales[slot] = scale;
                 packed.mins[slot] = min;
-                packed.qs[slot * bytes..][..bytes].copy_from_slice(nibbles);
+                let block = &mut packed.qs[(g * kb + b) * GROUP * bytes..][..GROUP * bytes];
+                for (j, &byte) in nibbles.iter().enumerate() {
+                    block[interleaved(c, j)] = byte;
+                }
             }
         }
         Ok(packed)
@@ -212,10 +228,10 @@ impl PackedWeights {
             let (g, c) = (col / GROUP, col % GROUP);
             for b in 0..kb {
                 let (scale, values) = block(col, b);
-                let slot = (g * kb + b) * GROUP + c;
-                scales[slot] = scale;
-                for (dst, v) in qs[slot * BLOCK..][..BLOCK].iter_mut().zip(values) {
-                    *dst = (v as u8) ^ offset;
+                scales[(g * kb + b) * GROUP + c] = scale;
+                let block = &mut qs[(g * kb + b) * GROUP * BLOCK..][..GROUP * BLOCK];
+                for (j, v) in values.into_iter().enumerate() {
+                    block[interleaved(c, j)] = (v as u8) ^ offset;
                 }
             }
         }

@@ -14,11 +14,9 @@ pub struct QuantizedRows {
     pub(crate) qs: Vec<i8>,
     /// `[row][block]`.
     pub(crate) scales: Vec<f32>,
-    /// `[row][block]`: the sum of the block's values (for 4-bit weights' minimums).
+    /// `[row][block]`: the sum of the block's values (for 4-bit weights' minimums, and to cancel the +128
+    /// that [`Isa::Avx512Vnni`]'s unsigned 8-bit weights carry).
     pub(crate) sums: Vec<i32>,
-    /// For [`Isa::Avx512Vnni`] only, `[row][block][8]`: −128 × the sum of each run of four values, which
-    /// cancels the +128 the unsigned weights carry, lane by lane.
-    pub(crate) corrections: Vec<i32>,
 }
 
 impl QuantizedRows {
@@ -39,23 +37,12 @@ impl QuantizedRows {
         self.k = k;
         self.qs.resize(m * k, 0);
         self.scales.resize(m * kb, 0.0);
-        let vnni = isa == Isa::Avx512Vnni;
         self.sums.resize(m * kb, 0);
-        self.corrections.resize(if vnni { m * kb * 8 } else { 0 }, 0);
         let mut values = [0i8; BLOCK];
         for (i, chunk) in x.chunks_exact(BLOCK).enumerate() {
             self.scales[i] = quantize(isa, chunk, &mut values);
             self.qs[i * BLOCK..][..BLOCK].copy_from_slice(&values);
-            let mut lanes = [0i32; 8];
-            for (lane, four) in lanes.iter_mut().zip(values.chunks_exact(4)) {
-                *lane = four.iter().map(|&v| v as i32).sum();
-            }
-            self.sums[i] = lanes.iter().sum();
-            if vnni {
-                for (c, lane) in self.corrections[i * 8..][..8].iter_mut().zip(lanes) {
-                    *c = -128 * lane;
-                }
-            }
+            self.sums[i] = values.iter().map(|&v| v as i32).sum();
         }
         Ok(())
     }

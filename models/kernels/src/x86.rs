@@ -1,151 +1,145 @@
 //! The x86-64 kernels: AVX2 (`vpmaddubsw`, then `vpmaddwd`) and AVX-512 VNNI on 256-bit registers
-//! (`vpdpbusd`). For 8-bit weights AVX2 multiplies |w| by a·sign(w), and VNNI multiplies w + 128 by a with
-//! the +128 cancelled by a per-lane correction; 4-bit weights are unsigned nibbles, expanded to bytes and
-//! multiplied as they are. Every path gives, per block, eight lanes each holding the exact sum of four
-//! products, the same lanes as the scalar reference, and then does its floating-point steps in its order.
-//! Rows and the weight width are const parameters so the accumulators stay in registers.
+//! (`vpdpbusd`). Weights come interleaved (see `pack::interleaved`): one 32-byte load holds a run of four
+//! values of each of the group's eight columns, and the row's four matching values are broadcast to every
+//! lane, so each 32-bit lane accumulates its own column's block sum and one register holds the eight
+//! columns' exact integer dot products — no horizontal sums. For 8-bit weights AVX2 multiplies |w| by
+//! a·sign(w), and VNNI multiplies w + 128 by a with the +128 cancelled by starting from −128 × the row's sum
+//! of values; 4-bit weights are unsigned nibbles, split into two runs' bytes and multiplied as they are.
+//! The floating-point steps per block are the scalar reference's, eight columns at a time. Rows and the
+//! weight width are const parameters so the accumulators stay in registers.
 
 use std::arch::x86_64::*;
 
+use crate::pack::RUN;
 use crate::scalar::Tile;
 use crate::{BLOCK, GROUP};
 
-/// Column `c`'s values of block `b` as bytes.
+/// Runs in a block: eight of four values.
+const RUNS: usize = BLOCK / RUN;
+
+/// Run `j` of block `b` for the group's eight columns, as bytes: for 4-bit weights, runs `j` and `j + 4` come
+/// from the same 32 bytes (low and high nibbles), and `j` counts the byte runs (0..4).
 #[inline(always)]
-unsafe fn load_column<const FOUR: bool>(t: &Tile<'_>, b: usize, c: usize) -> __m256i {
-    // SAFETY: the caller runs with AVX2 and the slices hold `blocks` blocks per column (checked in `matmul`).
+unsafe fn load_run<const FOUR: bool>(t: &Tile<'_>, b: usize, j: usize) -> [__m256i; 2] {
+    let bytes = if FOUR { BLOCK / 2 } else { BLOCK } * GROUP;
+    // SAFETY: the caller runs with AVX2; the group's slice holds `blocks` blocks of `bytes` (checked in
+    // `matmul`), and run `j` lies within block `b`.
     unsafe {
+        let raw = _mm256_loadu_si256(t.w_qs.as_ptr().add(b * bytes + j * GROUP * RUN) as *const __m256i);
         if FOUR {
-            let raw = _mm_loadu_si128(t.w_qs.as_ptr().add((b * GROUP + c) * BLOCK / 2) as *const __m128i);
-            let low = _mm_set1_epi8(0x0f);
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low), _mm_and_si128(raw, low))
+            let low = _mm256_set1_epi8(0x0f);
+            [_mm256_and_si256(raw, low), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low)]
         } else {
-            _mm256_loadu_si256(t.w_qs.as_ptr().add((b * GROUP + c) * BLOCK) as *const __m256i)
+            [raw, raw]
         }
     }
 }
 
-/// The four columns' values of block `b` as bytes, one register per column.
+/// The block's run `j` of row `ab`'s values, in every lane.
 #[inline(always)]
-unsafe fn load_weights<const FOUR: bool>(t: &Tile<'_>, b: usize) -> [__m256i; GROUP] {
-    // SAFETY: as in `load_column`.
-    std::array::from_fn(|c| unsafe { load_column::<FOUR>(t, b, c) })
+unsafe fn broadcast_run(t: &Tile<'_>, ab: usize, j: usize) -> __m256i {
+    // SAFETY: the caller runs with AVX2; row-block `ab` lies within `a_qs` (checked in `matmul`).
+    unsafe { _mm256_set1_epi32((t.a_qs.as_ptr().add(ab * BLOCK + j * RUN) as *const i32).read_unaligned()) }
 }
 
-/// The 4-bit minimums' terms of block `b` for one row, one lane per column, added to `mins`: `min × row
-/// scale`, then fused with the row's sum of values (the scalar reference's operations).
+/// Adds row-block `ab`'s terms to the row's eight column sums, the scalar reference's operations: the dot
+/// products converted and scaled (row scale × column scales), then for 4-bit weights the minimums (column
+/// minimums × row scale) times the row's sum of values.
 #[inline(always)]
-unsafe fn add_mins(t: &Tile<'_>, b: usize, sa: __m128, sum: i32, mins: __m128) -> __m128 {
-    // SAFETY: 4-bit packings hold a minimum per block and column (the 4-bit constructor of `PackedWeights`
-    // fills them all), sliced per group like the scales by `matmul::group`; the caller runs with AVX2 and FMA.
+unsafe fn accumulate<const FOUR: bool>(t: &Tile<'_>, b: usize, ab: usize, dot: __m256i, acc: __m256) -> __m256 {
+    // SAFETY: the caller runs with AVX2 and FMA; block `b` has eight scales (and minimums for 4-bit weights)
+    // in the group's slices, and row-block `ab` a scale and a sum.
     unsafe {
-        let w_mins = _mm_loadu_ps(t.w_mins.as_ptr().add(b * GROUP));
-        _mm_fmadd_ps(_mm_mul_ps(w_mins, sa), _mm_set1_ps(sum as f32), mins)
+        let sa = _mm256_set1_ps(*t.a_scales.get_unchecked(ab));
+        let ws = _mm256_loadu_ps(t.w_scales.as_ptr().add(b * GROUP));
+        let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sa, ws), acc);
+        if FOUR {
+            let mins = _mm256_loadu_ps(t.w_mins.as_ptr().add(b * GROUP));
+            _mm256_fmadd_ps(_mm256_mul_ps(mins, sa), _mm256_set1_ps(*t.a_sums.get_unchecked(ab) as f32), acc)
+        } else {
+            acc
+        }
     }
 }
 
-/// Each row's minimums' terms as four floats (zeros for 8-bit weights).
+/// Each row's eight column sums into its slot.
 #[inline(always)]
-fn mins_lanes<const R: usize>(mins: &[__m128; R]) -> [[f32; GROUP]; R] {
-    std::array::from_fn(|r| {
-        let mut lanes = [0.0f32; GROUP];
-        // SAFETY: `lanes` holds four floats; SSE is part of x86-64.
-        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
-        lanes
-    })
+fn store<const R: usize>(acc: &[__m256; R], out: &mut [[f32; GROUP]]) {
+    for (v, slot) in acc.iter().zip(out.iter_mut()) {
+        // SAFETY: the slot holds eight floats; callers run with AVX2.
+        unsafe { _mm256_storeu_ps(slot.as_mut_ptr(), *v) };
+    }
 }
 
-/// The AVX2 kernel on `R` rows. Column by column within a block, so that only one column's weights (and their
-/// magnitudes) are live beside the `R × 4` accumulators: all of it fits the sixteen registers. Each cell's
-/// scale is the product the scalar reference takes, made four at a time per row; so are 4-bit weights'
-/// minimums' terms (one lane per column, the reference's operations).
+/// The AVX2 kernel on `R` rows: run by run within a block, so that only one run's weights (and their
+/// magnitudes) are live beside the rows' integer and float sums.
 /// Safety: the CPU has AVX2 and FMA; `t` holds `R` rows and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn tile_avx2<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
-    let mut mins = [_mm_setzero_ps(); R];
-    let mut scales = [[0.0f32; GROUP]; R];
+    let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..kb {
-        // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
-        let ws = unsafe { _mm_loadu_ps(t.w_scales.as_ptr().add(b * GROUP)) };
-        let a: [__m256i; R] = std::array::from_fn(|r| {
-            let ab = r * kb + b;
-            let sa = _mm_set1_ps(t.a_scales[ab]);
-            unsafe { _mm_storeu_ps(scales[r].as_mut_ptr(), _mm_mul_ps(sa, ws)) };
-            if FOUR {
-                mins[r] = unsafe { add_mins(t, b, sa, t.a_sums[ab], mins[r]) };
-            }
-            unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) }
-        });
-        for c in 0..GROUP {
-            let w = unsafe { load_column::<FOUR>(t, b, c) };
+        let mut dot = [_mm256_setzero_si256(); R];
+        let mut run = |w: __m256i, j: usize| {
             let abs_w = if FOUR { w } else { _mm256_sign_epi8(w, w) };
-            for r in 0..R {
-                let signed_a = if FOUR { a[r] } else { _mm256_sign_epi8(a[r], w) };
-                let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, signed_a), ones);
-                let scale = _mm256_broadcast_ss(&scales[r][c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r][c]);
+            for (r, dot) in dot.iter_mut().enumerate() {
+                // SAFETY: row `r` of the tile, run `j` of the block.
+                let a = unsafe { broadcast_run(t, r * kb + b, j) };
+                let signed_a = if FOUR { a } else { _mm256_sign_epi8(a, w) };
+                *dot = _mm256_add_epi32(*dot, _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, signed_a), ones));
+            }
+        };
+        for j in 0..if FOUR { RUNS / 2 } else { RUNS } {
+            // SAFETY: run `j` of block `b`.
+            let [w, high] = unsafe { load_run::<FOUR>(t, b, j) };
+            run(w, j);
+            if FOUR {
+                run(high, j + RUNS / 2);
             }
         }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: block `b` of row `r`.
+            *acc = unsafe { accumulate::<FOUR>(t, b, r * kb + b, dot[r], *acc) };
+        }
     }
-    store::<FOUR, R>(&acc, &mins_lanes(&mins), out);
+    store(&acc, out);
 }
 
-/// The VNNI kernel on `R` rows. With thirty-two registers the four columns' weights stay loaded across the
-/// rows; cell scales and 4-bit minimums' terms are made four at a time per row, as in the AVX2 kernel.
-/// Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows (with their corrections for 8-bit
-/// weights) and `out` has `R` slots.
+/// The VNNI kernel on `R` rows. The block's eight runs of weights stay in registers across the rows; each
+/// row's dot products start from the +128 correction (8-bit) or zero and take one `vpdpbusd` per run.
+/// Safety: the CPU has AVX2, FMA, AVX-512 VL and VNNI; `t` holds `R` rows and `out` has `R` slots.
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
 pub(crate) unsafe fn tile_vnni<const R: usize, const FOUR: bool>(t: &Tile<'_>, out: &mut [[f32; GROUP]]) {
     let kb = t.blocks;
-    let mut acc = [[_mm256_setzero_ps(); GROUP]; R];
-    let mut mins = [_mm_setzero_ps(); R];
-    let mut scales = [0.0f32; GROUP];
+    let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..kb {
-        // SAFETY (all loads): the slices hold `kb` blocks per column and per row; lengths checked by the caller.
-        let w = unsafe { load_weights::<FOUR>(t, b) };
-        let ws = unsafe { _mm_loadu_ps(t.w_scales.as_ptr().add(b * GROUP)) };
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let ab = r * kb + b;
-            let a = unsafe { _mm256_loadu_si256(t.a_qs.as_ptr().add(ab * BLOCK) as *const __m256i) };
-            let start = if FOUR {
-                _mm256_setzero_si256()
-            } else {
-                unsafe { _mm256_loadu_si256(t.a_corrections.as_ptr().add(ab * 8) as *const __m256i) }
-            };
-            let sa = _mm_set1_ps(t.a_scales[ab]);
-            unsafe { _mm_storeu_ps(scales.as_mut_ptr(), _mm_mul_ps(sa, ws)) };
-            for c in 0..GROUP {
-                let dot = _mm256_dpbusd_epi32(start, w[c], a);
-                let scale = _mm256_broadcast_ss(&scales[c]);
-                acc_r[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_r[c]);
-            }
+        let mut w = [_mm256_setzero_si256(); RUNS];
+        for j in 0..if FOUR { RUNS / 2 } else { RUNS } {
+            // SAFETY: run `j` of block `b`.
+            let [low, high] = unsafe { load_run::<FOUR>(t, b, j) };
+            w[j] = low;
             if FOUR {
-                mins[r] = unsafe { add_mins(t, b, sa, t.a_sums[ab], mins[r]) };
+                w[j + RUNS / 2] = high;
             }
         }
-    }
-    store::<FOUR, R>(&acc, &mins_lanes(&mins), out);
-}
-
-/// Each accumulator's lanes summed (the order of `scalar::hsum8`), plus the minimums' sum for 4-bit weights.
-#[inline(always)]
-fn store<const FOUR: bool, const R: usize>(
-    acc: &[[__m256; GROUP]; R],
-    mins: &[[f32; GROUP]; R],
-    out: &mut [[f32; GROUP]],
-) {
-    for ((row, row_mins), slots) in acc.iter().zip(mins).zip(out.iter_mut()) {
-        for ((v, m), slot) in row.iter().zip(row_mins).zip(slots.iter_mut()) {
-            // SAFETY: plain SSE/AVX register operations; callers run with AVX2 enabled.
-            let lanes = unsafe { hsum(*v) };
-            *slot = if FOUR { lanes + m } else { lanes };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let ab = r * kb + b;
+            // SAFETY: row-block `ab` lies within the tile's rows.
+            let start = if FOUR { 0 } else { -128 * unsafe { *t.a_sums.get_unchecked(ab) } };
+            let mut dot = _mm256_set1_epi32(start);
+            for (j, &wj) in w.iter().enumerate() {
+                // SAFETY: as above.
+                dot = _mm256_dpbusd_epi32(dot, wj, unsafe { broadcast_run(t, ab, j) });
+            }
+            // SAFETY: as above.
+            *acc = unsafe { accumulate::<FOUR>(t, b, ab, dot, *acc) };
         }
     }
+    store(&acc, out);
 }
 
+/// The eight lanes summed in `attention::hsum8`'s order.
 #[target_feature(enable = "avx2")]
 fn hsum(v: __m256) -> f32 {
     let halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

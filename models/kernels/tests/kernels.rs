@@ -33,9 +33,20 @@ fn apply(packed: &PackedWeights, x: &[f32], m: usize) -> Vec<f32> {
     out
 }
 
-/// Shapes that exercise one and many blocks, partial column groups and partial row tiles.
-const SHAPES: [(usize, usize, usize); 6] =
-    [(1, 4, 32), (3, 6, 64), (5, 13, 96), (7, 192, 576), (16, 36, 1536), (33, 64, 128)];
+/// Shapes that exercise one and many blocks, partial column groups, and every row count of a partial tile
+/// (1 to 7 rows; 12 is a full and a partial tile of eight, and three full tiles of four).
+const SHAPES: [(usize, usize, usize); 10] = [
+    (1, 4, 32),
+    (2, 8, 64),
+    (3, 6, 64),
+    (4, 17, 32),
+    (5, 13, 96),
+    (6, 9, 32),
+    (7, 192, 576),
+    (12, 20, 160),
+    (16, 36, 1536),
+    (33, 64, 128),
+];
 
 #[test]
 fn every_family_matches_the_scalar_reference_bit_for_bit() {
@@ -147,18 +158,18 @@ fn concatenated_weights_give_each_part_s_columns() {
     let mut values = Values(17);
     let x = values.take(m * k, 1.0);
     // Whole groups, then a last part with a partial group; products of 5 rows (a full and a partial tile).
-    let widths = [8, 12, 6];
+    let widths = [8, 16, 6];
     for &isa in Isa::available() {
         let parts: Vec<PackedWeights> =
             widths.iter().map(|&n| PackedWeights::quantize(&values.take(n * k, 1.0), n, k, isa).unwrap()).collect();
         let all = PackedWeights::concat(&parts.iter().collect::<Vec<_>>()).unwrap();
-        assert_eq!(all.n(), 26);
+        assert_eq!(all.n(), 30);
         let together = apply(&all, &x, m);
         let mut column = 0;
         for part in &parts {
             let alone = apply(part, &x, m);
             for r in 0..m {
-                let got = &together[r * 26 + column..][..part.n()];
+                let got = &together[r * 30 + column..][..part.n()];
                 assert_eq!(got, &alone[r * part.n()..][..part.n()], "{isa:?}: row {r}, columns from {column}");
             }
             column += part.n();
