@@ -4,8 +4,8 @@
 //! Every query row is computed on its own, in a fixed order over the keys, so a token's output is the same
 //! bits whether its prompt was prefilled whole, in chunks, or one token per step, and whichever instruction
 //! set runs it: scores are dot products with eight lanes of fused multiply-adds summed in the `hsum8` order;
-//! the softmax's exponentials are [`exp`]'s, its sum sequential; the weighted sum is one fused multiply-add
-//! per element and key, keys in order.
+//! the softmax's exponentials are [`exp`]'s, summed in eight lanes (then the `hsum8` order, then the keys past
+//! the last eight); the weighted sum is one fused multiply-add per element and key, keys in order.
 
 use rayon::prelude::*;
 
@@ -132,8 +132,9 @@ pub(crate) trait RowOps {
     /// `scores[j] = (q · key j) × scale` for the first `scores.len()` keys of `k`: each dot product with
     /// eight lanes of fused multiply-adds over the head dimension in order, summed in the `hsum8` order.
     fn scores(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]);
-    /// `s ← exp(s − max)` for every score, each by [`exp`].
-    fn exp_shifted(scores: &mut [f32], max: f32);
+    /// `s ← exp(s − max)` for every score, each by [`exp`]; returns their sum: the whole eights in eight
+    /// lanes (score `j` into lane `j mod 8`, in order) summed in the `hsum8` order, then the rest in order.
+    fn exp_shifted(scores: &mut [f32], max: f32) -> f32;
     /// `out = Σ p[j] · value j` from zero, keys in order, one fused multiply-add per element and key.
     fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]);
 }
@@ -154,10 +155,19 @@ impl RowOps for Portable {
         }
     }
 
-    fn exp_shifted(scores: &mut [f32], max: f32) {
-        for s in scores {
-            *s = exp(*s - max);
+    fn exp_shifted(scores: &mut [f32], max: f32) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        let mut eights = scores.chunks_exact_mut(8);
+        for eight in &mut eights {
+            for (s, lane) in eight.iter_mut().zip(&mut lanes) {
+                *s = exp(*s - max);
+                *lane += *s;
+            }
         }
+        eights.into_remainder().iter_mut().fold(hsum8(lanes), |sum, s| {
+            *s = exp(*s - max);
+            sum + *s
+        })
     }
 
     fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
@@ -170,8 +180,8 @@ impl RowOps for Portable {
     }
 }
 
-/// One query row against `k` and `v` (as many keys as they hold) with `O`'s operations: scores, a
-/// sequential softmax, the weighted sum in key order, then one division.
+/// One query row against `k` and `v` (as many keys as they hold) with `O`'s operations: scores, the
+/// softmax's exponentials and their sum, the weighted sum in key order, then one division.
 #[inline(always)]
 pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
     let hd = q.len();
@@ -179,8 +189,7 @@ pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, s
     scores.resize(k.len() / hd, 0.0);
     O::scores(q, k, scale, scores);
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    O::exp_shifted(scores, max);
-    let sum = scores.iter().fold(0.0f32, |sum, &p| sum + p);
+    let sum = O::exp_shifted(scores, max);
     O::weighted_sum(scores, v, out);
     let inverse = 1.0 / sum;
     for o in out.iter_mut() {

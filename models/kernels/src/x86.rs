@@ -172,7 +172,7 @@ impl crate::attention::RowOps for Avx2Row {
     }
 
     #[inline(always)]
-    fn exp_shifted(scores: &mut [f32], max: f32) {
+    fn exp_shifted(scores: &mut [f32], max: f32) -> f32 {
         // SAFETY: as in `scores`.
         unsafe { exp_shifted_avx2(scores, max) }
     }
@@ -233,21 +233,26 @@ fn hsum_eight(v: [__m256; 8]) -> __m256 {
     _mm256_hadd_ps(pairs(halves[0], halves[1]), pairs(halves[2], halves[3]))
 }
 
-/// `RowOps::exp_shifted` eight scores at a time, `exp::exp`'s operations on vectors (the same
-/// bits); the scores past the last eight by `exp::exp` itself. Safety: the CPU has AVX2 and FMA.
+/// `RowOps::exp_shifted` eight scores at a time, `exp::exp`'s operations on vectors (the same bits), summed
+/// in eight lanes; the scores past the last eight by `exp::exp` itself, added in order after the lanes' sum.
+/// Safety: the CPU has AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) {
+unsafe fn exp_shifted_avx2(scores: &mut [f32], max: f32) -> f32 {
+    let mut lanes = _mm256_setzero_ps();
     let mut eights = scores.chunks_exact_mut(8);
     for s in &mut eights {
         // SAFETY: `s` holds 8 floats.
         let x = _mm256_sub_ps(unsafe { _mm256_loadu_ps(s.as_ptr()) }, _mm256_set1_ps(max));
+        let e = exp8(x);
+        lanes = _mm256_add_ps(lanes, e);
         // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), exp8(x)) };
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), e) };
     }
-    for s in eights.into_remainder() {
+    eights.into_remainder().iter_mut().fold(hsum(lanes), |sum, s| {
         *s = crate::exp::exp(*s - max);
-    }
+        sum + *s
+    })
 }
 
 /// `activation::swiglu`'s row on eight lanes at a time, `activation::silu`'s operations (the same bits); the
