@@ -1,5 +1,7 @@
 //! Causal attention of one sequence's new tokens against its cached keys and values, fused (scores,
-//! softmax and weighted sum per query row, nothing materialized but one row of scores).
+//! softmax and weighted sum per query row, nothing materialized but one row of scores per query head).
+//! Query heads that share a key/value head (grouped-query attention) are computed together at each row, up
+//! to four at a time, so that the weighted sum loads each value once for all of them.
 //!
 //! Every query row is computed on its own, in a fixed order over the keys, so a token's output is the same
 //! bits whether its prompt was prefilled whole, in chunks, or one token per step, and whichever instruction
@@ -15,8 +17,10 @@ use crate::exp::exp;
 /// Work (query rows × keys × head dimension) below which one thread does the whole call.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// Largest head dimension (the per-row result lives on the stack).
+/// Largest head dimension (the per-row results live on the stack).
 const MAX_HEAD_DIM: usize = 256;
+/// Most query heads computed together over one key/value head.
+const MAX_SHARED: usize = 4;
 
 /// Head counts and sizes of one attention layer.
 #[derive(Debug, Clone, Copy)]
@@ -64,21 +68,33 @@ pub fn attention(isa: Isa, shape: AttentionShape, input: &AttentionInput<'_>, ou
     }
     isa.require()?;
     let isa = if isa == Isa::Scalar { Isa::Scalar } else { Isa::Avx2 };
-    let rows = heads * input.t;
-    let work = rows * seen * hd;
+    let parallel = heads * input.t * seen * hd >= PARALLEL_MIN_WORK;
+    // Query heads per task: those sharing a key/value head, at most four, unless that leaves the pool
+    // fewer than two tasks per thread (one-token decodes of few key/value heads).
+    let shared = heads / kv_heads;
+    let mut together = shared.min(MAX_SHARED);
+    if parallel && kv_heads * shared.div_ceil(together) * input.t < 2 * rayon::current_num_threads() {
+        together = 1;
+    }
+    let chunks = shared.div_ceil(together);
     let out = SharedOut(out.as_mut_ptr());
     let one = |task: usize| {
-        let (h, i) = (task / input.t, task % input.t);
-        let mut result = [0.0f32; MAX_HEAD_DIM];
-        let result = &mut result[..hd];
-        SCORES.with_borrow_mut(|scores| row(isa, shape, input, h, i, scores, result));
-        // SAFETY: each (h, i) task writes its own `hd` elements of row `i`, inside `out` (length checked).
-        unsafe { std::ptr::copy_nonoverlapping(result.as_ptr(), out.at(i * heads * hd + h * hd), hd) };
+        let (head_chunk, i) = (task / input.t, task % input.t);
+        let (kvh, chunk) = (head_chunk / chunks, head_chunk % chunks);
+        let h0 = kvh * shared + chunk * together;
+        let n = together.min((kvh + 1) * shared - h0);
+        let mut result = [0.0f32; MAX_SHARED * MAX_HEAD_DIM];
+        let result = &mut result[..n * hd];
+        SCORES.with_borrow_mut(|scores| rows(isa, shape, input, h0..h0 + n, i, scores, result));
+        // SAFETY: each task writes its own heads' `n × hd` elements of row `i` (the heads are adjacent in a
+        // row), inside `out` (length checked).
+        unsafe { std::ptr::copy_nonoverlapping(result.as_ptr(), out.at(i * heads * hd + h0 * hd), n * hd) };
     };
-    if work < PARALLEL_MIN_WORK {
-        (0..rows).for_each(one);
+    let tasks = kv_heads * chunks * input.t;
+    if parallel {
+        (0..tasks).into_par_iter().for_each(one);
     } else {
-        (0..rows).into_par_iter().for_each(one);
+        (0..tasks).for_each(one);
     }
     Ok(())
 }
@@ -97,34 +113,54 @@ impl SharedOut {
 }
 
 thread_local! {
-    /// Each thread's row of scores, kept between calls.
+    /// Each thread's rows of scores, kept between calls.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Query row `i` of head `h` into `out` (`head_dim` values).
-fn row(
+/// Query row `i` of heads `hs` (at most [`MAX_SHARED`], sharing one key/value head) into `out`
+/// (`head_dim` values per head).
+fn rows(
     isa: Isa,
     shape: AttentionShape,
     input: &AttentionInput<'_>,
-    h: usize,
+    hs: std::ops::Range<usize>,
     i: usize,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let hd = shape.head_dim;
-    let kvh = h / (shape.heads / shape.kv_heads);
-    let q = &input.q[(h * input.q_rows + input.q_row0 + i) * hd..][..hd];
+    let kvh = hs.start / (shape.heads / shape.kv_heads);
+    let q = |h: usize| &input.q[(h * input.q_rows + input.q_row0 + i) * hd..][..hd];
     let keys = input.past + i + 1;
     let base = kvh * input.capacity * hd;
     let (k, v) = (&input.k[base..][..keys * hd], &input.v[base..][..keys * hd]);
+    let scale = shape.scale;
+    match hs.len() {
+        1 => run(isa, [q(hs.start)], k, v, scale, scores, out),
+        2 => run(isa, [q(hs.start), q(hs.start + 1)], k, v, scale, scores, out),
+        3 => run(isa, [q(hs.start), q(hs.start + 1), q(hs.start + 2)], k, v, scale, scores, out),
+        _ => run(isa, [q(hs.start), q(hs.start + 1), q(hs.start + 2), q(hs.start + 3)], k, v, scale, scores, out),
+    }
+}
+
+/// `rows_with` on `isa`'s passes for `G` query heads.
+fn run<const G: usize>(
+    isa: Isa,
+    q: [&[f32]; G],
+    k: &[f32],
+    v: &[f32],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         // SAFETY: `attention` checked that this CPU runs `isa` (`Isa::require`); every non-scalar family has
-        // AVX2 and FMA.
-        return unsafe { crate::x86::attention_row_avx2(q, k, v, shape.scale, scores, out) };
+        // AVX2 and FMA; `rows` hands over the queries, keys and values as `rows_with` wants them.
+        return unsafe { crate::x86::attention_rows_avx2(q, k, v, scale, scores, out) };
     }
     let _ = isa;
-    row_with::<Portable>(q, k, v, shape.scale, scores, out);
+    rows_with::<Portable, G>(q, k, v, scale, scores, out)
 }
 
 /// The vector passes of a row, per instruction set.
@@ -135,8 +171,9 @@ pub(crate) trait RowOps {
     /// `s ← exp(s − max)` for every score, each by [`exp`]; returns their sum: the whole eights in eight
     /// lanes (score `j` into lane `j mod 8`, in order) summed in the `hsum8` order, then the rest in order.
     fn exp_shifted(scores: &mut [f32], max: f32) -> f32;
-    /// `out = Σ p[j] · value j` from zero, keys in order, one fused multiply-add per element and key.
-    fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]);
+    /// For each of `G` rows of weights (`p`, `G × keys`): `out row = Σ p[j] · value j` from zero, keys in
+    /// order, one fused multiply-add per element and key (`out`: `G × head_dim`).
+    fn weighted_sums<const G: usize>(p: &[f32], v: &[f32], out: &mut [f32]);
 }
 
 /// Plain Rust; the reference.
@@ -170,6 +207,16 @@ impl RowOps for Portable {
         })
     }
 
+    fn weighted_sums<const G: usize>(p: &[f32], v: &[f32], out: &mut [f32]) {
+        let hd = out.len() / G;
+        for (p, out) in p.chunks_exact(p.len() / G).zip(out.chunks_exact_mut(hd)) {
+            Self::weighted_sum(p, v, out);
+        }
+    }
+}
+
+impl Portable {
+    /// One row of `RowOps::weighted_sums`.
     fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
         out.fill(0.0);
         for (&p, value) in p.iter().zip(v.chunks_exact(out.len())) {
@@ -180,20 +227,34 @@ impl RowOps for Portable {
     }
 }
 
-/// One query row against `k` and `v` (as many keys as they hold) with `O`'s operations: scores, the
-/// softmax's exponentials and their sum, the weighted sum in key order, then one division.
+/// Query rows of `G` heads against the keys and values they share, `k` and `v` (as many keys as they hold),
+/// with `O`'s operations: each head's scores, the softmax's exponentials and their sum, then the weighted
+/// sums of all `G` in key order, then one division per head. `out` holds `G × head_dim` values.
 #[inline(always)]
-pub(crate) fn row_with<O: RowOps>(q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
-    let hd = q.len();
-    // Every score is written by `O::scores`: only a longer row's new elements are filled first.
-    scores.resize(k.len() / hd, 0.0);
-    O::scores(q, k, scale, scores);
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    let sum = O::exp_shifted(scores, max);
-    O::weighted_sum(scores, v, out);
-    let inverse = 1.0 / sum;
-    for o in out.iter_mut() {
-        *o *= inverse;
+pub(crate) fn rows_with<O: RowOps, const G: usize>(
+    q: [&[f32]; G],
+    k: &[f32],
+    v: &[f32],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = out.len() / G;
+    let keys = k.len() / hd;
+    // Every score is written by `O::scores`: only longer rows' new elements are filled first.
+    scores.resize(G * keys, 0.0);
+    let mut sums = [0.0f32; G];
+    for ((q, scores), sum) in q.iter().zip(scores.chunks_exact_mut(keys)).zip(&mut sums) {
+        O::scores(q, k, scale, scores);
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        *sum = O::exp_shifted(scores, max);
+    }
+    O::weighted_sums::<G>(scores, v, out);
+    for (out, sum) in out.chunks_exact_mut(hd).zip(sums) {
+        let inverse = 1.0 / sum;
+        for o in out.iter_mut() {
+            *o *= inverse;
+        }
     }
 }
 

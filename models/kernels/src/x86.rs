@@ -147,27 +147,27 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
 }
 
-/// `attention::row_with` with the AVX2 passes, compiled whole for AVX2 so that they inline. Safety: the CPU
-/// has AVX2 and FMA; the slices are as `row_with` wants them.
+/// `attention::rows_with` with the AVX2 passes, compiled whole for AVX2 so that they inline. Safety: the
+/// CPU has AVX2 and FMA; the slices are as `rows_with` wants them.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn attention_row_avx2(
-    q: &[f32],
+pub(crate) unsafe fn attention_rows_avx2<const G: usize>(
+    q: [&[f32]; G],
     k: &[f32],
     v: &[f32],
     scale: f32,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    crate::attention::row_with::<Avx2Row>(q, k, v, scale, scores, out);
+    crate::attention::rows_with::<Avx2Row, G>(q, k, v, scale, scores, out);
 }
 
-/// The AVX2 passes of an attention row; only reached through `attention_row_avx2`.
+/// The AVX2 passes of attention rows; only reached through `attention_rows_avx2`.
 struct Avx2Row;
 
 impl crate::attention::RowOps for Avx2Row {
     #[inline(always)]
     fn scores(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]) {
-        // SAFETY: only called from `attention_row_avx2`, which runs with AVX2 and FMA.
+        // SAFETY: only called from `attention_rows_avx2`, which runs with AVX2 and FMA.
         unsafe { scores_avx2(q, k, scale, scores) }
     }
 
@@ -178,9 +178,9 @@ impl crate::attention::RowOps for Avx2Row {
     }
 
     #[inline(always)]
-    fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
+    fn weighted_sums<const G: usize>(p: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `scores`.
-        unsafe { weighted_sum_avx2(p, v, out) }
+        unsafe { weighted_sums_avx2::<G>(p, v, out) }
     }
 }
 
@@ -300,53 +300,68 @@ fn exp8(x: __m256) -> __m256 {
     _mm256_mul_ps(y, two_n)
 }
 
-/// `RowOps::weighted_sum` over the head dimension in strips of up to 64 values whose sums stay in registers
-/// while every key passes. Safety: the CPU has AVX2 and FMA; `out.len()` is a multiple of 8 and `v` holds
-/// `p.len()` values of that length.
+/// `RowOps::weighted_sums` over the head dimension in strips whose sums stay in registers while every key
+/// passes: up to 64 values for one row, 32 for two or three (the value registers loaded once for all of
+/// them), 16 for four; then narrower strips for what is left. Safety: the CPU has AVX2 and FMA;
+/// `out.len()` is `G ×` a multiple of 8 and `v` holds `p.len() / G` values of that length.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weighted_sum_avx2(p: &[f32], v: &[f32], out: &mut [f32]) {
-    let hd = out.len();
+unsafe fn weighted_sums_avx2<const G: usize>(p: &[f32], v: &[f32], out: &mut [f32]) {
+    let hd = out.len() / G;
+    let widest = match G {
+        1 => 8,
+        2 | 3 => 4,
+        _ => 2,
+    };
     let mut offset = 0;
-    while hd - offset >= 64 {
-        // SAFETY: the strip lies inside the head dimension.
-        unsafe { weighted_strip::<8>(p, v, hd, offset, out) };
-        offset += 64;
-    }
-    if hd - offset >= 32 {
-        // SAFETY: as above.
-        unsafe { weighted_strip::<4>(p, v, hd, offset, out) };
-        offset += 32;
-    }
-    if hd - offset >= 16 {
-        // SAFETY: as above.
-        unsafe { weighted_strip::<2>(p, v, hd, offset, out) };
-        offset += 16;
-    }
-    if hd - offset >= 8 {
-        // SAFETY: as above.
-        unsafe { weighted_strip::<1>(p, v, hd, offset, out) };
+    for n in [8, 4, 2, 1] {
+        // Only the widest strip repeats; each narrower one fits at most once in what is left.
+        while n <= widest && hd - offset >= 8 * n {
+            // SAFETY: the strip lies inside the head dimension.
+            unsafe {
+                match n {
+                    8 => weighted_strip::<G, 8>(p, v, hd, offset, out),
+                    4 => weighted_strip::<G, 4>(p, v, hd, offset, out),
+                    2 => weighted_strip::<G, 2>(p, v, hd, offset, out),
+                    _ => weighted_strip::<G, 1>(p, v, hd, offset, out),
+                }
+            }
+            offset += 8 * n;
+        }
     }
 }
 
-/// Elements `offset .. offset + 8N` of the weighted sum. Safety: as `weighted_sum_avx2`, and
+/// Elements `offset .. offset + 8N` of `G` rows' weighted sums. Safety: as `weighted_sums_avx2`, and
 /// `offset + 8N <= hd`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weighted_strip<const N: usize>(p: &[f32], v: &[f32], hd: usize, offset: usize, out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (j, &pj) in p.iter().enumerate() {
-        let a = _mm256_set1_ps(pj);
+unsafe fn weighted_strip<const G: usize, const N: usize>(
+    p: &[f32],
+    v: &[f32],
+    hd: usize,
+    offset: usize,
+    out: &mut [f32],
+) {
+    let keys = p.len() / G;
+    let mut acc = [[_mm256_setzero_ps(); N]; G];
+    for j in 0..keys {
         // SAFETY: value `j` spans `j * hd .. (j + 1) * hd` of `v`, and the strip lies inside it.
         let row = unsafe { v.as_ptr().add(j * hd + offset) };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            *acc = _mm256_fmadd_ps(a, unsafe { _mm256_loadu_ps(row.add(8 * r)) }, *acc);
+        // SAFETY: as above.
+        let x: [__m256; N] = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(row.add(8 * r)) });
+        for (g, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: row `g` of the weights holds `keys` values.
+            let a = _mm256_set1_ps(unsafe { *p.get_unchecked(g * keys + j) });
+            for (acc, &x) in acc.iter_mut().zip(&x) {
+                *acc = _mm256_fmadd_ps(a, x, *acc);
+            }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: the strip lies inside `out`.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(offset + 8 * r), *acc) };
+    for (g, acc) in acc.iter().enumerate() {
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: the strip lies inside row `g` of `out`.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(g * hd + offset + 8 * r), *acc) };
+        }
     }
 }
 

@@ -283,24 +283,29 @@ mod attention {
     #[test]
     fn every_family_and_every_chunking_gives_the_same_bits() {
         // Head dimensions of one to three register strips and their remainders; 30 keys are three groups of
-        // eight and six single keys in the vector paths.
-        for head_dim in [8, 16, 24, 64, 72, 120, 136] {
-            let shape = AttentionShape { head_dim, ..SHAPE };
+        // eight and six single keys in the vector paths. Query heads per key/value head: 1 to 4 computed
+        // together, and 6 as four and two.
+        let layouts = [(6, 2), (4, 4), (4, 2), (8, 2), (12, 2)];
+        for (head_dim, (heads, kv_heads)) in
+            [8, 16, 24, 64, 72, 120, 136].into_iter().flat_map(|d| layouts.map(|l| (d, l)))
+        {
+            let shape = AttentionShape { head_dim, heads, kv_heads, ..SHAPE };
             let all = operands(shape, 30);
             let run = |isa: Isa, start: usize, t: usize| run(isa, shape, &all, 30, start, t);
             let whole = run(Isa::Scalar, 0, 30);
             let width = shape.heads * head_dim;
             for &isa in Isa::available() {
-                assert_eq!(run(isa, 0, 30), whole, "{isa:?}, head_dim {head_dim}, whole prompt");
+                let at = format!("{isa:?}, head_dim {head_dim}, {heads} heads over {kv_heads}");
+                assert_eq!(run(isa, 0, 30), whole, "{at}, whole prompt");
                 // The same rows computed in chunks (3 + 11 + 16) and one by one, as chunked prefill and decode do.
                 for (start, t) in [(0, 3), (3, 11), (14, 16)] {
                     let part = run(isa, start, t);
                     let want = &whole[start * width..(start + t) * width];
-                    assert_eq!(part, want, "{isa:?}, head_dim {head_dim}, rows {start}..{}", start + t);
+                    assert_eq!(part, want, "{at}, rows {start}..{}", start + t);
                 }
                 for i in 0..30 {
                     let want = &whole[i * width..(i + 1) * width];
-                    assert_eq!(run(isa, i, 1), want, "{isa:?}, head_dim {head_dim}, row {i}");
+                    assert_eq!(run(isa, i, 1), want, "{at}, row {i}");
                 }
             }
         }
