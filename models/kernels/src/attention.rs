@@ -54,7 +54,13 @@ pub struct AttentionInput<'a> {
 pub fn attention(isa: Isa, shape: AttentionShape, input: &AttentionInput<'_>, out: &mut [f32]) -> Result<(), String> {
     let AttentionShape { heads, kv_heads, head_dim: hd, .. } = shape;
     let seen = input.past + input.t;
-    if hd == 0 || hd > MAX_HEAD_DIM || !hd.is_multiple_of(8) || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+    if hd == 0
+        || hd > MAX_HEAD_DIM
+        || !hd.is_multiple_of(8)
+        || kv_heads == 0
+        || heads == 0
+        || !heads.is_multiple_of(kv_heads)
+    {
         return Err(format!("unsupported attention shape {shape:?}"));
     }
     if input.q.len() < heads * input.q_rows * hd

@@ -319,6 +319,8 @@ mod attention {
         let odd = AttentionShape { head_dim: 12, ..SHAPE };
         let input = AttentionInput { q: &q, q_rows: 4, q_row0: 0, t: 4, past: 0, k: &k, v: &v, capacity: CAPACITY };
         assert!(attention(Isa::Scalar, odd, &input, &mut vec![0.0; 4 * 72]).is_err(), "head_dim not a multiple of 8");
+        let headless = AttentionShape { heads: 0, ..SHAPE };
+        assert!(attention(Isa::Scalar, headless, &input, &mut []).is_err(), "no query heads");
     }
 }
 
