@@ -174,6 +174,8 @@ pub(crate) trait RowOps {
     /// `scores[j] = (q · key j) × scale` for the first `scores.len()` keys of `k`: each dot product with
     /// eight lanes of fused multiply-adds over the head dimension in order, summed in the `hsum8` order.
     fn scores(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]);
+    /// `scores` for two queries against the same keys (the same bits as two calls).
+    fn scores_pair(q: [&[f32]; 2], k: &[f32], scale: f32, scores: [&mut [f32]; 2]);
     /// `s ← exp(s − max)` for every score, each by [`exp`]; returns their sum: the whole eights in eight
     /// lanes (score `j` into lane `j mod 8`, in order) summed in the `hsum8` order, then the rest in order.
     fn exp_shifted(scores: &mut [f32], max: f32) -> f32;
@@ -195,6 +197,12 @@ impl RowOps for Portable {
                 }
             }
             *score = hsum8(lanes) * scale;
+        }
+    }
+
+    fn scores_pair(q: [&[f32]; 2], k: &[f32], scale: f32, scores: [&mut [f32]; 2]) {
+        for (q, scores) in q.into_iter().zip(scores) {
+            Self::scores(q, k, scale, scores);
         }
     }
 
@@ -234,8 +242,8 @@ impl Portable {
 }
 
 /// Query rows of `G` heads against the keys and values they share, `k` and `v` (as many keys as they hold),
-/// with `O`'s operations: each head's scores, the softmax's exponentials and their sum, then the weighted
-/// sums of all `G` in key order, then one division per head. `out` holds `G × head_dim` values.
+/// with `O`'s operations: each head's scores (two heads at a time), the softmax's exponentials and their sum,
+/// then the weighted sums of all `G` in key order, then one division per head. `out` holds `G × head_dim` values.
 #[inline(always)]
 pub(crate) fn rows_with<O: RowOps, const G: usize>(
     q: [&[f32]; G],
@@ -249,9 +257,17 @@ pub(crate) fn rows_with<O: RowOps, const G: usize>(
     let keys = k.len() / hd;
     // Every score is written by `O::scores`: only longer rows' new elements are filled first.
     scores.resize(G * keys, 0.0);
+    // Scores two heads at a time (each key loaded once for both), then each head's softmax.
+    let mut rows = scores.chunks_exact_mut(keys);
+    for pair in q.chunks(2) {
+        match (pair, rows.next(), rows.next()) {
+            ([q0, q1], Some(s0), Some(s1)) => O::scores_pair([q0, q1], k, scale, [s0, s1]),
+            (_, Some(s0), _) => O::scores(pair[0], k, scale, s0),
+            _ => {}
+        }
+    }
     let mut sums = [0.0f32; G];
-    for ((q, scores), sum) in q.iter().zip(scores.chunks_exact_mut(keys)).zip(&mut sums) {
-        O::scores(q, k, scale, scores);
+    for (scores, sum) in scores.chunks_exact_mut(keys).zip(&mut sums) {
         let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         *sum = O::exp_shifted(scores, max);
     }

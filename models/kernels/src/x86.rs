@@ -172,6 +172,12 @@ impl crate::attention::RowOps for Avx2Row {
     }
 
     #[inline(always)]
+    fn scores_pair(q: [&[f32]; 2], k: &[f32], scale: f32, scores: [&mut [f32]; 2]) {
+        // SAFETY: as in `scores`.
+        unsafe { scores_pair_avx2(q, k, scale, scores) }
+    }
+
+    #[inline(always)]
     fn exp_shifted(scores: &mut [f32], max: f32) -> f32 {
         // SAFETY: as in `scores`.
         unsafe { exp_shifted_avx2(scores, max) }
@@ -212,6 +218,48 @@ unsafe fn scores_avx2(q: &[f32], k: &[f32], scale: f32, scores: &mut [f32]) {
     for (j, score) in scores[done..].iter_mut().enumerate() {
         // SAFETY: as in the caller's contract.
         *score = unsafe { dot_avx2(q, &k[(done + j) * hd..][..hd]) } * scale;
+    }
+}
+
+/// `RowOps::scores_pair`: two queries against four keys at a time, each key loaded once for both, each
+/// (query, key) its own accumulator (the chain of one dot product), the eight horizontal sums done together by
+/// `hsum_eight`; the keys past the last four one dot product at a time. Safety: as `scores_avx2`, both rows
+/// of scores as long.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_pair_avx2(q: [&[f32]; 2], k: &[f32], scale: f32, scores: [&mut [f32]; 2]) {
+    let hd = q[0].len();
+    let [first, second] = scores;
+    let scale8 = _mm256_set1_ps(scale);
+    let fours = first.len() / 4;
+    for g in 0..fours {
+        let keys = k[g * 4 * hd..][..4 * hd].as_ptr();
+        // Accumulators 0..4: the first query against keys 0..4; 4..8: the second against the same keys.
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for c in (0..hd).step_by(8) {
+            // SAFETY: `c + 8 <= hd`, and key `j < 4` of this group starts at `j * hd` within `keys`.
+            let (x0, x1) = unsafe { (_mm256_loadu_ps(q[0].as_ptr().add(c)), _mm256_loadu_ps(q[1].as_ptr().add(c))) };
+            for j in 0..4 {
+                // SAFETY: as above.
+                let key = unsafe { _mm256_loadu_ps(keys.add(j * hd + c)) };
+                acc[j] = _mm256_fmadd_ps(x0, key, acc[j]);
+                acc[4 + j] = _mm256_fmadd_ps(x1, key, acc[4 + j]);
+            }
+        }
+        let sums = _mm256_mul_ps(hsum_eight(acc), scale8);
+        // SAFETY: both rows hold `4 × fours` scores and more.
+        unsafe {
+            _mm_storeu_ps(first.as_mut_ptr().add(4 * g), _mm256_castps256_ps128(sums));
+            _mm_storeu_ps(second.as_mut_ptr().add(4 * g), _mm256_extractf128_ps(sums, 1));
+        }
+    }
+    for j in 4 * fours..first.len() {
+        let key = &k[j * hd..][..hd];
+        // SAFETY: as in the caller's contract.
+        unsafe {
+            first[j] = dot_avx2(q[0], key) * scale;
+            second[j] = dot_avx2(q[1], key) * scale;
+        }
     }
 }
 
@@ -347,13 +395,14 @@ unsafe fn weighted_strip<const G: usize, const N: usize>(
     for j in 0..keys {
         // SAFETY: value `j` spans `j * hd .. (j + 1) * hd` of `v`, and the strip lies inside it.
         let row = unsafe { v.as_ptr().add(j * hd + offset) };
-        // SAFETY: as above.
-        let x: [__m256; N] = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(row.add(8 * r)) });
-        for (g, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: row `g` of the weights holds `keys` values.
-            let a = _mm256_set1_ps(unsafe { *p.get_unchecked(g * keys + j) });
-            for (acc, &x) in acc.iter_mut().zip(&x) {
-                *acc = _mm256_fmadd_ps(a, x, *acc);
+        // SAFETY: row `g` of the weights holds `keys` values.
+        let a: [__m256; G] = std::array::from_fn(|g| _mm256_set1_ps(unsafe { *p.get_unchecked(g * keys + j) }));
+        // One value register live at a time: `G × N` sums, `G` weights and it fit the sixteen registers.
+        for r in 0..N {
+            // SAFETY: as above.
+            let x = unsafe { _mm256_loadu_ps(row.add(8 * r)) };
+            for (acc, a) in acc.iter_mut().zip(&a) {
+                acc[r] = _mm256_fmadd_ps(*a, x, acc[r]);
             }
         }
     }
