@@ -32,7 +32,7 @@ mod x86;
 pub use activation::swiglu;
 pub use attention::{AttentionInput, AttentionShape, attention};
 pub use isa::Isa;
-pub use matmul::matmul;
+pub use matmul::{matmul, matmul_to_vec};
 pub use pack::{PackError, PackedWeights, WeightBits};
 pub use rows::QuantizedRows;
 

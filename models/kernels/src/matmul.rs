@@ -16,15 +16,34 @@ const MAX_TILE_ROWS: usize = 8;
 /// Writes `x · Wᵀ` (`rows × n`, row-major) into `out`.
 pub fn matmul(w: &PackedWeights, x: &QuantizedRows, out: &mut [f32]) -> Result<(), PackError> {
     check(w, x, out.len())?;
+    product(w, x, SharedOut(out.as_mut_ptr()));
+    Ok(())
+}
+
+/// [`matmul`] into a vector that becomes exactly `rows × n` long, without filling it first (the product
+/// writes every element; this saves a pass over memory as large as the output).
+pub fn matmul_to_vec(w: &PackedWeights, x: &QuantizedRows, out: &mut Vec<f32>) -> Result<(), PackError> {
+    let len = x.m * w.n;
+    check(w, x, len)?;
+    out.clear();
+    out.reserve(len);
+    product(w, x, SharedOut(out.spare_capacity_mut().as_mut_ptr().cast()));
+    // SAFETY: the capacity holds `len` elements, and `product` wrote every one of them (every group's
+    // columns of every row).
+    unsafe { out.set_len(len) };
+    Ok(())
+}
+
+/// The product into `out`, which holds `rows × n` elements (checked by the callers).
+fn product(w: &PackedWeights, x: &QuantizedRows, out: SharedOut) {
     let (m, n) = (x.m, w.n);
     let groups = n.div_ceil(GROUP);
     if m == 0 || groups == 0 {
-        return Ok(());
+        return;
     }
     let tasks =
         if m * n * w.k < PARALLEL_MIN_MACS { 1 } else { (rayon::current_num_threads() * TASKS_PER_THREAD).min(groups) };
     let per_task = groups.div_ceil(tasks);
-    let out = SharedOut(out.as_mut_ptr());
     let run = |task: usize| {
         let first = task * per_task;
         for g in first..(first + per_task).min(groups) {
@@ -36,7 +55,6 @@ pub fn matmul(w: &PackedWeights, x: &QuantizedRows, out: &mut [f32]) -> Result<(
     } else {
         (0..tasks).into_par_iter().for_each(run);
     }
-    Ok(())
 }
 
 /// The output buffer, written by tasks at disjoint columns.

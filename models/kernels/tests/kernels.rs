@@ -1,7 +1,7 @@
 //! Every kernel family this CPU runs against the scalar reference (bit for bit), the scalar reference
 //! against an `f32` product (within the quantization error), and the invariances decoding relies on.
 
-use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul};
+use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows, matmul, matmul_to_vec};
 
 /// A small deterministic generator (xorshift), values roughly normal-ish in [-scale, scale].
 struct Values(u64);
@@ -98,6 +98,25 @@ fn a_row_gives_the_same_bits_alone_and_in_any_batch() {
         for r in 0..9 {
             let alone = product(isa, &w, &x[r * k..(r + 1) * k], 1, n, k);
             assert_eq!(alone, batched[r * n..(r + 1) * n], "{isa:?} row {r}");
+        }
+    }
+}
+
+#[test]
+fn matmul_to_vec_gives_the_product_whatever_the_vector_held() {
+    let mut values = Values(23);
+    for &isa in Isa::available() {
+        for (m, n, k) in SHAPES {
+            let w = PackedWeights::quantize(&values.take(n * k, 1.0), n, k, isa).unwrap();
+            let x = values.take(m * k, 1.0);
+            let want = apply(&w, &x, m);
+            let mut rows = QuantizedRows::new();
+            rows.quantize(&x, m, k, isa).unwrap();
+            for held in [0, 3, m * n + 100] {
+                let mut out = vec![7.0; held];
+                matmul_to_vec(&w, &rows, &mut out).unwrap();
+                assert_eq!(out, want, "{isa:?} m={m} n={n} k={k}, the vector held {held}");
+            }
         }
     }
 }

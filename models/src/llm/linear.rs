@@ -190,10 +190,10 @@ impl CustomOp1 for PackedOp<'_> {
             candle_core::bail!("packed matmul: activations of width {k}, weights of width {}", w.k());
         }
         let m = (end - start) / k.max(1);
-        let mut out = vec![0.0f32; m * w.n()];
+        let mut out = Vec::new();
         let mut run = |rows: &mut QuantizedRows| {
             rows.quantize(&data[start..end], m, k, w.isa())?;
-            ferroserve_kernels::matmul(w, rows, &mut out)
+            ferroserve_kernels::matmul_to_vec(w, rows, &mut out)
         };
         // A pool thread waiting inside `matmul` may run another product it stole: that one gets fresh buffers.
         ROWS.with(|cell| match cell.try_borrow_mut() {
