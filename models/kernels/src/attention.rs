@@ -140,33 +140,39 @@ fn rows(
     let keys = input.past + i + 1;
     let base = kvh * input.capacity * hd;
     let (k, v) = (&input.k[base..][..keys * hd], &input.v[base..][..keys * hd]);
-    let scale = shape.scale;
+    /// `run` on the heads `hs.start + g` for the listed `g`.
+    macro_rules! heads {
+        ($($g:literal)+) => {
+            run(isa, &SharedRows { q: [$(q(hs.start + $g)),+], k, v, scale: shape.scale }, scores, out)
+        };
+    }
     match hs.len() {
-        1 => run(isa, [q(hs.start)], k, v, scale, scores, out),
-        2 => run(isa, [q(hs.start), q(hs.start + 1)], k, v, scale, scores, out),
-        3 => run(isa, [q(hs.start), q(hs.start + 1), q(hs.start + 2)], k, v, scale, scores, out),
-        _ => run(isa, [q(hs.start), q(hs.start + 1), q(hs.start + 2), q(hs.start + 3)], k, v, scale, scores, out),
+        1 => heads!(0),
+        2 => heads!(0 1),
+        3 => heads!(0 1 2),
+        _ => heads!(0 1 2 3),
     }
 }
 
-/// `rows_with` on `isa`'s passes for `G` query heads.
-fn run<const G: usize>(
-    isa: Isa,
-    q: [&[f32]; G],
-    k: &[f32],
-    v: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
+/// Query rows of `G` heads and the keys and values they share (as many keys as the slices hold).
+pub(crate) struct SharedRows<'a, const G: usize> {
+    pub q: [&'a [f32]; G],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    /// Multiplies every score.
+    pub scale: f32,
+}
+
+/// `rows_with` on `isa`'s passes.
+fn run<const G: usize>(isa: Isa, rows: &SharedRows<'_, G>, scores: &mut Vec<f32>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         // SAFETY: `attention` checked that this CPU runs `isa` (`Isa::require`); every non-scalar family has
         // AVX2 and FMA; `rows` hands over the queries, keys and values as `rows_with` wants them.
-        return unsafe { crate::x86::attention_rows_avx2(q, k, v, scale, scores, out) };
+        return unsafe { crate::x86::attention_rows_avx2(rows, scores, out) };
     }
     let _ = isa;
-    rows_with::<Portable, G>(q, k, v, scale, scores, out)
+    rows_with::<Portable, G>(rows, scores, out)
 }
 
 /// The vector passes of a row, per instruction set.
@@ -241,26 +247,20 @@ impl Portable {
     }
 }
 
-/// Query rows of `G` heads against the keys and values they share, `k` and `v` (as many keys as they hold),
-/// with `O`'s operations: each head's scores (two heads at a time), the softmax's exponentials and their sum,
-/// then the weighted sums of all `G` in key order, then one division per head. `out` holds `G × head_dim` values.
+/// `rows` with `O`'s operations: each head's scores (two heads at a time), the softmax's exponentials and their
+/// sum, then the weighted sums of all `G` in key order, then one division per head. `out` holds `G ×
+/// head_dim` values.
 #[inline(always)]
-pub(crate) fn rows_with<O: RowOps, const G: usize>(
-    q: [&[f32]; G],
-    k: &[f32],
-    v: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
+pub(crate) fn rows_with<O: RowOps, const G: usize>(rows: &SharedRows<'_, G>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let SharedRows { q, k, v, scale } = *rows;
     let hd = out.len() / G;
     let keys = k.len() / hd;
     // Every score is written by `O::scores`: only longer rows' new elements are filled first.
     scores.resize(G * keys, 0.0);
     // Scores two heads at a time (each key loaded once for both), then each head's softmax.
-    let mut rows = scores.chunks_exact_mut(keys);
+    let mut each = scores.chunks_exact_mut(keys);
     for pair in q.chunks(2) {
-        match (pair, rows.next(), rows.next()) {
+        match (pair, each.next(), each.next()) {
             ([q0, q1], Some(s0), Some(s1)) => O::scores_pair([q0, q1], k, scale, [s0, s1]),
             (_, Some(s0), _) => O::scores(pair[0], k, scale, s0),
             _ => {}

@@ -148,17 +148,14 @@ fn hsum(v: __m256) -> f32 {
 }
 
 /// `attention::rows_with` with the AVX2 passes, compiled whole for AVX2 so that they inline. Safety: the
-/// CPU has AVX2 and FMA; the slices are as `rows_with` wants them.
+/// CPU has AVX2 and FMA; the rows are as `rows_with` wants them.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn attention_rows_avx2<const G: usize>(
-    q: [&[f32]; G],
-    k: &[f32],
-    v: &[f32],
-    scale: f32,
+    rows: &crate::attention::SharedRows<'_, G>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    crate::attention::rows_with::<Avx2Row, G>(q, k, v, scale, scores, out);
+    crate::attention::rows_with::<Avx2Row, G>(rows, scores, out);
 }
 
 /// The AVX2 passes of attention rows; only reached through `attention_rows_avx2`.
