@@ -1,5 +1,8 @@
 //! The instruction sets the kernels are written for, detected at run time.
 
+/// The most rows any family's tile holds ([`Isa::tile_rows`]).
+pub(crate) const MAX_TILE_ROWS: usize = 8;
+
 /// A kernel family. Every machine runs [`Isa::Scalar`]; the others need their CPU features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -58,12 +61,12 @@ impl Isa {
         }
     }
 
-    /// Rows one tile of the kernel computes at once (what the registers hold).
+    /// Rows one tile of the kernel computes at once (what the registers hold), at most [`MAX_TILE_ROWS`].
     pub(crate) fn tile_rows(self) -> usize {
         match self {
             Isa::Scalar => 1,
             Isa::Avx2 => 4,
-            Isa::Avx512Vnni => 8,
+            Isa::Avx512Vnni => MAX_TILE_ROWS,
         }
     }
 }

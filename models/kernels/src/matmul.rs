@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use crate::isa::MAX_TILE_ROWS;
 use crate::scalar::{self, Tile};
 use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows, WeightBits};
 
@@ -10,8 +11,6 @@ use crate::{BLOCK, GROUP, Isa, PackError, PackedWeights, QuantizedRows, WeightBi
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 /// Tasks per pool thread, so that a slow thread's share can be taken by the others.
 const TASKS_PER_THREAD: usize = 4;
-/// The most rows any family's tile holds (`Isa::tile_rows`).
-const MAX_TILE_ROWS: usize = 8;
 
 /// Writes `x · Wᵀ` (`rows × n`, row-major) into `out`.
 pub fn matmul(w: &PackedWeights, x: &QuantizedRows, out: &mut [f32]) -> Result<(), PackError> {
