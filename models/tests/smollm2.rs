@@ -202,6 +202,22 @@ fn every_cpu_kernel_family_gives_the_same_logits() {
     }
 }
 
+/// Candle's own operations (`FERROSERVE_CPU_KERNELS=candle`, and the path of GPU lanes, whose rotary embedding,
+/// caches and attention are Candle's): llama.cpp's greedy answer on the same Q4_1 weights, and the same answers
+/// batched as alone.
+#[test]
+fn candle_operations_answer_like_llama_cpp_batched_or_alone() {
+    let lm = load_language_model_with_kernels(&config(DType::Q4_1), 4096, None).unwrap();
+    let reference = reference("smollm2_llamacpp_greedy.json");
+    let prompts: Vec<Vec<u32>> =
+        reference["prompts"].as_array().unwrap().iter().map(|p| ids(&p["prompt_ids"])).collect();
+    let together = greedy(&lm, &prompts, 12);
+    assert_eq!(together[0], ids(&reference["prompts"][0]["output_ids"]), "llama.cpp's greedy ids");
+    for (i, prompt) in prompts.iter().enumerate() {
+        assert_eq!(greedy(&lm, std::slice::from_ref(prompt), 12)[0], together[i], "prompt {i}: batched vs alone");
+    }
+}
+
 #[test]
 fn q4_1_as_stored_gives_llama_cpp_first_answer() {
     let lm = load_language_model(&config(DType::Q4_1), 4096, &DeviceSpec::Cpu).unwrap();

@@ -36,7 +36,8 @@ pub struct AttentionShape {
 
 /// One sequence's operands. Query row `i` sits at position `past + i` and sees keys `0..=past + i`.
 pub struct AttentionInput<'a> {
-    /// `[heads][q_rows][head_dim]`; this sequence's rows are `q_row0 .. q_row0 + t`.
+    /// `[q_rows][heads × head_dim]` (each token's heads side by side, as the projection makes them); this
+    /// sequence's rows are `q_row0 .. q_row0 + t`.
     pub q: &'a [f32],
     pub q_rows: usize,
     pub q_row0: usize,
@@ -136,7 +137,7 @@ fn rows(
 ) {
     let hd = shape.head_dim;
     let kvh = hs.start / (shape.heads / shape.kv_heads);
-    let q = |h: usize| &input.q[(h * input.q_rows + input.q_row0 + i) * hd..][..hd];
+    let q = |h: usize| &input.q[((input.q_row0 + i) * shape.heads + h) * hd..][..hd];
     let keys = input.past + i + 1;
     let base = kvh * input.capacity * hd;
     let (k, v) = (&input.k[base..][..keys * hd], &input.v[base..][..keys * hd]);

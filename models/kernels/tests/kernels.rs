@@ -282,7 +282,7 @@ mod attention {
         for h in 0..SHAPE.heads {
             let base = (h / n_rep) * CAPACITY * hd;
             for i in 0..30 {
-                let qi = &q[(h * 30 + i) * hd..][..hd];
+                let qi = &q[(i * SHAPE.heads + h) * hd..][..hd];
                 let scores: Vec<f64> = (0..=i)
                     .map(|j| (0..hd).map(|d| qi[d] as f64 * k[base + j * hd + d] as f64).sum::<f64>() * 0.25)
                     .collect();

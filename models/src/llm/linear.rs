@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, CustomOp1, D, Layout, Module, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, InplaceOp1, Layout, Module, Shape, Storage, Tensor};
 use ferroserve_kernels::{Isa, PackedWeights, QuantizedRows};
 
 use crate::error::ModelError;
@@ -216,4 +216,48 @@ pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle
         candle_core::bail!("expected a contiguous f32 tensor on the CPU");
     };
     Ok(f(&data[start..end]))
+}
+
+/// `f` on the elements of a contiguous f32 tensor on the CPU, writable: the tensor's storage changes in place,
+/// for every tensor that shares it.
+pub(crate) fn with_cpu_f32_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> candle_core::Result<R> {
+    /// Candle's hook for changing a tensor's storage in place, carrying `f` in and its result out.
+    struct Access<F, R> {
+        f: RefCell<Option<F>>,
+        result: RefCell<Option<R>>,
+    }
+    impl<F: FnOnce(&mut [f32]) -> R, R> InplaceOp1 for Access<F, R> {
+        fn name(&self) -> &'static str {
+            "cpu-f32-in-place"
+        }
+
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+            let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+                candle_core::bail!("expected a contiguous f32 tensor on the CPU");
+            };
+            if let Some(f) = self.f.borrow_mut().take() {
+                *self.result.borrow_mut() = Some(f(&mut data[start..end]));
+            }
+            Ok(())
+        }
+    }
+    let access = Access { f: RefCell::new(Some(f)), result: RefCell::new(None) };
+    t.inplace_op1(&access)?;
+    access.result.into_inner().ok_or_else(|| candle_core::Error::Msg("expected a tensor on the CPU".into()))
+}
+
+/// `f` on the rows of a two-dimensional f32 tensor on the CPU whose rows are contiguous but may be spaced
+/// apart (a view of some columns of a wider matrix): the elements from the first row's start, and the
+/// distance between rows.
+pub(crate) fn with_cpu_f32_rows<R>(t: &Tensor, f: impl FnOnce(&[f32], usize) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), [rows, width], [stride, 1]) = (&*storage, layout.dims(), layout.stride())
+    else {
+        candle_core::bail!("expected a matrix of f32 rows on the CPU");
+    };
+    let start = layout.start_offset();
+    if *rows > 0 && start + (rows - 1) * stride + width > data.len() {
+        candle_core::bail!("matrix rows past their storage");
+    }
+    Ok(f(&data[start..], *stride))
 }

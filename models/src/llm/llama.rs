@@ -10,9 +10,10 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{D, DType, Device, Tensor};
 use ferroserve_kernels::{AttentionInput, AttentionShape, Isa, attention};
+use rayon::prelude::*;
 
 use crate::error::ModelError;
-use crate::llm::linear::{Linear, SharedInput, cpu_kernels, with_cpu_f32};
+use crate::llm::linear::{Linear, SharedInput, cpu_kernels, with_cpu_f32, with_cpu_f32_mut, with_cpu_f32_rows};
 use crate::llm::step::{KvState, SeqStep, StepModel};
 
 /// Fewest query rows a Candle attention product runs with (see `attend`).
@@ -76,6 +77,40 @@ pub struct Llama {
     /// ferroserve's CPU kernels for the attention (and, for Q8_0, Q4_0, Q4_1 and Q4_K weights, the linear
     /// layers); `None` on GPU devices or when `FERROSERVE_CPU_KERNELS=candle`.
     kernels: Option<Isa>,
+}
+
+/// Where a layer's rotary position embedding, attention and residual additions run: ferroserve's CPU kernels,
+/// or Candle's operations with the step's rows of the cosine and sine tables.
+enum LayerOps {
+    Kernels(Isa),
+    Candle { cos: Tensor, sin: Tensor },
+}
+
+impl LayerOps {
+    /// `x + y`, a residual connection. On the kernels' path `x` is changed in place (it owns its storage: the
+    /// embedding rows, then sums made here), in the calling pool: Candle's addition runs on Candle's own pool
+    /// of threads, which spin after each operation and then hold the cores the kernels' pool computes on.
+    fn residual(&self, x: Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+        /// Elements below which one thread adds alone.
+        const PARALLEL_MIN: usize = 1 << 15;
+        if let LayerOps::Candle { .. } = self {
+            return x + y;
+        }
+        if x.shape() != y.shape() {
+            candle_core::bail!("residual of shape {:?} added to {:?}", y.shape(), x.shape());
+        }
+        with_cpu_f32(y, |y| {
+            with_cpu_f32_mut(&x, |x| {
+                let add = |(x, y): (&mut [f32], &[f32])| x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+                if x.len() < PARALLEL_MIN {
+                    add((x, y));
+                } else {
+                    x.par_chunks_mut(PARALLEL_MIN / 4).zip(y.par_chunks(PARALLEL_MIN / 4)).for_each(add);
+                }
+            })
+        })??;
+        Ok(x)
+    }
 }
 
 /// One sequence's keys and values for every layer, `[kv_heads, capacity, head_dim]` each, filled up to `len`.
@@ -284,12 +319,13 @@ impl Llama {
         Tensor::cat(&outputs, 1)?.transpose(0, 1)?.reshape((total, s.hidden))
     }
 
-    /// The same attention on ferroserve's fused CPU kernel: each query row computed alone, so a token's
-    /// output never depends on how its prompt was chunked or batched.
+    /// The same attention on ferroserve's fused CPU kernel (queries `[tokens, heads × head_dim]`, from
+    /// `rope_into_caches`): each query row computed alone, so a token's output never depends on how its
+    /// prompt was chunked or batched.
     fn attend_fused(
         &self,
         isa: Isa,
-        q: &Tensor,
+        q: &[f32],
         batch: &[SeqStep<'_, KvCache>],
         li: usize,
         offsets: &[usize],
@@ -303,30 +339,95 @@ impl Llama {
             scale: 1.0 / (s.head_dim as f32).sqrt(),
         };
         let mut out = vec![0.0f32; total * s.hidden];
-        with_cpu_f32(q, |q| {
-            for (step, &offset) in batch.iter().zip(offsets) {
-                let (k_cache, v_cache) = &step.cache.layers[li];
-                let t = step.tokens.len();
-                with_cpu_f32(k_cache, |k| {
-                    with_cpu_f32(v_cache, |v| {
-                        let input = AttentionInput {
-                            q,
-                            q_rows: total,
-                            q_row0: offset,
-                            t,
-                            past: step.cache.len,
-                            k,
-                            v,
-                            capacity: step.cache.capacity(),
-                        };
-                        let rows = &mut out[offset * s.hidden..(offset + t) * s.hidden];
-                        attention(isa, shape, &input, rows).map_err(candle_core::Error::Msg)
+        for (step, &offset) in batch.iter().zip(offsets) {
+            let (k_cache, v_cache) = &step.cache.layers[li];
+            let t = step.tokens.len();
+            with_cpu_f32(k_cache, |k| {
+                with_cpu_f32(v_cache, |v| {
+                    let input = AttentionInput {
+                        q,
+                        q_rows: total,
+                        q_row0: offset,
+                        t,
+                        past: step.cache.len,
+                        k,
+                        v,
+                        capacity: step.cache.capacity(),
+                    };
+                    let rows = &mut out[offset * s.hidden..(offset + t) * s.hidden];
+                    attention(isa, shape, &input, rows).map_err(candle_core::Error::Msg)
+                })?
+            })??;
+        }
+        Tensor::from_vec(out, (total, s.hidden), &self.device)
+    }
+
+    /// Llama's rotary position embedding (adjacent pairs rotated) on this step's queries and keys, on the CPU:
+    /// returns the rotated queries, `[tokens, heads × head_dim]` as the attention kernel reads them, and writes
+    /// each sequence's rotated keys and its values into its cache after the tokens already there. One pass
+    /// over the projections where Candle's path transposes, copies, rotates and copies again.
+    fn rope_into_caches(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        batch: &[SeqStep<'_, KvCache>],
+        li: usize,
+        positions: &[u32],
+    ) -> candle_core::Result<Vec<f32>> {
+        let s = &self.shape;
+        let (hd, kv_width) = (s.head_dim, s.kv_heads * s.head_dim);
+        with_cpu_f32(&self.cos, |cos| {
+            with_cpu_f32(&self.sin, |sin| {
+                // The rotation of each pair of a row at position `p`, as `rope_i` computes it.
+                let rotate = |x: &[f32], p: u32, out: &mut [f32]| {
+                    let at = p as usize * hd / 2;
+                    let (cos, sin) = (&cos[at..at + hd / 2], &sin[at..at + hd / 2]);
+                    for (head, out) in x.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+                        for (i, (pair, out)) in head.chunks_exact(2).zip(out.chunks_exact_mut(2)).enumerate() {
+                            out[0] = pair[0] * cos[i] - pair[1] * sin[i];
+                            out[1] = pair[0] * sin[i] + pair[1] * cos[i];
+                        }
+                    }
+                };
+                let width = s.heads * hd;
+                let mut queries = vec![0.0f32; positions.len() * width];
+                with_cpu_f32_rows(q, |q, stride| {
+                    queries
+                        .par_chunks_mut(width)
+                        .zip(positions)
+                        .enumerate()
+                        .for_each(|(r, (out, &p))| rotate(&q[r * stride..][..width], p, out))
+                })?;
+                with_cpu_f32_rows(k, |k, k_stride| {
+                    with_cpu_f32_rows(v, |v, v_stride| {
+                        let mut row = 0;
+                        for step in batch {
+                            let (capacity, past) = (step.cache.capacity(), step.cache.len);
+                            let (k_cache, v_cache) = &step.cache.layers[li];
+                            let rows = row..row + step.tokens.len();
+                            row = rows.end;
+                            // Token `i` of every key/value head goes to `[head][past + i]`.
+                            let at = |r: usize, h: usize| (h * capacity + past + r - rows.start) * hd;
+                            with_cpu_f32_mut(k_cache, |cache| {
+                                for r in rows.clone() {
+                                    for (h, head) in k[r * k_stride..][..kv_width].chunks_exact(hd).enumerate() {
+                                        rotate(head, positions[r], &mut cache[at(r, h)..][..hd]);
+                                    }
+                                }
+                            })?;
+                            with_cpu_f32_mut(v_cache, |cache| {
+                                for r in rows.clone() {
+                                    for (h, head) in v[r * v_stride..][..kv_width].chunks_exact(hd).enumerate() {
+                                        cache[at(r, h)..][..hd].copy_from_slice(head);
+                                    }
+                                }
+                            })?;
+                        }
+                        Ok::<_, candle_core::Error>(())
                     })?
                 })??;
-            }
-            Ok::<_, candle_core::Error>(())
-        })??;
-        Tensor::from_vec(out, (total, s.hidden), &self.device)
+                Ok(queries)
+            })?
+        })?
     }
 
     pub fn shape(&self) -> &LlamaShape {
@@ -364,9 +465,13 @@ impl Llama {
         }
         let total = ids.len();
         let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let positions = Tensor::from_vec(positions, total, &self.device)?;
-        let cos = self.cos.index_select(&positions, 0)?;
-        let sin = self.sin.index_select(&positions, 0)?;
+        let ops = match self.kernels {
+            Some(isa) => LayerOps::Kernels(isa),
+            None => {
+                let at = Tensor::new(positions.as_slice(), &self.device)?;
+                LayerOps::Candle { cos: self.cos.index_select(&at, 0)?, sin: self.sin.index_select(&at, 0)? }
+            }
+        };
         let mut x = self.embed.index_select(&ids, 0)?;
         let offsets: Vec<usize> = batch
             .iter()
@@ -378,27 +483,32 @@ impl Llama {
             .collect();
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, s.rms_eps as f32)?;
-            let rope = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
-                let t = t.reshape((total, heads, s.head_dim))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
-                candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?.squeeze(0)
-            };
             let [q, k, v] = layer.qkv.forward(&h)?;
-            let (q, k) = (rope(q, s.heads)?, rope(k, s.kv_heads)?);
-            let v = v.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
-            for (step, offset) in batch.iter_mut().zip(&offsets) {
-                let t = step.tokens.len();
-                let past = step.cache.len;
-                let (k_cache, v_cache) = &step.cache.layers[li];
-                k_cache.slice_set(&k.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
-                v_cache.slice_set(&v.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
-            }
-            let y = match self.kernels {
-                Some(isa) => self.attend_fused(isa, &q, batch, li, &offsets)?,
-                None => self.attend(&q, batch, li, &offsets)?,
+            let y = match &ops {
+                LayerOps::Kernels(isa) => {
+                    let q = self.rope_into_caches([&q, &k, &v], batch, li, &positions)?;
+                    self.attend_fused(*isa, &q, batch, li, &offsets)?
+                }
+                LayerOps::Candle { cos, sin } => {
+                    let rope = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
+                        let t = t.reshape((total, heads, s.head_dim))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+                        candle_nn::rotary_emb::rope_i(&t, cos, sin)?.squeeze(0)
+                    };
+                    let (q, k) = (rope(q, s.heads)?, rope(k, s.kv_heads)?);
+                    let v = v.reshape((total, s.kv_heads, s.head_dim))?.transpose(0, 1)?;
+                    for (step, offset) in batch.iter_mut().zip(&offsets) {
+                        let t = step.tokens.len();
+                        let past = step.cache.len;
+                        let (k_cache, v_cache) = &step.cache.layers[li];
+                        k_cache.slice_set(&k.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
+                        v_cache.slice_set(&v.narrow(1, *offset, t)?.contiguous()?, 1, past)?;
+                    }
+                    self.attend(&q, batch, li, &offsets)?
+                }
             };
-            x = (x + layer.wo.forward(&y)?)?;
+            x = ops.residual(x, &layer.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, s.rms_eps as f32)?;
-            x = (x + layer.w_down.forward(&layer.gate_up.swiglu(&h)?)?)?;
+            x = ops.residual(x, &layer.w_down.forward(&layer.gate_up.swiglu(&h)?)?)?;
         }
         let mut last_rows = Vec::new();
         let mut offset = 0;
