@@ -374,7 +374,16 @@ impl Llama {
         positions: &[u32],
     ) -> candle_core::Result<Vec<f32>> {
         let s = &self.shape;
-        let (hd, kv_width) = (s.head_dim, s.kv_heads * s.head_dim);
+        let (hd, width, kv_width) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
+        for (t, columns) in [(q, width), (k, kv_width), (v, kv_width)] {
+            if t.dims2()? != (positions.len(), columns) {
+                candle_core::bail!(
+                    "projection of shape {:?} where [{}, {columns}] was expected",
+                    t.shape(),
+                    positions.len()
+                );
+            }
+        }
         with_cpu_f32(&self.cos, |cos| {
             with_cpu_f32(&self.sin, |sin| {
                 // The rotation of each pair of a row at position `p`, as `rope_i` computes it.
@@ -388,7 +397,6 @@ impl Llama {
                         }
                     }
                 };
-                let width = s.heads * hd;
                 let mut queries = vec![0.0f32; positions.len() * width];
                 with_cpu_f32_rows(q, |q, stride| {
                     queries
