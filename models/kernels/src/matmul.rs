@@ -86,9 +86,9 @@ fn group(w: &PackedWeights, x: &QuantizedRows, g: usize, out: &SharedOut) {
         run_tile(w.isa, w.bits == WeightBits::Four, rows, &tile, slots);
         for (r, values) in slots.iter().enumerate() {
             let at = (r0 + r) * w.n + g * GROUP;
-            // SAFETY: `at .. at + columns` is inside the `m × n` buffer (checked in `matmul`), and only the task
-            // that owns group `g` writes these columns. A whole group is a copy of constant size (a vector move,
-            // where a copy of `columns` elements is a call to `memcpy` per row).
+            // SAFETY: `at .. at + columns` is inside the `m × n` buffer (`check`ed by both entry points), and only
+            // the task that owns group `g` writes these columns. A whole group is a copy of constant size (a vector
+            // move, where a copy of `columns` elements is a call to `memcpy` per row).
             unsafe {
                 if columns == GROUP {
                     std::ptr::copy_nonoverlapping(values.as_ptr(), out.0.add(at), GROUP);
